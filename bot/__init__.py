@@ -1,0 +1,1 @@
+"""Ward Watch: keeps the relatives of hospital patients informed."""

@@ -1,0 +1,139 @@
+"""`python -m bot ...`: the commands of INTERFACES.md. Each one is a thin call into a module."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+from typing import Awaitable, Callable
+
+from bot import app, db
+from bot.hospitals import HospitalError, add_hospital, list_hospitals, rotate_key
+from bot.settings import Settings, SettingsError, load_settings
+
+log = logging.getLogger("bot")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bot", description="Ward Watch")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.add_parser("run", help="everything configured in one process (the default)")
+    commands.add_parser("web", help="only the web server: hospital API and webhooks (Procfile web)")
+    commands.add_parser("worker", help="only the scheduler (Procfile worker)")
+
+    database = commands.add_parser("db", help="database maintenance")
+    database.add_subparsers(dest="db_command", required=True, metavar="ACTION").add_parser(
+        "upgrade", help="apply the database migrations"
+    )
+
+    hospitals = commands.add_parser("hospitals", help="register hospitals and their API keys")
+    actions = hospitals.add_subparsers(dest="hospitals_command", required=True, metavar="ACTION")
+    add = actions.add_parser("add", help="register a hospital; prints its API key once")
+    add.add_argument("code", help="short code, e.g. MRB")
+    add.add_argument("--name", required=True)
+    add.add_argument("--helpline", required=True, help="the number relatives should call")
+    add.add_argument("--district")
+    rotate = actions.add_parser("rotate-key", help="issue a new key; the old one stops working")
+    rotate.add_argument("code")
+    actions.add_parser("list", help="the registered hospitals")
+
+    importer = commands.add_parser("import", help="bulk upsert admissions from a CSV file")
+    importer.add_argument("file", type=Path)
+    importer.add_argument("--hospital", required=True, metavar="CODE")
+    importer.add_argument("--dry-run", action="store_true", help="check and report, change nothing")
+
+    commands.add_parser("demo", help="load the fictional demo hospitals and patients")
+    return parser
+
+
+async def _with_session(services: app.Services, work: Callable) -> int:
+    try:
+        async with services.database.session() as session:
+            return await work(session)
+    finally:
+        await services.database.dispose()
+
+
+async def _hospitals(services: app.Services, args: argparse.Namespace) -> int:
+    async def work(session) -> int:
+        if args.hospitals_command == "list":
+            for hospital in await list_hospitals(session):
+                print(f"{hospital.code}\t{hospital.name}\t{hospital.helpline}\t{hospital.district or ''}")
+            return 0
+        try:
+            if args.hospitals_command == "add":
+                issued = await add_hospital(
+                    session, services.settings, services.secret_key,
+                    args.code, args.name, args.helpline, args.district,
+                )  # fmt: skip
+            else:
+                issued = await rotate_key(session, services.secret_key, args.code)
+        except HospitalError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        await session.commit()
+        print(f"{issued.hospital.code} {issued.hospital.name}")
+        print(f"API key (shown once, keep it safe): {issued.api_key}")
+        return 0
+
+    return await _with_session(services, work)
+
+
+async def _import(services: app.Services, args: argparse.Namespace) -> int:
+    from bot.csv_import import import_csv
+
+    async def work(session) -> int:
+        report = await import_csv(session, services, args.file, args.hospital, dry_run=args.dry_run)
+        print(report.summary(), file=sys.stdout)
+        for problem in report.problems:
+            print(problem, file=sys.stderr)
+        return 0 if report.ok else 1
+
+    return await _with_session(services, work)
+
+
+async def _demo(services: app.Services, _args: argparse.Namespace) -> int:
+    from bot.demo import load_demo
+
+    async def work(session) -> int:
+        for line in await load_demo(session, services):
+            print(line)
+        return 0
+
+    return await _with_session(services, work)
+
+
+def _run(coroutine: Awaitable[int | None]) -> int:
+    try:
+        return asyncio.run(coroutine) or 0
+    except KeyboardInterrupt:
+        return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings: Settings = load_settings()
+        if args.command == "db":
+            db.upgrade(settings.database_url)
+            print("database is up to date")
+            return 0
+        services = app.Services.build(settings)
+    except SettingsError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+
+    if args.command == "hospitals":
+        return _run(_hospitals(services, args))
+    if args.command == "import":
+        return _run(_import(services, args))
+    if args.command == "demo":
+        return _run(_demo(services, args))
+    if args.command == "web":
+        return _run(app.serve_web(services))
+    if args.command == "worker":
+        return _run(app.run_worker(services))
+    return _run(app.run_all(services))

@@ -1,0 +1,165 @@
+"""What hospitals send, validated in two layers shared by the API and the CSV import.
+
+1. Shape: the pydantic models below check types, enums and plausible ranges. FastAPI applies them
+   to request bodies; the CSV import applies them to each row.
+2. Context: `resolve()` checks what needs the hospital and the clock: mobile numbers of the
+   configured region, times without an offset read in the hospital's zone, no times in the
+   future. It raises `FieldErrors`, reported exactly like a shape error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta, tzinfo
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, model_validator
+
+from bot.phones import PhoneNumberError, normalise_mobile
+from models.enums import AdmissionStatus, CareArea, Condition, RespiratorySupport, Sex
+
+# A hospital's clock may run a little ahead of ours; beyond this a time "in the future" is a typo.
+CLOCK_SKEW = timedelta(minutes=5)
+
+
+class FieldErrors(ValueError):
+    """One or more (field, reason) pairs, in the order the fields were checked."""
+
+    def __init__(self, errors: list[tuple[str, str]]) -> None:
+        super().__init__("; ".join(f"{field}: {reason}" for field, reason in errors))
+        self.errors = errors
+
+
+@dataclass(frozen=True)
+class IntakeContext:
+    region: str
+    tz: tzinfo
+    now: datetime
+
+
+def _lower(value: Any) -> Any:
+    return value.strip().lower() if isinstance(value, str) else value
+
+
+def _sex(value: Any) -> Any:
+    if isinstance(value, str):
+        words = {"m": "M", "male": "M", "f": "F", "female": "F", "o": "O", "other": "O"}
+        return words.get(value.strip().lower(), value)
+    return value
+
+
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Short = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+Remarks = Annotated[str, StringConstraints(strip_whitespace=True, max_length=1000)]
+
+
+class _Input(BaseModel):
+    # An unknown field is almost always a misspelt one ("spo_2"): refuse it rather than drop it.
+    model_config = ConfigDict(extra="forbid")
+
+
+def _resolve_time(value: datetime | None, field: str, ctx: IntakeContext, errors: list) -> datetime | None:
+    if value is None:
+        return None
+    aware = value if value.utcoffset() is not None else value.replace(tzinfo=ctx.tz)
+    if aware > ctx.now + CLOCK_SKEW:
+        errors.append((field, "is in the future"))
+    return aware
+
+
+def _raise_if(errors: list[tuple[str, str]]) -> None:
+    if errors:
+        raise FieldErrors(errors)
+
+
+class AdmissionIn(_Input):
+    """`PUT /api/v1/admissions/{registration_no}`: the whole admission, replaced idempotently."""
+
+    patient_name: Name
+    contact_mobile: Text = Field(description="the admission mobile number, any common format")
+    alternate_mobiles: list[Text] = Field(default_factory=list, max_length=5)
+    age: int | None = Field(default=None, ge=0, le=130)
+    sex: Annotated[Sex | None, BeforeValidator(_sex)] = None
+    ward: Short | None = None
+    bed: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=50)] | None = None
+    admitted_at: datetime | None = Field(default=None, description="ISO 8601; no offset: hospital time")
+
+    def resolve(self, ctx: IntakeContext) -> "AdmissionIn":
+        errors: list[tuple[str, str]] = []
+        try:
+            contact = normalise_mobile(self.contact_mobile, ctx.region)
+        except PhoneNumberError as exc:
+            errors.append(("contact_mobile", str(exc)))
+            contact = self.contact_mobile
+        alternates: list[str] = []
+        for index, text in enumerate(self.alternate_mobiles):
+            try:
+                number = normalise_mobile(text, ctx.region)
+            except PhoneNumberError as exc:
+                errors.append((f"alternate_mobiles.{index}", str(exc)))
+                continue
+            if number != contact and number not in alternates:
+                alternates.append(number)
+        admitted_at = _resolve_time(self.admitted_at, "admitted_at", ctx, errors)
+        _raise_if(errors)
+        return self.model_copy(
+            update={"contact_mobile": contact, "alternate_mobiles": alternates, "admitted_at": admitted_at}
+        )
+
+
+class ConditionUpdateIn(_Input):
+    """`POST /api/v1/admissions/{registration_no}/updates`: one entry in the patient's history.
+
+    `care_area` and `respiratory_support`, when left out, stay what they were."""
+
+    condition: Annotated[Condition, BeforeValidator(_lower)]
+    care_area: Annotated[CareArea | None, BeforeValidator(_lower)] = None
+    respiratory_support: Annotated[RespiratorySupport | None, BeforeValidator(_lower)] = None
+    spo2: int | None = Field(default=None, ge=0, le=100, description="%")
+    pulse: int | None = Field(default=None, ge=20, le=250, description="beats per minute")
+    bp_systolic: int | None = Field(default=None, ge=50, le=260, description="mmHg")
+    bp_diastolic: int | None = Field(default=None, ge=20, le=180, description="mmHg")
+    temperature_c: float | None = Field(default=None, ge=30, le=45)
+    resp_rate: int | None = Field(default=None, ge=4, le=80, description="breaths per minute")
+    blood_sugar: int | None = Field(default=None, ge=20, le=800, description="mg/dL")
+    remarks: Remarks | None = None
+    recorded_at: datetime | None = Field(
+        default=None, description="ISO 8601; no offset: hospital time; default: now"
+    )
+
+    @model_validator(mode="after")
+    def _diastolic_below_systolic(self) -> "ConditionUpdateIn":
+        if self.bp_systolic is not None and self.bp_diastolic is not None:
+            if self.bp_diastolic >= self.bp_systolic:
+                raise ValueError("bp_diastolic must be below bp_systolic")
+        return self
+
+    def resolve(self, ctx: IntakeContext) -> "ConditionUpdateIn":
+        errors: list[tuple[str, str]] = []
+        recorded_at = _resolve_time(self.recorded_at, "recorded_at", ctx, errors) or ctx.now
+        _raise_if(errors)
+        return self.model_copy(update={"recorded_at": recorded_at, "remarks": self.remarks or None})
+
+
+class StatusIn(_Input):
+    """`POST /api/v1/admissions/{registration_no}/status`."""
+
+    status: Annotated[AdmissionStatus, BeforeValidator(_lower)]
+    at: datetime | None = Field(default=None, description="ISO 8601; no offset: hospital time; default: now")
+    to_hospital: Name | None = Field(default=None, description="required when transferred")
+    remarks: Remarks | None = None
+
+    @model_validator(mode="after")
+    def _transfer_names_destination(self) -> "StatusIn":
+        if self.status == AdmissionStatus.TRANSFERRED and not self.to_hospital:
+            raise ValueError("to_hospital is required when status is transferred")
+        if self.status != AdmissionStatus.TRANSFERRED and self.to_hospital:
+            raise ValueError("to_hospital is only for status transferred")
+        return self
+
+    def resolve(self, ctx: IntakeContext) -> "StatusIn":
+        errors: list[tuple[str, str]] = []
+        at = _resolve_time(self.at, "at", ctx, errors) or ctx.now
+        _raise_if(errors)
+        return self.model_copy(update={"at": at, "remarks": self.remarks or None})

@@ -1,0 +1,271 @@
+"""Settings: config.yaml for every non-secret default, the environment for overrides and secrets.
+
+Everything is validated once, at start. A missing, unknown or mistyped key raises
+`SettingsError` whose message names the key in one line, so an operator sees at once what to fix.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Literal, Mapping
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import phonenumbers
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+
+class SettingsError(Exception):
+    """A configuration problem, phrased for the operator: `<where>: <key>: <reason>`."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DatabaseConfig(_Section):
+    url: str
+
+
+class ServerConfig(_Section):
+    host: str
+    port: int = Field(ge=1, le=65535)
+
+
+class LanguagesConfig(_Section):
+    default: Literal["en", "bn", "hi"]
+    available: list[Literal["en", "bn", "hi"]] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _default_is_available(self) -> "LanguagesConfig":
+        if self.default not in self.available:
+            raise ValueError(f"default language {self.default!r} is not in available")
+        return self
+
+
+class OtpConfig(_Section):
+    digits: int = Field(ge=6, le=8)
+    valid_seconds: int = Field(gt=0)
+    max_wrong_tries: int = Field(gt=0)
+    resend_after_seconds: int = Field(ge=0)
+    max_sends_per_number_per_hour: int = Field(gt=0)
+    max_sends_per_chat_per_hour: int = Field(gt=0)
+    max_numbers_per_chat_per_day: int = Field(gt=0)
+    max_sends_per_hour: int = Field(gt=0)
+
+
+class VerificationConfig(_Section):
+    days_after_discharge: int = Field(ge=0)
+    max_days: int = Field(gt=0)
+
+
+class OverdueConfig(_Section):
+    intensive_care: float = Field(gt=0)
+    critical: float = Field(gt=0)
+    other: float = Field(gt=0)
+
+
+class TelegramPacing(_Section):
+    messages_per_second: float = Field(gt=0)
+    per_chat_messages_per_second: float = Field(gt=0)
+
+
+class WhatsAppPacing(_Section):
+    messages_per_second: float = Field(gt=0)
+
+
+class PacingConfig(_Section):
+    telegram: TelegramPacing
+    whatsapp: WhatsAppPacing
+
+
+class DisclosureConfig(_Section):
+    show_vitals: bool
+    show_remarks: bool
+
+
+class FileConfig(_Section):
+    """The shape of config.yaml. Every key is required so that a typo cannot silently fall back."""
+
+    phone_region: str = Field(min_length=2, max_length=2)
+    hospital_time_zone: str
+    database: DatabaseConfig
+    server: ServerConfig
+    languages: LanguagesConfig
+    otp: OtpConfig
+    verification: VerificationConfig
+    overdue_hours: OverdueConfig
+    pacing: PacingConfig
+    disclosure_defaults: DisclosureConfig
+
+    @field_validator("hospital_time_zone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}") from None
+        return value
+
+
+class Secrets(_Section):
+    """Values that only the environment may give."""
+
+    secret_key: str | None = None
+    telegram_bot_token: str | None = None
+    telegram_webhook_secret: str | None = None
+    twilio_account_sid: str | None = None
+    twilio_auth_token: str | None = None
+
+
+class Environment(_Section):
+    """The environment variables of INTERFACES.md, already read."""
+
+    telegram_api_base_url: str = "https://api.telegram.org/bot"
+    telegram_webhook_url: str | None = None
+    twilio_api_base_url: str | None = None
+    twilio_sms_from: str | None = None
+    twilio_messaging_service_sid: str | None = None
+    twilio_whatsapp_from: str | None = None
+    public_base_url: str | None = None
+    otp_provider: Literal["console", "twilio_sms", "twilio_verify"] | None = None
+
+
+class Settings(_Section):
+    config: FileConfig
+    env: Environment
+    secrets: Secrets
+    database_url: str
+    host: str
+    port: int = Field(ge=1, le=65535)
+
+    @property
+    def time_zone(self) -> ZoneInfo:
+        return ZoneInfo(self.config.hospital_time_zone)
+
+    @property
+    def channels_configured(self) -> bool:
+        return bool(self.secrets.telegram_bot_token or self.env.twilio_whatsapp_from)
+
+    @property
+    def is_local(self) -> bool:
+        """Local mode: an embedded SQLite database and no messaging channel.
+
+        Only there may the service run without SECRET_KEY (see `secret_key_or_local`)."""
+        return self.database_url.startswith("sqlite") and not self.channels_configured
+
+    @property
+    def otp_provider(self) -> str:
+        if self.env.otp_provider:
+            return self.env.otp_provider
+        sms_sender = self.env.twilio_sms_from or self.env.twilio_messaging_service_sid
+        return "twilio_sms" if self.secrets.twilio_account_sid and sms_sender else "console"
+
+    def secret_key_or_local(self, data_dir: Path = Path("data")) -> bytes:
+        """The key for hashing codes and API keys.
+
+        Outside local mode it must come from SECRET_KEY. In local mode a random key is made once
+        and kept in `data/secret_key`, so that API keys issued locally survive a restart."""
+        if self.secrets.secret_key:
+            return self.secrets.secret_key.encode()
+        if not self.is_local:
+            raise SettingsError(
+                "environment: SECRET_KEY: required with PostgreSQL or a messaging channel"
+            )
+        path = data_dir / "secret_key"
+        if not path.exists():
+            data_dir.mkdir(parents=True, exist_ok=True)
+            path.write_text(secrets.token_urlsafe(32))
+            path.chmod(0o600)
+        return path.read_text().strip().encode()
+
+
+def async_database_url(url: str) -> str:
+    """Accept the URLs operators usually write and pick the async driver we install."""
+    for plain, driver in (
+        ("postgres://", "postgresql+asyncpg://"),
+        ("postgresql://", "postgresql+asyncpg://"),
+        ("postgresql+psycopg://", "postgresql+asyncpg://"),
+        ("sqlite://", "sqlite+aiosqlite://"),
+    ):
+        if url.startswith(plain):
+            return driver + url[len(plain) :]
+    return url
+
+
+def _format_error(where: str, error: ValidationError, env_names: bool = False) -> str:
+    first = error.errors()[0]
+    loc = [str(part) for part in first["loc"]]
+    if env_names:
+        # Environment values are validated under their field names; show the variable instead.
+        loc = [loc[-1].upper()] if loc else []
+    key = ".".join(loc) or "(top level)"
+    reason = {
+        "missing": "missing",
+        "extra_forbidden": "unknown key",
+    }.get(first["type"], first["msg"])
+    return f"{where}: {key}: {reason}"
+
+
+def _env(environ: Mapping[str, str], name: str) -> str | None:
+    value = environ.get(name, "").strip()
+    return value or None
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Read BOT_CONFIG (default config.yaml) and the environment; raise `SettingsError`."""
+    environ = os.environ if environ is None else environ
+    path = Path(_env(environ, "BOT_CONFIG") or "config.yaml")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SettingsError(f"{path}: not found (set BOT_CONFIG to its path)") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f"line {mark.line + 1}: " if mark else ""
+        raise SettingsError(f"{path}: {line}not valid YAML") from None
+    if not isinstance(raw, dict):
+        raise SettingsError(f"{path}: (top level): expected a mapping of keys")
+    try:
+        config = FileConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise SettingsError(_format_error(str(path), exc)) from None
+
+    _check_phone_region(path, config.phone_region)
+    try:
+        env = Environment(
+            telegram_api_base_url=_env(environ, "TELEGRAM_API_BASE_URL")
+            or Environment.model_fields["telegram_api_base_url"].default,
+            telegram_webhook_url=_env(environ, "TELEGRAM_WEBHOOK_URL"),
+            twilio_api_base_url=_env(environ, "TWILIO_API_BASE_URL"),
+            twilio_sms_from=_env(environ, "TWILIO_SMS_FROM"),
+            twilio_messaging_service_sid=_env(environ, "TWILIO_MESSAGING_SERVICE_SID"),
+            twilio_whatsapp_from=_env(environ, "TWILIO_WHATSAPP_FROM"),
+            public_base_url=_env(environ, "PUBLIC_BASE_URL"),
+            otp_provider=_env(environ, "OTP_PROVIDER"),
+        )
+        secrets_ = Secrets(
+            secret_key=_env(environ, "SECRET_KEY"),
+            telegram_bot_token=_env(environ, "TELEGRAM_BOT_TOKEN"),
+            telegram_webhook_secret=_env(environ, "TELEGRAM_WEBHOOK_SECRET"),
+            twilio_account_sid=_env(environ, "TWILIO_ACCOUNT_SID"),
+            twilio_auth_token=_env(environ, "TWILIO_AUTH_TOKEN"),
+        )
+        settings = Settings(
+            config=config,
+            env=env,
+            secrets=secrets_,
+            database_url=async_database_url(_env(environ, "DATABASE_URL") or config.database.url),
+            host=_env(environ, "HOST") or config.server.host,
+            port=_env(environ, "PORT") or config.server.port,
+        )
+    except ValidationError as exc:
+        raise SettingsError(_format_error("environment", exc, env_names=True)) from None
+    return settings
+
+
+def _check_phone_region(path: Path, region: str) -> None:
+    if region not in phonenumbers.SUPPORTED_REGIONS:
+        raise SettingsError(f"{path}: phone_region: unknown region {region!r}")

@@ -1,0 +1,235 @@
+"""The hospital API: admissions, condition updates and status changes, one hospital per key.
+
+Handlers translate HTTP to `bot.intake` calls and back. Each request is one transaction: any
+error leaves the database as it was. Another hospital's admission answers exactly as an unknown
+one (404), so a key cannot even learn which registration numbers exist elsewhere.
+"""
+
+# No `from __future__ import annotations`: FastAPI must see the dependency types defined inside
+# `hospital_api` at run time.
+from datetime import datetime
+from typing import Annotated, Any, AsyncIterator, Callable
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Response, status
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel
+from sqlalchemy.exc import IntegrityError
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from bot import intake
+from bot.db import Database
+from bot.hospitals import hospital_for_key
+from bot.schemas import AdmissionIn, ConditionUpdateIn, FieldErrors, IntakeContext, StatusIn
+from models import Admission, ConditionUpdate, Hospital
+
+REGISTRATION_NO_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+RegistrationNo = Annotated[
+    str,
+    Path(
+        pattern=REGISTRATION_NO_PATTERN,
+        description="the hospital's own registration number: letters, digits, '.', '_', '-'",
+    ),
+]
+
+
+class UpdateOut(BaseModel):
+    id: int
+    condition: str
+    care_area: str | None
+    respiratory_support: str | None
+    spo2: int | None
+    pulse: int | None
+    bp_systolic: int | None
+    bp_diastolic: int | None
+    temperature_c: float | None
+    resp_rate: int | None
+    blood_sugar: int | None
+    remarks: str | None
+    recorded_at: datetime
+    received_at: datetime
+
+
+class RecordedUpdateOut(UpdateOut):
+    is_latest: bool
+
+
+class AdmissionOut(BaseModel):
+    hospital: str
+    registration_no: str
+    patient_name: str
+    age: int | None
+    sex: str | None
+    contact_mobile: str
+    alternate_mobiles: list[str]
+    ward: str | None
+    bed: str | None
+    admitted_at: datetime | None
+    status: str
+    status_at: datetime | None
+    transferred_to: str | None
+    status_remarks: str | None
+    latest_update: UpdateOut | None
+
+
+def _local(value: datetime | None, zone: ZoneInfo) -> datetime | None:
+    return value.astimezone(zone) if value else None
+
+
+def _update_out(update: ConditionUpdate, zone: ZoneInfo) -> dict[str, Any]:
+    values = update.model_dump(exclude={"admission_id", "source"})
+    values["recorded_at"] = _local(update.recorded_at, zone)
+    values["received_at"] = _local(update.received_at, zone)
+    return values
+
+
+async def _admission_out(session: AsyncSession, hospital: Hospital, admission: Admission) -> AdmissionOut:
+    zone = ZoneInfo(hospital.time_zone)
+    latest = await intake.latest_update(session, admission.id)
+    return AdmissionOut(
+        **admission.model_dump(
+            include={
+                "registration_no", "patient_name", "age", "sex", "contact_mobile", "ward", "bed",
+                "status", "transferred_to", "status_remarks",
+            }
+        ),  # fmt: skip
+        hospital=hospital.code,
+        alternate_mobiles=await intake.alternates_of(session, admission.id),
+        admitted_at=_local(admission.admitted_at, zone),
+        status_at=_local(admission.status_at, zone),
+        latest_update=_update_out(latest, zone) if latest else None,
+    )
+
+
+def field_errors_response(errors: FieldErrors) -> JSONResponse:
+    """The same shape FastAPI gives a pydantic error, so clients parse one format."""
+    detail = [
+        {"type": "value_error", "loc": ["body", *field.split(".")], "msg": reason}
+        for field, reason in errors.errors
+    ]
+    return JSONResponse({"detail": detail}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
+
+
+def hospital_api(database: Database, secret_key: bytes, region: str, clock: Callable[[], datetime]) -> APIRouter:
+    """The `/api/v1` routes, bound to one database and key."""
+    router = APIRouter(prefix="/api/v1", tags=["hospital API"])
+    bearer = HTTPBearer(auto_error=False, description="the hospital's API key")
+
+    async def session_dependency() -> AsyncIterator[AsyncSession]:
+        async with database.session() as session:
+            yield session
+
+    async def authenticated_hospital(
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+        session: Annotated[AsyncSession, Depends(session_dependency)],
+    ) -> Hospital:
+        hospital = None
+        if credentials is not None:
+            hospital = await hospital_for_key(session, secret_key, credentials.credentials)
+        if hospital is None:
+            raise HTTPException(
+                status.HTTP_401_UNAUTHORIZED,
+                "missing or invalid API key",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        return hospital
+
+    Session = Annotated[AsyncSession, Depends(session_dependency)]
+    CurrentHospital = Annotated[Hospital, Depends(authenticated_hospital)]
+
+    def context(hospital: Hospital) -> IntakeContext:
+        return IntakeContext(region=region, tz=ZoneInfo(hospital.time_zone), now=clock())
+
+    async def admission_or_404(session: AsyncSession, hospital: Hospital, registration_no: str) -> Admission:
+        admission = await intake.find_admission(session, hospital, registration_no)
+        if admission is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, "no such admission")
+        return admission
+
+    @router.put(
+        "/admissions/{registration_no}",
+        response_model=AdmissionOut,
+        responses={201: {"model": AdmissionOut, "description": "created"}},
+    )
+    async def put_admission(
+        registration_no: RegistrationNo, body: AdmissionIn, response: Response,
+        session: Session, hospital: CurrentHospital,
+    ):  # fmt: skip
+        """Create the admission, or replace its details. Sending the same body again changes nothing."""
+        try:
+            data = body.resolve(context(hospital))
+        except FieldErrors as errors:
+            return field_errors_response(errors)
+        actor = f"api:{hospital.code}"
+        for attempt in (1, 2):
+            existing = await intake.find_admission(session, hospital, registration_no)
+            alternates = await intake.alternates_of(session, existing.id) if existing else []
+            result = await intake.put_admission(
+                session, hospital, registration_no, data, existing, alternates, actor
+            )
+            try:
+                await session.commit()
+                break
+            except IntegrityError:
+                # Another request created the same admission at the same moment: update it.
+                await session.rollback()
+                if attempt == 2:
+                    raise
+        response.status_code = 201 if result.outcome == intake.Outcome.CREATED else 200
+        return await _admission_out(session, hospital, result.admission)
+
+    @router.post(
+        "/admissions/{registration_no}/updates",
+        status_code=201,
+        response_model=RecordedUpdateOut,
+        responses={
+            200: {"description": "the same update was already recorded; nothing changed"},
+            409: {"description": "the patient is no longer admitted"},
+        },
+    )
+    async def post_update(
+        registration_no: RegistrationNo, body: ConditionUpdateIn, response: Response,
+        session: Session, hospital: CurrentHospital,
+    ):  # fmt: skip
+        """Add a condition update to the patient's history. One recorded before the latest is
+        kept in the history but does not replace what relatives see."""
+        try:
+            data = body.resolve(context(hospital))
+        except FieldErrors as errors:
+            return field_errors_response(errors)
+        admission = await admission_or_404(session, hospital, registration_no)
+        latest = await intake.latest_update(session, admission.id)
+        try:
+            result = await intake.record_update(
+                session, hospital, admission, data, latest, f"api:{hospital.code}", source="api"
+            )
+        except intake.AdmissionClosed as exc:
+            raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+        await session.commit()
+        if result.outcome == intake.Outcome.UNCHANGED:
+            response.status_code = 200
+        return {**_update_out(result.update, ZoneInfo(hospital.time_zone)), "is_latest": result.is_latest}
+
+    @router.post("/admissions/{registration_no}/status", response_model=AdmissionOut)
+    async def post_status(
+        registration_no: RegistrationNo, body: StatusIn, session: Session, hospital: CurrentHospital
+    ):
+        """Record that the patient is admitted, discharged, transferred (with `to_hospital`) or deceased."""
+        try:
+            data = body.resolve(context(hospital))
+        except FieldErrors as errors:
+            return field_errors_response(errors)
+        admission = await admission_or_404(session, hospital, registration_no)
+        await intake.change_status(session, hospital, admission, data, f"api:{hospital.code}")
+        await session.commit()
+        return await _admission_out(session, hospital, admission)
+
+    @router.get("/admissions/{registration_no}", response_model=AdmissionOut)
+    async def get_admission(registration_no: RegistrationNo, session: Session, hospital: CurrentHospital):
+        """The admission with its latest condition update."""
+        admission = await admission_or_404(session, hospital, registration_no)
+        return await _admission_out(session, hospital, admission)
+
+    return router
+

@@ -1,0 +1,24 @@
+"""Writing the audit trail: every disclosure and every change, in the caller's transaction."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from models.tables import AuditEvent
+
+
+def audit(
+    session: AsyncSession,
+    actor: str,
+    action: str,
+    hospital_id: int | None,
+    admission_id: int | None = None,
+    **detail: Any,
+) -> None:
+    session.add(
+        AuditEvent(
+            actor=actor, action=action, hospital_id=hospital_id, admission_id=admission_id, detail=detail
+        )
+    )

@@ -1,0 +1,109 @@
+"""The database tables. Every datetime is time-zone aware and stored in UTC.
+
+Enumerated values (condition, care area, ...) are stored as short strings; their allowed values
+live in `models.enums` and are enforced where input enters (the API and the CSV import).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any, Optional
+
+from sqlalchemy import JSON, Column, Index, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Hospital(SQLModel, table=True):
+    __tablename__ = "hospital"
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    code: str = Field(max_length=16, unique=True, index=True)
+    name: str = Field(max_length=200)
+    district: Optional[str] = Field(default=None, max_length=100)
+    helpline: str = Field(max_length=20, description="E.164")
+    time_zone: str = Field(max_length=64)
+    # HMAC-SHA256 of the API key under SECRET_KEY, hex. The key itself is shown once.
+    api_key_hash: str = Field(max_length=64)
+    api_key_issued_at: datetime = Field(default_factory=utcnow)
+    show_vitals: bool = True
+    show_remarks: bool = False
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Admission(SQLModel, table=True):
+    __tablename__ = "admission"
+    __table_args__ = (UniqueConstraint("hospital_id", "registration_no"),)
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    hospital_id: int = Field(foreign_key="hospital.id", index=True)
+    registration_no: str = Field(max_length=64)
+    patient_name: str = Field(max_length=200)
+    age: Optional[int] = None
+    sex: Optional[str] = Field(default=None, max_length=1)
+    contact_mobile: str = Field(max_length=20, index=True, description="E.164")
+    ward: Optional[str] = Field(default=None, max_length=100)
+    bed: Optional[str] = Field(default=None, max_length=50)
+    admitted_at: Optional[datetime] = None
+    status: str = Field(default="admitted", max_length=16)
+    status_at: Optional[datetime] = None
+    transferred_to: Optional[str] = Field(default=None, max_length=200)
+    status_remarks: Optional[str] = Field(default=None, max_length=1000)
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class AlternateMobile(SQLModel, table=True):
+    """Further numbers a relative may verify with, besides the admission's contact mobile."""
+
+    __tablename__ = "alternate_mobile"
+    __table_args__ = (UniqueConstraint("admission_id", "mobile"),)
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    admission_id: int = Field(foreign_key="admission.id", index=True)
+    mobile: str = Field(max_length=20, index=True, description="E.164")
+
+
+class ConditionUpdate(SQLModel, table=True):
+    """Append-only history of what the hospital recorded about a patient.
+
+    The latest state is the update with the greatest `recorded_at` (then `id`): one that arrives
+    late stays in the history without replacing it."""
+
+    __tablename__ = "condition_update"
+    __table_args__ = (Index("ix_condition_update_latest", "admission_id", "recorded_at", "id"),)
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    admission_id: int = Field(foreign_key="admission.id")
+    condition: str = Field(max_length=16)
+    care_area: Optional[str] = Field(default=None, max_length=8)
+    respiratory_support: Optional[str] = Field(default=None, max_length=16)
+    spo2: Optional[int] = None
+    pulse: Optional[int] = None
+    bp_systolic: Optional[int] = None
+    bp_diastolic: Optional[int] = None
+    temperature_c: Optional[float] = None
+    resp_rate: Optional[int] = None
+    blood_sugar: Optional[int] = None
+    remarks: Optional[str] = Field(default=None, max_length=1000)
+    recorded_at: datetime
+    received_at: datetime = Field(default_factory=utcnow)
+    source: str = Field(max_length=16, description="api or csv")
+
+
+class AuditEvent(SQLModel, table=True):
+    """Who disclosed or changed what, and when. Never deleted by housekeeping."""
+
+    __tablename__ = "audit_event"
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    at: datetime = Field(default_factory=utcnow, index=True)
+    actor: str = Field(max_length=100, description="e.g. api:MRB, csv:MRB, cli")
+    action: str = Field(max_length=40)
+    hospital_id: Optional[int] = Field(default=None, foreign_key="hospital.id", index=True)
+    admission_id: Optional[int] = Field(default=None, foreign_key="admission.id", index=True)
+    channel: Optional[str] = Field(default=None, max_length=16)
+    detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))

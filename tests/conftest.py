@@ -1,0 +1,103 @@
+"""Shared fixtures. Every database test runs on SQLite, and on PostgreSQL too when
+TEST_DATABASE_URL is set (`.ci/run` sets it). The schema comes from the real migrations."""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import AsyncIterator
+
+import httpx
+import pytest
+from sqlalchemy import text
+from sqlmodel import SQLModel
+
+from bot import db
+from bot.app import Services, build_web_app
+from bot.hospitals import add_hospital
+from bot.settings import Settings, async_database_url, load_settings
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+SECRET = "test-secret-key"
+
+_BACKENDS = ["sqlite"] + (["postgresql"] if os.environ.get("TEST_DATABASE_URL") else [])
+
+
+@pytest.fixture(scope="session", params=_BACKENDS)
+def migrated_url(request, tmp_path_factory) -> str:
+    """A database migrated from empty, once per backend for the whole run."""
+    if request.param == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('db') / 'test.sqlite3'}"
+    else:
+        url = async_database_url(os.environ["TEST_DATABASE_URL"])
+        _drop_everything(url)
+    db.upgrade(url)
+    return url
+
+
+def _drop_everything(url: str) -> None:
+    import asyncio
+
+    async def drop() -> None:
+        database = db.Database(url)
+        async with database.engine.begin() as connection:
+            await connection.execute(text("DROP SCHEMA public CASCADE"))
+            await connection.execute(text("CREATE SCHEMA public"))
+        await database.dispose()
+
+    asyncio.run(drop())
+
+
+def make_settings(database_url: str, **environ: str) -> Settings:
+    return load_settings(
+        {
+            "BOT_CONFIG": str(PROJECT_ROOT / "config.yaml"),
+            "DATABASE_URL": database_url,
+            "SECRET_KEY": SECRET,
+            **environ,
+        }
+    )
+
+
+@pytest.fixture
+async def services(migrated_url) -> AsyncIterator[Services]:
+    """Services on an emptied database. The clock is real unless a test replaces it."""
+    built = Services.build(make_settings(migrated_url))
+    async with built.database.engine.begin() as connection:
+        for table in reversed(SQLModel.metadata.sorted_tables):
+            await connection.execute(table.delete())
+    yield built
+    await built.database.dispose()
+
+
+@pytest.fixture
+async def client(services) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=build_web_app(services))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        yield http
+
+
+@pytest.fixture
+async def keys(services) -> dict[str, str]:
+    """Two hospitals, MRB and MCK, and their API keys."""
+    issued = {}
+    async with services.database.session() as session:
+        for code, name, helpline in (
+            ("MRB", "M.R. Bangur Hospital", "033 2473 2222"),
+            ("MCK", "Medical College Kolkata", "033 2241 4901"),
+        ):
+            issued[code] = (
+                await add_hospital(session, services.settings, services.secret_key, code, name, helpline)
+            ).api_key
+        await session.commit()
+    return issued
+
+
+def auth(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def now_utc() -> datetime:
+    return datetime.now(timezone.utc)
