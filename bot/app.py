@@ -11,11 +11,12 @@ from typing import Callable
 import uvicorn
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from bot.db import Database
 from bot.settings import Settings
-from handlers.hospital_api import hospital_api
+from handlers.hospital_api import hospital_api, request_validation_response
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,7 @@ def build_web_app(services: Services) -> FastAPI:
         description="Hospitals send admissions and condition updates; relatives are told.",
         version="1",
     )
+    app.add_exception_handler(RequestValidationError, request_validation_response)
     app.include_router(
         hospital_api(
             services.database, services.secret_key, services.settings.config.phone_region, services.clock

@@ -7,7 +7,7 @@ import asyncio
 import logging
 import sys
 from pathlib import Path
-from typing import Awaitable, Callable
+from typing import Callable, Coroutine
 
 from bot import app, db
 from bot.hospitals import HospitalError, add_hospital, list_hospitals, rotate_key
@@ -105,9 +105,20 @@ async def _demo(services: app.Services, _args: argparse.Namespace) -> int:
     return await _with_session(services, work)
 
 
-def _run(coroutine: Awaitable[int | None]) -> int:
+def _run(services: app.Services, coroutine: Coroutine[None, None, int | None]) -> int:
+    async def checked() -> int | None:
+        if await services.database.pending_migrations():
+            print(
+                "the database is not up to date: run `python -m bot db upgrade` (make run does)",
+                file=sys.stderr,
+            )
+            await services.database.dispose()
+            coroutine.close()
+            return 2
+        return await coroutine
+
     try:
-        return asyncio.run(coroutine) or 0
+        return asyncio.run(checked()) or 0
     except KeyboardInterrupt:
         return 0
 
@@ -115,6 +126,7 @@ def _run(coroutine: Awaitable[int | None]) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
         settings: Settings = load_settings()
         if args.command == "db":
@@ -127,13 +139,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     if args.command == "hospitals":
-        return _run(_hospitals(services, args))
+        return _run(services, _hospitals(services, args))
     if args.command == "import":
-        return _run(_import(services, args))
+        return _run(services, _import(services, args))
     if args.command == "demo":
-        return _run(_demo(services, args))
+        return _run(services, _demo(services, args))
     if args.command == "web":
-        return _run(app.serve_web(services))
+        return _run(services, app.serve_web(services))
     if args.command == "worker":
-        return _run(app.run_worker(services))
-    return _run(app.run_all(services))
+        return _run(services, app.run_worker(services))
+    return _run(services, app.run_all(services))

@@ -9,6 +9,8 @@ from typing import AsyncIterator
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
@@ -73,6 +75,15 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+    async def pending_migrations(self) -> bool:
+        """True when the database is behind the code's migrations (or was never migrated)."""
+        head = ScriptDirectory.from_config(alembic_config(self.url)).get_current_head()
+        async with self.engine.connect() as connection:
+            current = await connection.run_sync(
+                lambda sync: MigrationContext.configure(sync).get_current_revision()
+            )
+        return current != head
 
 
 def alembic_config(url: str) -> AlembicConfig:

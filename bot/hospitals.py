@@ -44,6 +44,7 @@ async def add_hospital(
     name: str,
     helpline: str,
     district: str | None = None,
+    actor: str = "cli",
 ) -> IssuedKey:
     code = code.strip().upper()
     if not CODE_PATTERN.match(code):
@@ -70,7 +71,7 @@ async def add_hospital(
     )
     session.add(hospital)
     await session.flush()
-    audit(session, "cli", "hospital.added", hospital.id)
+    audit(session, actor, "hospital.added", hospital.id)
     return IssuedKey(hospital, api_key)
 
 

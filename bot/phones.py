@@ -11,7 +11,12 @@ _MOBILE_TYPES = (PhoneNumberType.MOBILE, PhoneNumberType.FIXED_LINE_OR_MOBILE)
 
 
 class PhoneNumberError(ValueError):
-    """The number cannot be a mobile of the configured region; the message says why."""
+    """The number cannot be a mobile of the configured region; the message says why and `kind`
+    names the reason for replies in other languages: unreadable, invalid, foreign, landline."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 def ascii_digits(text: str) -> str:
@@ -30,9 +35,9 @@ def _parse(text: str, region: str) -> phonenumbers.PhoneNumber:
     try:
         number = phonenumbers.parse(cleaned, region)
     except NumberParseException:
-        raise PhoneNumberError("not a phone number") from None
+        raise PhoneNumberError("unreadable", "not a phone number") from None
     if not phonenumbers.is_valid_number(number):
-        raise PhoneNumberError("not a valid number (too short, too long or malformed)")
+        raise PhoneNumberError("invalid", "not a valid number (too short, too long or malformed)")
     return number
 
 
@@ -45,15 +50,20 @@ def normalise_mobile(text: str, region: str) -> str:
     """
     number = _parse(text, region)
     if phonenumbers.region_code_for_number(number) != region:
-        raise PhoneNumberError(f"not a number of region {region}")
+        raise PhoneNumberError("foreign", f"not a number of region {region}")
     if phonenumbers.number_type(number) not in _MOBILE_TYPES:
-        raise PhoneNumberError("a landline, not a mobile number")
+        raise PhoneNumberError("landline", "a landline, not a mobile number")
     return phonenumbers.format_number(number, PhoneNumberFormat.E164)
 
 
 def normalise_phone(text: str, region: str) -> str:
     """Return the E.164 form of any valid number (a hospital helpline may be a landline)."""
     return phonenumbers.format_number(_parse(text, region), PhoneNumberFormat.E164)
+
+
+def national(e164: str) -> str:
+    """`+919830012345` -> `098300 12345`, as people in India write their own number."""
+    return phonenumbers.format_number(phonenumbers.parse(e164), PhoneNumberFormat.NATIONAL)
 
 
 def mask(e164: str) -> str:

@@ -10,10 +10,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, tzinfo
+from datetime import datetime, timedelta, timezone, tzinfo
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+)
 
 from bot.phones import PhoneNumberError, normalise_mobile
 from models.enums import AdmissionStatus, CareArea, Condition, RespiratorySupport, Sex
@@ -48,6 +56,15 @@ def _sex(value: Any) -> Any:
     return value
 
 
+def _not_bool(value: Any) -> Any:
+    # pydantic reads JSON true as 1: a "spo2": true would be stored as an SpO2 of 1%.
+    if isinstance(value, bool):
+        raise ValueError("should be a number, not true or false")
+    return value
+
+
+Int = Annotated[int | None, BeforeValidator(_not_bool)]
+Float = Annotated[float | None, BeforeValidator(_not_bool)]
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Short = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
@@ -63,6 +80,11 @@ def _resolve_time(value: datetime | None, field: str, ctx: IntakeContext, errors
     if value is None:
         return None
     aware = value if value.utcoffset() is not None else value.replace(tzinfo=ctx.tz)
+    try:
+        aware.astimezone(timezone.utc)  # how it is stored; 0001-01-01 in India has no UTC time
+    except OverflowError:
+        errors.append((field, "is out of range"))
+        return None
     if aware > ctx.now + CLOCK_SKEW:
         errors.append((field, "is in the future"))
     return aware
@@ -79,7 +101,7 @@ class AdmissionIn(_Input):
     patient_name: Name
     contact_mobile: Text = Field(description="the admission mobile number, any common format")
     alternate_mobiles: list[Text] = Field(default_factory=list, max_length=5)
-    age: int | None = Field(default=None, ge=0, le=130)
+    age: Int = Field(default=None, ge=0, le=130)
     sex: Annotated[Sex | None, BeforeValidator(_sex)] = None
     ward: Short | None = None
     bed: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=50)] | None = None
@@ -116,24 +138,26 @@ class ConditionUpdateIn(_Input):
     condition: Annotated[Condition, BeforeValidator(_lower)]
     care_area: Annotated[CareArea | None, BeforeValidator(_lower)] = None
     respiratory_support: Annotated[RespiratorySupport | None, BeforeValidator(_lower)] = None
-    spo2: int | None = Field(default=None, ge=0, le=100, description="%")
-    pulse: int | None = Field(default=None, ge=20, le=250, description="beats per minute")
-    bp_systolic: int | None = Field(default=None, ge=50, le=260, description="mmHg")
-    bp_diastolic: int | None = Field(default=None, ge=20, le=180, description="mmHg")
-    temperature_c: float | None = Field(default=None, ge=30, le=45)
-    resp_rate: int | None = Field(default=None, ge=4, le=80, description="breaths per minute")
-    blood_sugar: int | None = Field(default=None, ge=20, le=800, description="mg/dL")
+    spo2: Int = Field(default=None, ge=0, le=100, description="%")
+    pulse: Int = Field(default=None, ge=20, le=250, description="beats per minute")
+    bp_systolic: Int = Field(default=None, ge=50, le=260, description="mmHg")
+    bp_diastolic: Int = Field(default=None, ge=20, le=180, description="mmHg")
+    temperature_c: Float = Field(default=None, ge=30, le=45)
+    resp_rate: Int = Field(default=None, ge=4, le=80, description="breaths per minute")
+    blood_sugar: Int = Field(default=None, ge=20, le=800, description="mg/dL")
     remarks: Remarks | None = None
     recorded_at: datetime | None = Field(
         default=None, description="ISO 8601; no offset: hospital time; default: now"
     )
 
-    @model_validator(mode="after")
-    def _diastolic_below_systolic(self) -> "ConditionUpdateIn":
-        if self.bp_systolic is not None and self.bp_diastolic is not None:
-            if self.bp_diastolic >= self.bp_systolic:
-                raise ValueError("bp_diastolic must be below bp_systolic")
-        return self
+    @field_validator("bp_diastolic")
+    @classmethod
+    def _diastolic_below_systolic(cls, value: int | None, info: ValidationInfo) -> int | None:
+        # A field validator, not a model one, so that the error names bp_diastolic.
+        systolic = info.data.get("bp_systolic")
+        if value is not None and systolic is not None and value >= systolic:
+            raise ValueError("bp_diastolic must be below bp_systolic")
+        return value
 
     def resolve(self, ctx: IntakeContext) -> "ConditionUpdateIn":
         errors: list[tuple[str, str]] = []
@@ -147,16 +171,21 @@ class StatusIn(_Input):
 
     status: Annotated[AdmissionStatus, BeforeValidator(_lower)]
     at: datetime | None = Field(default=None, description="ISO 8601; no offset: hospital time; default: now")
-    to_hospital: Name | None = Field(default=None, description="required when transferred")
+    # validate_default: the check below must run when to_hospital is left out, too.
+    to_hospital: Name | None = Field(
+        default=None, validate_default=True, description="required when transferred"
+    )
     remarks: Remarks | None = None
 
-    @model_validator(mode="after")
-    def _transfer_names_destination(self) -> "StatusIn":
-        if self.status == AdmissionStatus.TRANSFERRED and not self.to_hospital:
+    @field_validator("to_hospital")
+    @classmethod
+    def _transfer_names_destination(cls, value: str | None, info: ValidationInfo) -> str | None:
+        status = info.data.get("status")  # absent when the status itself was refused
+        if status == AdmissionStatus.TRANSFERRED and not value:
             raise ValueError("to_hospital is required when status is transferred")
-        if self.status != AdmissionStatus.TRANSFERRED and self.to_hospital:
+        if status is not None and status != AdmissionStatus.TRANSFERRED and value:
             raise ValueError("to_hospital is only for status transferred")
-        return self
+        return value
 
     def resolve(self, ctx: IntakeContext) -> "StatusIn":
         errors: list[tuple[str, str]] = []

@@ -49,6 +49,7 @@ class OtpConfig(_Section):
     digits: int = Field(ge=6, le=8)
     valid_seconds: int = Field(gt=0)
     max_wrong_tries: int = Field(gt=0)
+    wrong_tries_window_hours: float = Field(gt=0)
     resend_after_seconds: int = Field(ge=0)
     max_sends_per_number_per_hour: int = Field(gt=0)
     max_sends_per_chat_per_hour: int = Field(gt=0)
@@ -229,7 +230,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     if not isinstance(raw, dict):
         raise SettingsError(f"{path}: (top level): expected a mapping of keys")
     try:
-        config = FileConfig.model_validate(raw)
+        # Strict: YAML already gives numbers and booleans their types, so `max_wrong_tries: yes`
+        # or `port: "8080"` is a mistake to report, not a value to convert (yes would become 1).
+        config = FileConfig.model_validate(raw, strict=True)
     except ValidationError as exc:
         raise SettingsError(_format_error(str(path), exc)) from None
 

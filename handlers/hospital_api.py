@@ -7,11 +7,14 @@ one (404), so a key cannot even learn which registration numbers exist elsewhere
 
 # No `from __future__ import annotations`: FastAPI must see the dependency types defined inside
 # `hospital_api` at run time.
+import math
 from datetime import datetime
 from typing import Annotated, Any, AsyncIterator, Callable
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Response, status
+from fastapi import APIRouter, Depends, HTTPException, Path, Request, Response, status
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
@@ -105,10 +108,33 @@ async def _admission_out(session: AsyncSession, hospital: Hospital, admission: A
 def field_errors_response(errors: FieldErrors) -> JSONResponse:
     """The same shape FastAPI gives a pydantic error, so clients parse one format."""
     detail = [
-        {"type": "value_error", "loc": ["body", *field.split(".")], "msg": reason}
+        {
+            "type": "value_error",
+            "loc": ["body", *(int(part) if part.isdigit() else part for part in field.split("."))],
+            "msg": reason,
+        }
         for field, reason in errors.errors
     ]
     return JSONResponse({"detail": detail}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN and Infinity as text: Python's JSON parser accepts them in a body, JSON cannot carry them."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {key: _json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(item) for item in value]
+    return value
+
+
+async def request_validation_response(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    """FastAPI's own 422, except that echoing `"spo2": NaN` back cannot fail and become a 500."""
+    return JSONResponse(
+        {"detail": _json_safe(jsonable_encoder(exc.errors()))},
+        status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
+    )
 
 
 def hospital_api(database: Database, secret_key: bytes, region: str, clock: Callable[[], datetime]) -> APIRouter:
@@ -163,12 +189,13 @@ def hospital_api(database: Database, secret_key: bytes, region: str, clock: Call
             return field_errors_response(errors)
         actor = f"api:{hospital.code}"
         for attempt in (1, 2):
-            existing = await intake.find_admission(session, hospital, registration_no)
-            alternates = await intake.alternates_of(session, existing.id) if existing else []
-            result = await intake.put_admission(
-                session, hospital, registration_no, data, existing, alternates, actor
-            )
             try:
+                existing = await intake.find_admission(session, hospital, registration_no)
+                alternates = await intake.alternates_of(session, existing.id) if existing else []
+                # Creating flushes the new row, so a clash can surface here as well as at commit.
+                result = await intake.put_admission(
+                    session, hospital, registration_no, data, existing, alternates, actor
+                )
                 await session.commit()
                 break
             except IntegrityError:
@@ -176,6 +203,7 @@ def hospital_api(database: Database, secret_key: bytes, region: str, clock: Call
                 await session.rollback()
                 if attempt == 2:
                     raise
+                await session.refresh(hospital)  # the rollback expired it
         response.status_code = 201 if result.outcome == intake.Outcome.CREATED else 200
         return await _admission_out(session, hospital, result.admission)
 

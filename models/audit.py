@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from models.tables import AuditEvent
+from models.tables import AuditEvent, utcnow
 
 
 def audit(
@@ -17,8 +17,19 @@ def audit(
     admission_id: int | None = None,
     **detail: Any,
 ) -> None:
-    session.add(
-        AuditEvent(
-            actor=actor, action=action, hospital_id=hospital_id, admission_id=admission_id, detail=detail
-        )
-    )
+    session.add(AuditEvent(**audit_values(actor, action, hospital_id, admission_id, **detail)))
+
+
+def audit_values(
+    actor: str, action: str, hospital_id: int | None, admission_id: int | None = None, **detail: Any
+) -> dict[str, Any]:
+    """The columns of one audit row, for a bulk insert (`audit` adds the same as an object)."""
+    return {
+        "at": utcnow(),
+        "actor": actor,
+        "action": action,
+        "hospital_id": hospital_id,
+        "admission_id": admission_id,
+        "channel": None,
+        "detail": detail,
+    }

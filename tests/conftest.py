@@ -3,14 +3,17 @@ TEST_DATABASE_URL is set (`.ci/run` sets it). The schema comes from the real mig
 
 from __future__ import annotations
 
+import asyncio
 import os
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import AsyncIterator
+from typing import AsyncIterator, Iterator
 
 import httpx
 import pytest
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
 from sqlmodel import SQLModel
 
 from bot import db
@@ -26,28 +29,32 @@ _BACKENDS = ["sqlite"] + (["postgresql"] if os.environ.get("TEST_DATABASE_URL") 
 
 
 @pytest.fixture(scope="session", params=_BACKENDS)
-def migrated_url(request, tmp_path_factory) -> str:
+def migrated_url(request, tmp_path_factory) -> Iterator[str]:
     """A database migrated from empty, once per backend for the whole run."""
     if request.param == "sqlite":
         url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('db') / 'test.sqlite3'}"
-    else:
-        url = async_database_url(os.environ["TEST_DATABASE_URL"])
-        _drop_everything(url)
+        db.upgrade(url)
+        yield url
+        return
+    given = make_url(async_database_url(os.environ["TEST_DATABASE_URL"]))
+    # A database of this run's own beside the one given, so that two runs on one server (two
+    # engineers, or CI beside a developer) cannot wipe each other's tables.
+    own = given.set(database=f"{given.database}_run{os.getpid()}")
+    asyncio.run(_postgres(given, f'DROP DATABASE IF EXISTS "{own.database}"', f'CREATE DATABASE "{own.database}"'))
+    url = own.render_as_string(hide_password=False)
     db.upgrade(url)
-    return url
+    yield url
+    asyncio.run(_postgres(given, f'DROP DATABASE IF EXISTS "{own.database}" WITH (FORCE)'))
 
 
-def _drop_everything(url: str) -> None:
-    import asyncio
-
-    async def drop() -> None:
-        database = db.Database(url)
-        async with database.engine.begin() as connection:
-            await connection.execute(text("DROP SCHEMA public CASCADE"))
-            await connection.execute(text("CREATE SCHEMA public"))
-        await database.dispose()
-
-    asyncio.run(drop())
+async def _postgres(url, *statements: str) -> None:
+    engine = create_async_engine(url, isolation_level="AUTOCOMMIT")
+    try:
+        async with engine.connect() as connection:
+            for statement in statements:
+                await connection.execute(text(statement))
+    finally:
+        await engine.dispose()
 
 
 def make_settings(database_url: str, **environ: str) -> Settings:

@@ -1,0 +1,45 @@
+"""Helpers shared by several test modules (fixtures live in conftest.py)."""
+
+from __future__ import annotations
+
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import inspect
+from sqlmodel import SQLModel
+
+import models  # noqa: F401  (registers every table on SQLModel.metadata)
+from bot import db
+
+# Every variable load_settings reads, so that a test does not depend on the shell that runs it.
+SETTINGS_ENVIRONMENT = (
+    "BOT_CONFIG", "DATABASE_URL", "HOST", "PORT", "SECRET_KEY", "TELEGRAM_BOT_TOKEN",
+    "TELEGRAM_API_BASE_URL", "TELEGRAM_WEBHOOK_URL", "TELEGRAM_WEBHOOK_SECRET", "TWILIO_ACCOUNT_SID",
+    "TWILIO_AUTH_TOKEN", "TWILIO_API_BASE_URL", "TWILIO_SMS_FROM", "TWILIO_MESSAGING_SERVICE_SID",
+    "TWILIO_WHATSAPP_FROM", "PUBLIC_BASE_URL", "OTP_PROVIDER",
+)  # fmt: skip
+
+
+async def schema_differences(url: str) -> list:
+    """What `alembic revision --autogenerate` would write to bring the database to the models."""
+
+    def compare(connection) -> list:
+        context = MigrationContext.configure(
+            connection, opts={"compare_type": True, "compare_server_default": True}
+        )
+        return compare_metadata(context, SQLModel.metadata)
+
+    database = db.Database(url)
+    try:
+        async with database.engine.connect() as connection:
+            return await connection.run_sync(compare)
+    finally:
+        await database.dispose()
+
+
+async def table_names(url: str) -> set[str]:
+    database = db.Database(url)
+    try:
+        async with database.engine.connect() as connection:
+            return set(await connection.run_sync(lambda sync: inspect(sync).get_table_names()))
+    finally:
+        await database.dispose()

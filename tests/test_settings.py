@@ -1,0 +1,368 @@
+"""Settings as an operator meets them: config.yaml, the environment, and one clear line per mistake."""
+
+from __future__ import annotations
+
+import copy
+import stat
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from bot import cli
+from bot.app import Services
+from bot.settings import Settings, SettingsError, load_settings
+from tests.conftest import PROJECT_ROOT
+from tests.support import SETTINGS_ENVIRONMENT
+
+REPO_CONFIG = PROJECT_ROOT / "config.yaml"
+DROP = object()
+
+
+def changed_config(key: str | None = None, value: Any = None) -> dict:
+    """The repo's config.yaml with the dotted `key` set to `value` (or removed with DROP)."""
+    config = copy.deepcopy(yaml.safe_load(REPO_CONFIG.read_text(encoding="utf-8")))
+    if key is not None:
+        *parents, last = key.split(".")
+        section = config
+        for parent in parents:
+            section = section[parent]
+        if value is DROP:
+            del section[last]
+        else:
+            section[last] = value
+    return config
+
+
+def write_config(directory: Path, config: Any, name: str = "config.yaml") -> Path:
+    path = directory / name
+    path.write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+def load(tmp_path: Path, key: str | None = None, value: Any = None, **environ: str) -> Settings:
+    path = write_config(tmp_path, changed_config(key, value))
+    return load_settings({"BOT_CONFIG": str(path), **environ})
+
+
+def error(tmp_path: Path, key: str | None = None, value: Any = None, **environ: str) -> str:
+    with pytest.raises(SettingsError) as caught:
+        load(tmp_path, key, value, **environ)
+    message = str(caught.value)
+    assert "\n" not in message
+    return message
+
+
+@pytest.fixture
+def clean_env(monkeypatch) -> pytest.MonkeyPatch:
+    for name in SETTINGS_ENVIRONMENT:
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+# --- config.yaml -------------------------------------------------------------------------------
+
+
+def test_the_repo_config_loads():
+    settings = load_settings({"BOT_CONFIG": str(REPO_CONFIG)})
+
+    assert settings.config.phone_region == "IN"
+    assert str(settings.time_zone) == "Asia/Kolkata"
+    assert settings.database_url == "sqlite+aiosqlite:///data/wardwatch.sqlite3"
+    assert (settings.host, settings.port) == ("127.0.0.1", 8080)
+    assert settings.config.otp.digits == 6
+    assert settings.is_local and not settings.channels_configured
+    assert settings.otp_provider == "console"
+
+
+def test_config_yaml_in_the_working_directory_is_the_default(tmp_path, clean_env):
+    write_config(tmp_path, changed_config("server.port", 9090))
+    clean_env.chdir(tmp_path)
+
+    assert load_settings().port == 9090
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["phone_region", "hospital_time_zone", "database", "database.url", "otp.digits",
+     "otp.max_sends_per_hour", "pacing.telegram.messages_per_second", "disclosure_defaults.show_vitals",
+     "languages.default"],
+)  # fmt: skip
+def test_a_missing_key_is_named(tmp_path, key):
+    assert error(tmp_path, key, DROP) == f"{tmp_path / 'config.yaml'}: {key}: missing"
+
+
+@pytest.mark.parametrize(
+    "key, value",
+    [("otp.digts", 6), ("databse", {"url": "sqlite:///x"}), ("pacing.sms", {"messages_per_second": 1}),
+     ("server.address", "0.0.0.0")],
+)  # fmt: skip
+def test_an_unknown_key_is_named(tmp_path, key, value):
+    assert error(tmp_path, key, value) == f"{tmp_path / 'config.yaml'}: {key}: unknown key"
+
+
+@pytest.mark.parametrize(
+    "key, value, reason",
+    [
+        ("otp.digits", "six", "valid integer"),
+        ("otp.digits", 6.5, "valid integer"),
+        ("otp.digits", None, "valid integer"),
+        ("otp.max_wrong_tries", True, "valid integer"),  # `yes` in YAML; must not become 1
+        ("server.port", "8080", "valid integer"),
+        ("server.port", [8080], "valid integer"),
+        ("overdue_hours.critical", "twelve", "valid number"),
+        ("disclosure_defaults.show_vitals", "maybe", "valid boolean"),
+        ("disclosure_defaults.show_remarks", 0, "valid boolean"),
+        ("languages.available", "en", "valid list"),
+        ("database", "sqlite:///x", "valid dictionary"),
+        ("database.url", 5, "valid string"),
+    ],
+)
+def test_a_value_of_the_wrong_type_is_named(tmp_path, key, value, reason):
+    message = error(tmp_path, key, value)
+
+    assert message.startswith(f"{tmp_path / 'config.yaml'}: {key}: ")
+    assert reason in message
+
+
+@pytest.mark.parametrize(
+    "key, value, named",
+    [
+        ("otp.digits", 4, "otp.digits"),
+        ("otp.valid_seconds", 0, "otp.valid_seconds"),
+        ("server.port", 70000, "server.port"),
+        ("pacing.whatsapp.messages_per_second", -1, "pacing.whatsapp.messages_per_second"),
+        ("languages.available", ["en", "fr"], "languages.available.1"),
+        ("languages.available", [], "languages.available"),
+        ("languages.default", "ur", "languages.default"),
+    ],
+)
+def test_a_value_out_of_range_is_named(tmp_path, key, value, named):
+    assert error(tmp_path, key, value).startswith(f"{tmp_path / 'config.yaml'}: {named}: ")
+
+
+def test_a_default_language_that_is_not_available_is_refused(tmp_path):
+    config = changed_config("languages", {"default": "bn", "available": ["en", "hi"]})
+    path = write_config(tmp_path, config)
+
+    with pytest.raises(SettingsError, match=r": languages: .*'bn' is not in available"):
+        load_settings({"BOT_CONFIG": str(path)})
+
+
+@pytest.mark.parametrize(
+    "zone", ["Asia/Calcutta2", "Kolkata", "IST+5:30", "", "../etc/passwd", "/etc/localtime"]
+)
+def test_an_unknown_time_zone_is_named(tmp_path, zone):
+    message = error(tmp_path, "hospital_time_zone", zone)
+
+    assert message.startswith(f"{tmp_path / 'config.yaml'}: hospital_time_zone: ")
+    assert "unknown time zone" in message
+
+
+@pytest.mark.parametrize("region", ["XX", "in", "IND", "I", "", False])  # False: `NO` in YAML 1.1
+def test_an_unknown_phone_region_is_named(tmp_path, region):
+    assert error(tmp_path, "phone_region", region).startswith(f"{tmp_path / 'config.yaml'}: phone_region: ")
+
+
+def test_another_phone_region_is_accepted(tmp_path):
+    assert load(tmp_path, "phone_region", "BD").config.phone_region == "BD"
+
+
+def test_a_missing_config_file_says_how_to_point_at_one(tmp_path):
+    missing = tmp_path / "nowhere.yaml"
+
+    with pytest.raises(SettingsError, match="nowhere.yaml: not found .*BOT_CONFIG"):
+        load_settings({"BOT_CONFIG": str(missing)})
+
+
+@pytest.mark.parametrize(
+    "text, reason",
+    [
+        ("phone_region: IN\nhospital_time_zone: Asia: Kolkata\n", "line 2: not valid YAML"),
+        ("", "(top level)"),
+        ("- a\n- b\n", "(top level)"),
+    ],
+)
+def test_a_file_that_is_not_a_mapping_of_keys_is_refused(tmp_path, text, reason):
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+
+    with pytest.raises(SettingsError) as caught:
+        load_settings({"BOT_CONFIG": str(path)})
+
+    assert str(caught.value).startswith(f"{path}: ") and reason in str(caught.value)
+
+
+# --- the environment ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "given, used",
+    [
+        ("postgresql://ward:pw@db.example:5432/ww", "postgresql+asyncpg://ward:pw@db.example:5432/ww"),
+        ("postgres://ward:pw@db.example/wardwatch", "postgresql+asyncpg://ward:pw@db.example/wardwatch"),
+        ("postgresql+psycopg://ward@db/ww", "postgresql+asyncpg://ward@db/ww"),
+        ("postgresql+asyncpg://ward@db/ww", "postgresql+asyncpg://ward@db/ww"),
+        ("sqlite:////var/lib/wardwatch/ww.sqlite3", "sqlite+aiosqlite:////var/lib/wardwatch/ww.sqlite3"),
+        ("sqlite+aiosqlite:///ww.sqlite3", "sqlite+aiosqlite:///ww.sqlite3"),
+    ],
+)
+def test_database_url_overrides_the_config_and_gets_the_async_driver(tmp_path, given, used):
+    assert load(tmp_path, DATABASE_URL=given).database_url == used
+
+
+def test_the_config_database_url_gets_the_async_driver_too(tmp_path):
+    assert load(tmp_path, "database.url", "postgresql://db/ww").database_url == "postgresql+asyncpg://db/ww"
+
+
+def test_host_and_port_override_the_config(tmp_path):
+    settings = load(tmp_path, HOST="0.0.0.0", PORT="9000")
+
+    assert (settings.host, settings.port) == ("0.0.0.0", 9000)
+
+
+def test_blank_variables_count_as_unset(tmp_path):
+    settings = load(tmp_path, DATABASE_URL="  ", HOST="", PORT=" ", SECRET_KEY=" ")
+
+    assert (settings.database_url, settings.host, settings.port) == (
+        "sqlite+aiosqlite:///data/wardwatch.sqlite3", "127.0.0.1", 8080,
+    )  # fmt: skip
+    assert settings.secrets.secret_key is None
+
+
+@pytest.mark.parametrize("port", ["eighty", "0", "65536", "80.5", "-1"])
+def test_a_bad_port_names_port(tmp_path, port):
+    assert error(tmp_path, PORT=port).startswith("environment: PORT: ")
+
+
+def test_a_bad_otp_provider_names_it(tmp_path):
+    assert error(tmp_path, OTP_PROVIDER="carrier-pigeon").startswith("environment: OTP_PROVIDER: ")
+
+
+def test_load_settings_reads_the_process_environment(tmp_path, clean_env):
+    clean_env.setenv("BOT_CONFIG", str(write_config(tmp_path, changed_config())))
+    clean_env.setenv("PORT", "8181")
+    clean_env.setenv("DATABASE_URL", "postgresql://db/ww")
+
+    settings = load_settings()
+
+    assert (settings.port, settings.database_url) == (8181, "postgresql+asyncpg://db/ww")
+
+
+@pytest.mark.parametrize(
+    "environ, provider",
+    [
+        ({}, "console"),
+        ({"TWILIO_ACCOUNT_SID": "AC1", "TWILIO_SMS_FROM": "+15005550006"}, "twilio_sms"),
+        ({"TWILIO_ACCOUNT_SID": "AC1", "TWILIO_MESSAGING_SERVICE_SID": "MG1"}, "twilio_sms"),
+        ({"TWILIO_SMS_FROM": "+15005550006"}, "console"),  # no account
+        ({"TWILIO_ACCOUNT_SID": "AC1", "TWILIO_SMS_FROM": "+1500", "OTP_PROVIDER": "console"}, "console"),
+        ({"OTP_PROVIDER": "twilio_verify"}, "twilio_verify"),
+    ],
+)
+def test_the_otp_provider_follows_what_is_configured(tmp_path, environ, provider):
+    assert load(tmp_path, **environ).otp_provider == provider
+
+
+# --- SECRET_KEY --------------------------------------------------------------------------------
+
+
+def test_local_mode_makes_a_secret_key_once_and_keeps_it(tmp_path):
+    settings = load(tmp_path)
+    data = tmp_path / "data"
+
+    key = settings.secret_key_or_local(data)
+
+    assert settings.is_local and len(key) >= 32
+    assert stat.S_IMODE((data / "secret_key").stat().st_mode) == 0o600
+    assert load(tmp_path).secret_key_or_local(data) == key
+
+
+def test_secret_key_from_the_environment_is_used_and_nothing_is_written(tmp_path):
+    settings = load(tmp_path, SECRET_KEY="s3cret", DATABASE_URL="postgresql://db/ww")
+
+    assert settings.secret_key_or_local(tmp_path / "data") == b"s3cret"
+    assert not (tmp_path / "data").exists()
+
+
+@pytest.mark.parametrize(
+    "environ",
+    [
+        {"DATABASE_URL": "postgresql://db/ww"},
+        {"TELEGRAM_BOT_TOKEN": "123:abc"},
+        {"TWILIO_WHATSAPP_FROM": "whatsapp:+14155238886"},
+    ],
+    ids=["postgresql", "telegram", "whatsapp"],
+)
+def test_secret_key_is_required_outside_local_mode(tmp_path, environ):
+    settings = load(tmp_path, **environ)
+
+    assert not settings.is_local
+    with pytest.raises(SettingsError, match="SECRET_KEY"):
+        settings.secret_key_or_local(tmp_path / "data")
+    assert not (tmp_path / "data").exists()
+
+
+def test_services_refuse_to_start_without_secret_key_outside_local_mode(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+
+    with pytest.raises(SettingsError, match="environment: SECRET_KEY: "):
+        Services.build(load(tmp_path, DATABASE_URL="postgresql://db/ww"))
+
+
+# --- the command line --------------------------------------------------------------------------
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    code = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize(
+    "command", [["hospitals", "list"], ["db", "upgrade"], ["hospitals", "rotate-key", "MRB"]]
+)
+def test_the_cli_names_the_broken_key_in_one_line_and_exits_2(tmp_path, clean_env, capsys, command):
+    clean_env.chdir(tmp_path)
+    clean_env.setenv("BOT_CONFIG", str(write_config(tmp_path, changed_config("otp.digits", DROP))))
+
+    code, out, err = run_cli(capsys, *command)
+
+    assert code == 2
+    assert out == ""
+    assert err.splitlines() == [f"configuration error: {tmp_path / 'config.yaml'}: otp.digits: missing"]
+    assert not (tmp_path / "data").exists()
+
+
+def test_the_cli_names_a_bad_environment_variable(tmp_path, clean_env, capsys):
+    clean_env.chdir(tmp_path)
+    clean_env.setenv("BOT_CONFIG", str(REPO_CONFIG))
+    clean_env.setenv("PORT", "http")
+
+    code, _, err = run_cli(capsys, "hospitals", "list")
+
+    assert code == 2
+    (line,) = err.splitlines()
+    assert line.startswith("configuration error: environment: PORT: ")
+
+
+def test_the_cli_refuses_postgresql_without_secret_key(tmp_path, clean_env, capsys):
+    clean_env.chdir(tmp_path)
+    clean_env.setenv("BOT_CONFIG", str(REPO_CONFIG))
+    clean_env.setenv("DATABASE_URL", "postgresql://ward@127.0.0.1:9/nowhere")
+
+    code, _, err = run_cli(capsys, "hospitals", "list")
+
+    assert code == 2
+    (line,) = err.splitlines()
+    assert line.startswith("configuration error: environment: SECRET_KEY: ")
+
+
+def test_the_cli_says_where_the_config_was_looked_for(tmp_path, clean_env, capsys):
+    clean_env.chdir(tmp_path)
+
+    code, _, err = run_cli(capsys, "hospitals", "list")
+
+    assert code == 2
+    assert err.splitlines() == ["configuration error: config.yaml: not found (set BOT_CONFIG to its path)"]
