@@ -1,9 +1,16 @@
-"""The composition root: settings, database, services and the web server are built here only."""
+"""The composition root: settings, database, services and channels are built here, and only here.
+
+`Services.build` wires the plain modules together; `run_all`, `serve_web`, `run_worker` and
+`run_console` start what `python -m bot ...` asks for and stop it cleanly on Ctrl-C or SIGTERM.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import signal
+import sys
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable
@@ -13,12 +20,26 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from twilio.rest import Client as TwilioClient
 
+from bot.background import Background
+from bot.conversation import Conversation
 from bot.db import Database
+from bot.demo import load_demo
+from bot.i18n import Catalogues
+from bot.otp import OtpService
 from bot.settings import Settings
+from bot.sms import ConsoleCodes, TwilioSmsCodes, TwilioVerifyCodes, twilio_client
+from handlers.console import ConsoleChat, read_stdin_line, write_stdout
 from handlers.hospital_api import hospital_api, request_validation_response
+from handlers.telegram import TelegramChannel, build_application
 
 log = logging.getLogger(__name__)
+
+HOW_TO_CONNECT = """\
+No messaging channel is configured, so this is the local console chat on fictional demo data.
+To connect Telegram: set TELEGRAM_BOT_TOKEN (from @BotFather). For SMS codes: TWILIO_ACCOUNT_SID,
+TWILIO_AUTH_TOKEN and TWILIO_SMS_FROM. The README explains both."""
 
 
 def utc_clock() -> datetime:
@@ -27,18 +48,70 @@ def utc_clock() -> datetime:
 
 @dataclass
 class Services:
+    """Everything the channels and the web server share. `clock` may be replaced (tests): every
+    part reads it through this object."""
+
     settings: Settings
     database: Database
     secret_key: bytes
-    clock: Callable[[], datetime] = field(default=utc_clock)
+    clock: Callable[[], datetime] = utc_clock
+    show: Callable[[str], None] = write_stdout  # where the console provider prints its "SMS"
+    background: Background = field(default_factory=Background)
+    twilio: TwilioClient | None = None
+    catalogues: Catalogues = field(init=False)
+    otp: OtpService = field(init=False)
+    conversation: Conversation = field(init=False)
 
     @classmethod
-    def build(cls, settings: Settings) -> "Services":
-        return cls(settings, Database(settings.database_url), settings.secret_key_or_local())
+    def build(cls, settings: Settings, show: Callable[[str], None] = write_stdout) -> "Services":
+        services = cls(settings, Database(settings.database_url), settings.secret_key_or_local(), show=show)
+        services._wire()
+        return services
+
+    def now(self) -> datetime:
+        return self.clock()
+
+    def _wire(self) -> None:
+        settings, config = self.settings, self.settings.config
+        self.catalogues = Catalogues(config.languages.available, config.languages.default)
+        self.otp = self._build_otp()
+        self.conversation = Conversation(
+            self.database, config, self.otp, self.catalogues, self.background, self.now
+        )
+
+    def _build_otp(self) -> OtpService:
+        settings, policy = self.settings, self.settings.config.otp
+        provider = settings.otp_provider
+        if provider == "console":
+            return OtpService(policy, self.secret_key, self.now, sender=ConsoleCodes(self.show))
+        env, secrets = settings.env, settings.secrets
+        self.twilio = twilio_client(secrets.twilio_account_sid, secrets.twilio_auth_token, env.twilio_api_base_url)
+        if provider == "twilio_verify":
+            verifier = TwilioVerifyCodes(self.twilio, env.twilio_verify_service_sid)
+            return OtpService(policy, self.secret_key, self.now, verifier=verifier)
+        sender = TwilioSmsCodes(self.twilio, env.twilio_sms_from, env.twilio_messaging_service_sid)
+        return OtpService(policy, self.secret_key, self.now, sender=sender)
+
+    async def close(self) -> None:
+        await self.background.drain()
+        if self.twilio is not None:
+            await self.twilio.http_client.close()
+        await self.database.dispose()
 
 
-def build_web_app(services: Services) -> FastAPI:
-    """The web server's application: the hospital API and the health check."""
+def build_telegram(services: Services) -> TelegramChannel | None:
+    settings = services.settings
+    if not settings.secrets.telegram_bot_token:
+        return None
+    return TelegramChannel(
+        build_application(settings, services.conversation),
+        settings.env.telegram_webhook_url,
+        settings.secrets.telegram_webhook_secret,
+    )
+
+
+def build_web_app(services: Services, telegram: TelegramChannel | None = None) -> FastAPI:
+    """The web server: the hospital API, the health check, and Telegram's webhook if used."""
     app = FastAPI(
         title="Ward Watch hospital API",
         description="Hospitals send admissions and condition updates; relatives are told.",
@@ -46,10 +119,10 @@ def build_web_app(services: Services) -> FastAPI:
     )
     app.add_exception_handler(RequestValidationError, request_validation_response)
     app.include_router(
-        hospital_api(
-            services.database, services.secret_key, services.settings.config.phone_region, services.clock
-        )
+        hospital_api(services.database, services.secret_key, services.settings.config.phone_region, services.now)
     )
+    if telegram is not None and services.settings.env.telegram_webhook_url:
+        app.include_router(telegram.webhook_router())
 
     @app.get("/healthz", tags=["operations"])
     async def healthz():
@@ -66,16 +139,53 @@ def build_scheduler(services: Services) -> AsyncIOScheduler:
     return AsyncIOScheduler(timezone=services.settings.time_zone)
 
 
-async def serve_web(services: Services) -> None:
+class _Server(uvicorn.Server):
+    """uvicorn, minus its own signal handling: `_until_stopped` owns SIGINT and SIGTERM so that
+    everything else shuts down cleanly too."""
+
+    @contextlib.contextmanager
+    def capture_signals(self):
+        yield
+
+
+async def _until_stopped(*tasks: asyncio.Task) -> None:
+    """Wait for Ctrl-C, SIGTERM or the first task to end; then cancel the rest."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    stopper = asyncio.create_task(stop.wait())
+    try:
+        done, _pending = await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            if task is not stopper and not task.cancelled() and task.exception():
+                raise task.exception()
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+        for task in (stopper, *tasks):
+            task.cancel()
+        await asyncio.gather(stopper, *tasks, return_exceptions=True)
+
+
+async def _serve(services: Services, telegram: TelegramChannel | None, quiet: bool = False) -> None:
     settings = services.settings
     config = uvicorn.Config(
-        build_web_app(services), host=settings.host, port=settings.port, log_level="info"
+        build_web_app(services, telegram),
+        host=settings.host,
+        port=settings.port,
+        log_level="warning" if quiet else "info",
     )
     log.info("hospital API on http://%s:%s (OpenAPI at /docs)", settings.host, settings.port)
-    await uvicorn.Server(config).serve()
+    server = _Server(config)
+    try:
+        await server.serve()
+    except asyncio.CancelledError:
+        server.should_exit = True
+        raise
 
 
-async def run_worker(services: Services) -> None:
+async def _worker(services: Services) -> None:
     # The scheduler must start inside the running loop; it then runs until the task is cancelled.
     scheduler = build_scheduler(services)
     scheduler.start()
@@ -85,11 +195,67 @@ async def run_worker(services: Services) -> None:
         scheduler.shutdown(wait=False)
 
 
+async def _console(services: Services) -> None:
+    chat = ConsoleChat(services.conversation, read_stdin_line, write_stdout, bold=sys.stdout.isatty())
+    await chat.run()
+
+
+async def _load_demo_if_local(services: Services) -> None:
+    """Locally, the console chat has fictional patients to ask about; never on a real database."""
+    if not services.settings.is_local:
+        return
+    async with services.database.session() as session:
+        for line in await load_demo(session, services):
+            write_stdout(line)
+
+
 async def run_all(services: Services) -> None:
-    """`python -m bot run`: everything configured, in one process, as on a single machine."""
-    worker = asyncio.create_task(run_worker(services))
+    """`python -m bot run`: everything configured, in one process, as on a single machine.
+    With no messaging channel and a terminal, the local console chat runs beside the API."""
+    telegram = build_telegram(services)
+    console = not services.settings.channels_configured and sys.stdin.isatty()
     try:
-        await serve_web(services)
+        if telegram is not None:
+            await telegram.start()
+        tasks = [asyncio.create_task(_serve(services, telegram, quiet=console)), asyncio.create_task(_worker(services))]
+        if console:
+            await _load_demo_if_local(services)
+            write_stdout(HOW_TO_CONNECT)
+            tasks.append(asyncio.create_task(_console(services)))
+        elif not services.settings.channels_configured:
+            log.info("no messaging channel configured: only the hospital API runs")
+        await _until_stopped(*tasks)
     finally:
-        worker.cancel()
-        await services.database.dispose()
+        if telegram is not None:
+            await telegram.stop()
+        await services.close()
+
+
+async def serve_web(services: Services) -> None:
+    """`python -m bot web`: the web server alone (the Procfile's web process)."""
+    telegram = build_telegram(services)
+    try:
+        if telegram is not None:
+            await telegram.start()
+        await _until_stopped(asyncio.create_task(_serve(services, telegram)))
+    finally:
+        if telegram is not None:
+            await telegram.stop()
+        await services.close()
+
+
+async def run_worker(services: Services) -> None:
+    """`python -m bot worker`: the scheduler alone (the Procfile's worker process)."""
+    try:
+        await _until_stopped(asyncio.create_task(_worker(services)))
+    finally:
+        await services.close()
+
+
+async def run_console(services: Services) -> None:
+    """`python -m bot chat`: the relative's conversation in this terminal, on demo data locally."""
+    try:
+        await _load_demo_if_local(services)
+        await _until_stopped(asyncio.create_task(_console(services)))
+    finally:
+        await services.close()

@@ -22,6 +22,7 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("run", help="everything configured in one process (the default)")
     commands.add_parser("web", help="only the web server: hospital API and webhooks (Procfile web)")
     commands.add_parser("worker", help="only the scheduler (Procfile worker)")
+    commands.add_parser("chat", help="the relative's conversation in this terminal (demo data locally)")
 
     database = commands.add_parser("db", help="database maintenance")
     database.add_subparsers(dest="db_command", required=True, metavar="ACTION").add_parser(
@@ -146,6 +147,8 @@ def main(argv: list[str] | None = None) -> int:
         return _run(services, _demo(services, args))
     if args.command == "web":
         return _run(services, app.serve_web(services))
+    if args.command == "chat":
+        return _run(services, app.run_console(services))
     if args.command == "worker":
         return _run(services, app.run_worker(services))
     return _run(services, app.run_all(services))

@@ -130,6 +130,7 @@ class Environment(_Section):
     twilio_sms_from: str | None = None
     twilio_messaging_service_sid: str | None = None
     twilio_whatsapp_from: str | None = None
+    twilio_verify_service_sid: str | None = None
     public_base_url: str | None = None
     otp_provider: Literal["console", "twilio_sms", "twilio_verify"] | None = None
 
@@ -246,6 +247,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             twilio_sms_from=_env(environ, "TWILIO_SMS_FROM"),
             twilio_messaging_service_sid=_env(environ, "TWILIO_MESSAGING_SERVICE_SID"),
             twilio_whatsapp_from=_env(environ, "TWILIO_WHATSAPP_FROM"),
+            twilio_verify_service_sid=_env(environ, "TWILIO_VERIFY_SERVICE_SID"),
             public_base_url=_env(environ, "PUBLIC_BASE_URL"),
             otp_provider=_env(environ, "OTP_PROVIDER"),
         )
@@ -266,7 +268,38 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         )
     except ValidationError as exc:
         raise SettingsError(_format_error("environment", exc, env_names=True)) from None
+    _check_combinations(settings)
     return settings
+
+
+def _check_combinations(settings: Settings) -> None:
+    """Variables that only work together: name the one that is missing."""
+    env, secrets_ = settings.env, settings.secrets
+    needs: list[tuple[bool, str, str]] = [
+        (bool(env.telegram_webhook_url), "TELEGRAM_BOT_TOKEN", "required with TELEGRAM_WEBHOOK_URL"),
+        (bool(env.telegram_webhook_url), "TELEGRAM_WEBHOOK_SECRET", "required with TELEGRAM_WEBHOOK_URL"),
+    ]
+    provider = settings.otp_provider
+    if provider in ("twilio_sms", "twilio_verify"):
+        needs += [
+            (True, "TWILIO_ACCOUNT_SID", f"required with OTP_PROVIDER={provider}"),
+            (True, "TWILIO_AUTH_TOKEN", f"required with OTP_PROVIDER={provider}"),
+        ]
+    if provider == "twilio_sms":
+        needs.append((True, "TWILIO_SMS_FROM", "or TWILIO_MESSAGING_SERVICE_SID: required with OTP_PROVIDER=twilio_sms"))
+    if provider == "twilio_verify":
+        needs.append((True, "TWILIO_VERIFY_SERVICE_SID", "required with OTP_PROVIDER=twilio_verify"))
+    given = {
+        "TELEGRAM_BOT_TOKEN": secrets_.telegram_bot_token,
+        "TELEGRAM_WEBHOOK_SECRET": secrets_.telegram_webhook_secret,
+        "TWILIO_ACCOUNT_SID": secrets_.twilio_account_sid,
+        "TWILIO_AUTH_TOKEN": secrets_.twilio_auth_token,
+        "TWILIO_SMS_FROM": env.twilio_sms_from or env.twilio_messaging_service_sid,
+        "TWILIO_VERIFY_SERVICE_SID": env.twilio_verify_service_sid,
+    }
+    for applies, name, reason in needs:
+        if applies and not given[name]:
+            raise SettingsError(f"environment: {name}: {reason}")
 
 
 def _check_phone_region(path: Path, region: str) -> None:

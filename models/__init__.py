@@ -1,5 +1,6 @@
 """SQLModel tables and the queries over them."""
 
+from models.chat import Chat, OtpChallenge, Subscription, Verification
 from models.tables import (
     Admission,
     AlternateMobile,
@@ -9,4 +10,7 @@ from models.tables import (
     utcnow,
 )
 
-__all__ = ["Admission", "AlternateMobile", "AuditEvent", "ConditionUpdate", "Hospital", "utcnow"]
+__all__ = [
+    "Admission", "AlternateMobile", "AuditEvent", "Chat", "ConditionUpdate", "Hospital",
+    "OtpChallenge", "Subscription", "Verification", "utcnow",
+]  # fmt: skip

@@ -15,13 +15,19 @@ def audit(
     action: str,
     hospital_id: int | None,
     admission_id: int | None = None,
+    channel: str | None = None,
     **detail: Any,
 ) -> None:
-    session.add(AuditEvent(**audit_values(actor, action, hospital_id, admission_id, **detail)))
+    session.add(AuditEvent(**audit_values(actor, action, hospital_id, admission_id, channel, **detail)))
 
 
 def audit_values(
-    actor: str, action: str, hospital_id: int | None, admission_id: int | None = None, **detail: Any
+    actor: str,
+    action: str,
+    hospital_id: int | None,
+    admission_id: int | None = None,
+    channel: str | None = None,
+    **detail: Any,
 ) -> dict[str, Any]:
     """The columns of one audit row, for a bulk insert (`audit` adds the same as an object)."""
     return {
@@ -30,6 +36,6 @@ def audit_values(
         "action": action,
         "hospital_id": hospital_id,
         "admission_id": admission_id,
-        "channel": None,
+        "channel": channel,
         "detail": detail,
     }

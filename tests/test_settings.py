@@ -236,6 +236,24 @@ def test_a_bad_port_names_port(tmp_path, port):
     assert error(tmp_path, PORT=port).startswith("environment: PORT: ")
 
 
+@pytest.mark.parametrize(
+    "environ, missing",
+    [
+        ({"OTP_PROVIDER": "twilio_sms", "TWILIO_AUTH_TOKEN": "t", "TWILIO_SMS_FROM": "+1500"}, "TWILIO_ACCOUNT_SID"),
+        ({"TWILIO_ACCOUNT_SID": "AC1", "TWILIO_SMS_FROM": "+15005550006"}, "TWILIO_AUTH_TOKEN"),
+        ({"OTP_PROVIDER": "twilio_sms", "TWILIO_ACCOUNT_SID": "AC1", "TWILIO_AUTH_TOKEN": "t"}, "TWILIO_SMS_FROM"),
+        (
+            {"OTP_PROVIDER": "twilio_verify", "TWILIO_ACCOUNT_SID": "AC1", "TWILIO_AUTH_TOKEN": "t"},
+            "TWILIO_VERIFY_SERVICE_SID",
+        ),
+        ({"TELEGRAM_WEBHOOK_URL": "https://example.org/webhooks/telegram", "TELEGRAM_BOT_TOKEN": "1:a"}, "TELEGRAM_WEBHOOK_SECRET"),
+        ({"TELEGRAM_WEBHOOK_URL": "https://example.org/webhooks/telegram", "TELEGRAM_WEBHOOK_SECRET": "s"}, "TELEGRAM_BOT_TOKEN"),
+    ],
+)
+def test_a_variable_needed_by_another_is_named_when_missing(tmp_path, environ, missing):
+    assert error(tmp_path, SECRET_KEY="k", **environ).startswith(f"environment: {missing}: ")
+
+
 def test_a_bad_otp_provider_names_it(tmp_path):
     assert error(tmp_path, OTP_PROVIDER="carrier-pigeon").startswith("environment: OTP_PROVIDER: ")
 
@@ -254,11 +272,15 @@ def test_load_settings_reads_the_process_environment(tmp_path, clean_env):
     "environ, provider",
     [
         ({}, "console"),
-        ({"TWILIO_ACCOUNT_SID": "AC1", "TWILIO_SMS_FROM": "+15005550006"}, "twilio_sms"),
-        ({"TWILIO_ACCOUNT_SID": "AC1", "TWILIO_MESSAGING_SERVICE_SID": "MG1"}, "twilio_sms"),
+        ({"TWILIO_ACCOUNT_SID": "AC1", "TWILIO_AUTH_TOKEN": "t", "TWILIO_SMS_FROM": "+15005550006"}, "twilio_sms"),
+        ({"TWILIO_ACCOUNT_SID": "AC1", "TWILIO_AUTH_TOKEN": "t", "TWILIO_MESSAGING_SERVICE_SID": "MG1"}, "twilio_sms"),
         ({"TWILIO_SMS_FROM": "+15005550006"}, "console"),  # no account
         ({"TWILIO_ACCOUNT_SID": "AC1", "TWILIO_SMS_FROM": "+1500", "OTP_PROVIDER": "console"}, "console"),
-        ({"OTP_PROVIDER": "twilio_verify"}, "twilio_verify"),
+        (
+            {"OTP_PROVIDER": "twilio_verify", "TWILIO_ACCOUNT_SID": "AC1", "TWILIO_AUTH_TOKEN": "t",
+             "TWILIO_VERIFY_SERVICE_SID": "VA1"},
+            "twilio_verify",
+        ),
     ],
 )
 def test_the_otp_provider_follows_what_is_configured(tmp_path, environ, provider):

@@ -1,0 +1,400 @@
+"""The relative's conversation, written once for every channel.
+
+    new ──/start or any text──▶ awaiting_number ──number──▶ awaiting_code ──right code──▶ verified
+                                      ▲                          │
+                                      └──── "Change number" ─────┘
+
+Each step is one method. The state of every chat is in the database (`models.chat.Chat`), so a
+restart or a second process continues the conversation. Nothing here knows Telegram or Twilio:
+adapters give an `Inbound` and render the `Reply`s.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Awaitable, Callable
+
+from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from bot import relatives
+from bot.background import Background
+from bot.db import Database
+from bot.i18n import LANGUAGE_NAMES, Catalogues, Language
+from bot.otp import Checked, OtpService, Requested, read_code
+from bot.phones import PhoneNumberError, ascii_digits, mask, national, normalise_mobile
+from bot.replies import Button, Inbound, Reply
+from bot.settings import FileConfig
+from bot.status_card import render_card
+from models.chat import Chat
+
+# Longer than any number or code: a pasted letter, not an answer.
+LONGEST_ANSWER = 200
+
+
+class State(StrEnum):
+    NEW = "new"
+    AWAITING_NUMBER = "awaiting_number"
+    AWAITING_CODE = "awaiting_code"
+    VERIFIED = "verified"
+
+
+@dataclass
+class Turn:
+    """One inbound message being answered."""
+
+    session: AsyncSession
+    chat: Chat
+    language: Language
+    now: datetime
+    replies: list[Reply] = field(default_factory=list)
+    after_commit: list[tuple[Callable[[], Awaitable[None]], str]] = field(default_factory=list)
+    forgotten: bool = False
+
+    @property
+    def _(self) -> Callable[[str], str]:
+        return self.language.gettext
+
+    def say(self, text: str, *buttons: Button, share_contact: str | None = None) -> None:
+        self.replies.append(Reply.text(text, tuple(buttons), share_contact))
+
+
+class Conversation:
+    def __init__(
+        self,
+        database: Database,
+        config: FileConfig,
+        otp: OtpService,
+        catalogues: Catalogues,
+        background: Background,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._database = database
+        self._config = config
+        self._otp = otp
+        self._catalogues = catalogues
+        self._background = background
+        self._clock = clock
+
+    async def handle(self, inbound: Inbound) -> list[Reply]:
+        """Answer one message: read the chat's state, take the step, save, reply."""
+        async with self._database.session() as session:
+            chat = await self._chat(session, inbound)
+            turn = Turn(session, chat, self._catalogues.get(chat.language), self._clock())
+            await self._route(turn, inbound)
+            if not turn.forgotten:
+                chat.last_inbound_at = chat.updated_at = turn.now
+                session.add(chat)
+            await session.commit()
+        for delivery, what in turn.after_commit:
+            self._background.start(delivery(), what)
+        return turn.replies
+
+    async def _chat(self, session: AsyncSession, inbound: Inbound) -> Chat:
+        result = await session.exec(
+            select(Chat).where(Chat.channel == inbound.channel, Chat.chat_key == inbound.chat_key)
+        )
+        chat = result.first()
+        if chat is None:
+            language = self._catalogues.match(inbound.language_hint) or self._catalogues.default
+            chat = Chat(channel=inbound.channel, chat_key=inbound.chat_key, language=language)
+            session.add(chat)
+            await session.flush()
+        return chat
+
+    @staticmethod
+    def _chat_key(chat: Chat) -> str:
+        return f"{chat.channel}:{chat.chat_key}"
+
+    # --- routing -------------------------------------------------------------------------------
+
+    async def _route(self, turn: Turn, inbound: Inbound) -> None:
+        if inbound.unsupported:
+            return self._unsupported(turn)
+        if inbound.command is not None:
+            return await self._command(turn, inbound.command)
+        if inbound.button is not None:
+            return await self._button(turn, inbound.button)
+        if inbound.foreign_contact:
+            return self._foreign_contact(turn)
+        if inbound.contact is not None:
+            return await self._receive_number(turn, inbound.contact)
+        text = (inbound.text or "").strip()
+        if len(text) > LONGEST_ANSWER:
+            return self._too_long(turn)
+        state = State(turn.chat.state)
+        if state == State.AWAITING_CODE and read_code(text, self._otp.policy.digits) is not None:
+            return await self._receive_code(turn, text)
+        if state == State.AWAITING_NUMBER or _looks_like_a_number(text):
+            return await self._receive_number(turn, text)
+        if state == State.NEW:  # any first message starts the conversation (WhatsApp has no /start)
+            return await self._start(turn)
+        return self._hint(turn)
+
+    async def _command(self, turn: Turn, command: str) -> None:
+        steps = {
+            "start": self._start,
+            "status": self._status,
+            "stop": self._stop,
+            "language": self._ask_language,
+            "help": self._help,
+            "forget": self._forget,
+            "cancel": self._cancel,
+        }
+        step = steps.get(command.lower())
+        if step is None:
+            return self._hint(turn)
+        await step(turn)
+
+    async def _button(self, turn: Turn, payload: str) -> None:
+        if payload.startswith("lang:"):
+            return await self._choose_language(turn, payload.removeprefix("lang:"))
+        steps = {"resend": self._resend, "change_number": self._change_number, "status": self._status}
+        step = steps.get(payload)
+        if step is None:
+            return self._hint(turn)
+        await step(turn)
+
+    # --- steps ---------------------------------------------------------------------------------
+
+    async def _start(self, turn: Turn) -> None:
+        """/start: a verified chat sees its patients again (and alerts resume); others are asked
+        for the admission number."""
+        cards = await relatives.readable_cards(turn.session, turn.chat, turn.now, self._config.verification)
+        if cards:
+            await relatives.resume_alerts(turn.session, turn.chat)
+            turn.chat.state = State.VERIFIED
+            return await self._show_cards(turn, cards)
+        self._ask_number(
+            turn,
+            turn._(
+                "Welcome to Ward Watch. I tell relatives how a patient in hospital is doing, and "
+                "message you whenever the hospital records a change."
+            ),
+        )
+
+    def _ask_number(self, turn: Turn, opening: str | None = None) -> None:
+        turn.chat.state = State.AWAITING_NUMBER
+        turn.chat.pending_mobile = None
+        ask = turn._(
+            "Please send the mobile number that was written down at admission, for example "
+            "98300 12345."
+        )
+        turn.say(f"{opening}\n\n{ask}" if opening else ask, share_contact=turn._("Share my number"))
+
+    async def _receive_number(self, turn: Turn, text: str) -> None:
+        """A number: the same answer whether or not it is registered; a code only if it is."""
+        try:
+            mobile = normalise_mobile(text, self._config.phone_region)
+        except PhoneNumberError as error:
+            return self._bad_number(turn, error)
+        await self._request_code(turn, mobile)
+
+    async def _request_code(self, turn: Turn, mobile: str) -> None:
+        session, chat, _ = turn.session, turn.chat, turn._
+        registered = await relatives.registered(session, mobile)
+        outcome = await self._otp.request(session, self._chat_key(chat), mobile, registered, turn.language)
+        if outcome.result == Requested.LIMITED:
+            return turn.say(_("Too many codes have been asked for. Please try again in an hour."))
+        if outcome.result == Requested.LOCKED:
+            return turn.say(
+                _("Too many wrong codes were typed for this number. Please try again tomorrow."),
+                self._change_number_button(turn),
+            )
+        chat.state, chat.pending_mobile = State.AWAITING_CODE, mobile
+        if outcome.result == Requested.TOO_SOON:
+            return turn.say(
+                _("Please wait {seconds} seconds before asking for a new code.").format(
+                    seconds=turn.language.number(outcome.wait_seconds)
+                ),
+                *self._code_buttons(turn),
+            )
+        if outcome.delivery is not None:
+            turn.after_commit.append((outcome.delivery, f"code to {mask(mobile)}"))
+        turn.say(
+            _(
+                "If {number} is the number given at admission, a {digits}-digit code is on its way "
+                "to it by SMS. Please type the code here. It is valid for {minutes} minutes."
+            ).format(
+                number=turn.language.digits(national(mobile)),
+                digits=turn.language.number(self._otp.policy.digits),
+                minutes=turn.language.number(self._otp.policy.valid_seconds // 60),
+            ),
+            *self._code_buttons(turn),
+        )
+
+    async def _receive_code(self, turn: Turn, text: str) -> None:
+        session, chat, _ = turn.session, turn.chat, turn._
+        code = read_code(text, self._otp.policy.digits)
+        if chat.pending_mobile is None or code is None:
+            return self._hint(turn)
+        outcome = await self._otp.check(session, self._chat_key(chat), chat.pending_mobile, code)
+        if outcome.result == Checked.WRONG:
+            return turn.say(
+                turn.language.ngettext(
+                    "That code is not right. You can try {count} more time.",
+                    "That code is not right. You can try {count} more times.",
+                    outcome.tries_left,
+                ).format(count=turn.language.number(outcome.tries_left)),
+                *self._code_buttons(turn),
+            )
+        if outcome.result == Checked.EXPIRED:
+            return turn.say(_("That code has expired. Please ask for a new one."), *self._code_buttons(turn))
+        if outcome.result == Checked.LOCKED:
+            return turn.say(
+                _("Too many wrong codes were typed for this number. Please try again tomorrow."),
+                self._change_number_button(turn),
+            )
+        if outcome.result == Checked.NO_CODE:
+            return self._ask_number(turn)
+
+        admissions = await relatives.verify(session, chat, chat.pending_mobile, turn.now, self._config.verification)
+        chat.state, chat.pending_mobile = State.VERIFIED, None
+        if not admissions:
+            return turn.say(_("Your number is confirmed, but no patient is admitted under it now."))
+        turn.say(
+            turn.language.ngettext(
+                "Thank you, your number is confirmed. I will message you here whenever the hospital "
+                "records a change for this patient. Send /stop to stop these messages.",
+                "Thank you, your number is confirmed. I will message you here whenever the hospital "
+                "records a change for these {count} patients. Send /stop to stop these messages.",
+                len(admissions),
+            ).format(count=turn.language.number(len(admissions)))
+        )
+        await session.flush()
+        await self._show_cards(
+            turn, await relatives.readable_cards(session, chat, turn.now, self._config.verification)
+        )
+
+    async def _status(self, turn: Turn) -> None:
+        """/status: a fresh card for every patient this chat follows; no new code while verified."""
+        cards = await relatives.readable_cards(turn.session, turn.chat, turn.now, self._config.verification)
+        if cards:
+            return await self._show_cards(turn, cards)
+        if turn.chat.state == State.VERIFIED:
+            return self._ask_number(
+                turn, turn._("Your confirmation has ended. To see the patient again, please confirm your number once more.")
+            )
+        return self._hint(turn)
+
+    async def _show_cards(self, turn: Turn, cards: list[relatives.CardData]) -> None:
+        for card in cards:
+            turn.replies.append(render_card(card, turn.language, turn.now, self._config.overdue_hours))
+            relatives.record_disclosure(turn.session, turn.chat, card)
+
+    async def _stop(self, turn: Turn) -> None:
+        stopped = await relatives.stop_alerts(turn.session, turn.chat)
+        if not stopped:
+            return turn.say(turn._("You have no alerts to stop."))
+        turn.say(
+            turn._(
+                "You will get no more alerts. You can still send /status to see the patient. "
+                "Send /start to get alerts again."
+            )
+        )
+
+    async def _forget(self, turn: Turn) -> None:
+        await relatives.forget(turn.session, turn.chat)
+        turn.forgotten = True
+        turn.say(
+            turn._(
+                "Done: this chat's number, confirmation and alerts are deleted. "
+                "Send /start to begin again."
+            )
+        )
+
+    async def _help(self, turn: Turn) -> None:
+        turn.say(
+            turn._(
+                "I tell you how a patient is doing, once you confirm the mobile number given at "
+                "admission with a code sent to it by SMS.\n"
+                "/start: begin, or see your patients again\n"
+                "/status: the latest condition\n"
+                "/stop: no more alerts\n"
+                "/language: change the language\n"
+                "/forget: delete everything about this chat\n"
+                "/cancel: stop what you are doing\n"
+                "/help: this message"
+            )
+        )
+
+    async def _ask_language(self, turn: Turn) -> None:
+        buttons = [Button(LANGUAGE_NAMES[code], f"lang:{code}") for code in self._catalogues.codes]
+        turn.say(turn._("Choose your language:"), *buttons)
+
+    async def _choose_language(self, turn: Turn, code: str) -> None:
+        if code not in self._catalogues.codes:
+            return await self._ask_language(turn)
+        turn.chat.language = code
+        turn.language = self._catalogues.get(code)
+        turn.say(turn._("I will write to you in English."))
+        self._hint(turn)
+
+    async def _cancel(self, turn: Turn) -> None:
+        cards = await relatives.readable_cards(turn.session, turn.chat, turn.now, self._config.verification)
+        turn.chat.state = State.VERIFIED if cards else State.NEW
+        turn.chat.pending_mobile = None
+        turn.say(turn._("Cancelled. Send /start to begin again."))
+
+    async def _resend(self, turn: Turn) -> None:
+        if turn.chat.state != State.AWAITING_CODE or turn.chat.pending_mobile is None:
+            return self._hint(turn)
+        await self._request_code(turn, turn.chat.pending_mobile)
+
+    async def _change_number(self, turn: Turn) -> None:
+        self._ask_number(turn)
+
+    # --- answers that keep the chat where it is --------------------------------------------------
+
+    def _bad_number(self, turn: Turn, error: PhoneNumberError) -> None:
+        _ = turn._
+        reason = {
+            "landline": _("That is a landline number; please send a mobile number."),
+            "foreign": _("That is not an Indian mobile number."),
+        }.get(error.kind, _("That does not look like a mobile number."))
+        turn.say(f"{reason} " + _("Please type it like this: 98300 12345."), share_contact=_("Share my number"))
+
+    def _foreign_contact(self, turn: Turn) -> None:
+        turn.say(
+            turn._("Please share your own number, or type the admission mobile number."),
+            share_contact=turn._("Share my number"),
+        )
+
+    def _unsupported(self, turn: Turn) -> None:
+        turn.say(turn._("Sorry, I can only read text messages."))
+        self._hint(turn)
+
+    def _too_long(self, turn: Turn) -> None:
+        turn.say(turn._("That message is too long for me. Please send only the number or the code."))
+
+    def _hint(self, turn: Turn) -> None:
+        """What to do next, for the step the chat is in."""
+        _ = turn._
+        state = State(turn.chat.state)
+        if state == State.AWAITING_CODE:
+            return turn.say(
+                _("Please type the {digits}-digit code from the SMS.").format(
+                    digits=turn.language.number(self._otp.policy.digits)
+                ),
+                *self._code_buttons(turn),
+            )
+        if state == State.VERIFIED:
+            return turn.say(_("Send /status to see the latest condition, or /help for everything I can do."))
+        turn.say(
+            _("Please send the mobile number given at admission, for example 98300 12345."),
+            share_contact=_("Share my number"),
+        )
+
+    def _code_buttons(self, turn: Turn) -> tuple[Button, Button]:
+        return Button(turn._("Send a new code"), "resend"), self._change_number_button(turn)
+
+    @staticmethod
+    def _change_number_button(turn: Turn) -> Button:
+        return Button(turn._("Change number"), "change_number")
+
+
+def _looks_like_a_number(text: str) -> bool:
+    """Ten or more digits: a phone number rather than a code or a question."""
+    return sum(char.isdigit() for char in ascii_digits(text)) >= 10

@@ -1,0 +1,213 @@
+"""One-time codes: asking for one, sending it, checking it, under the limits of DESIGN.md.
+
+- 6 digits from `secrets`, valid `otp.valid_seconds`, used once, stored only as a keyed hash bound
+  to the chat and the number, at most `otp.max_wrong_tries` wrong tries; a new code carries the
+  wrong tries of the last one over (within `otp.wrong_tries_window_hours`).
+- Requests are limited per number, per chat (also in how many numbers a chat may try) and
+  overall; a resend waits `otp.resend_after_seconds`.
+- An unregistered number is treated exactly like a registered one (a challenge row, the same
+  limits, the same answers), except that no code is sent: nothing tells them apart.
+- The code is sent after the request is committed, in the background: the relative's reply
+  never waits for the SMS provider.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Awaitable, Callable, Protocol
+
+from sqlalchemy import func
+from sqlmodel import col, select, update
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from bot.i18n import Language
+from bot.phones import ascii_digits
+from bot.security import keyed_hash
+from bot.settings import OtpConfig
+from models.chat import OtpChallenge
+
+
+class CodeSender(Protocol):
+    """Delivers a text made here, with our own code (the terminal, Twilio SMS)."""
+
+    async def send(self, mobile: str, body: str) -> None: ...
+
+
+class CodeVerifier(Protocol):
+    """Makes, sends and checks its own codes (Twilio Verify)."""
+
+    async def start(self, mobile: str, locale: str) -> None: ...
+
+    async def check(self, mobile: str, code: str) -> bool: ...
+
+
+# The SMS names the service, says never to share the code, and carries no patient data.
+def sms_body(language: Language, code: str, valid_seconds: int) -> str:
+    return language.gettext(
+        "{code} is your Ward Watch code, valid for {minutes} minutes. Never share it with "
+        "anyone: hospital staff will never ask for it."
+    ).format(code=code, minutes=language.number(valid_seconds // 60))
+
+
+class Requested(StrEnum):
+    ACCEPTED = "accepted"
+    TOO_SOON = "too_soon"  # resend asked before otp.resend_after_seconds
+    LIMITED = "limited"  # a per-number, per-chat or overall limit
+    LOCKED = "locked"  # too many wrong tries for this chat and number
+
+
+@dataclass(frozen=True)
+class RequestOutcome:
+    result: Requested
+    wait_seconds: int = 0
+    # Sends the code; to be started in the background once the challenge is committed.
+    delivery: Callable[[], Awaitable[None]] | None = None
+
+
+class Checked(StrEnum):
+    OK = "ok"
+    WRONG = "wrong"
+    EXPIRED = "expired"
+    LOCKED = "locked"
+    NO_CODE = "no_code"
+
+
+@dataclass(frozen=True)
+class CheckOutcome:
+    result: Checked
+    tries_left: int = 0
+
+
+def read_code(text: str, digits: int) -> str | None:
+    """`123 456`, `১২৩৪৫৬`, `१२३-४५६` -> `123456`; None if it is not a code of `digits` digits."""
+    compact = "".join(ascii_digits(text).split()).replace("-", "")
+    return compact if len(compact) == digits and compact.isascii() and compact.isdigit() else None
+
+
+class OtpService:
+    def __init__(
+        self,
+        policy: OtpConfig,
+        secret_key: bytes,
+        clock: Callable[[], datetime],
+        sender: CodeSender | None = None,
+        verifier: CodeVerifier | None = None,
+    ) -> None:
+        if (sender is None) == (verifier is None):
+            raise ValueError("give exactly one of sender and verifier")
+        self.policy = policy
+        self._secret_key = secret_key
+        self._sender = sender
+        self._verifier = verifier
+        self._clock = clock
+
+    def _hash(self, chat_key: str, mobile: str, code: str) -> str:
+        return keyed_hash(self._secret_key, f"{chat_key}|{mobile}|{code}")
+
+    async def _latest(self, session: AsyncSession, chat_key: str, mobile: str) -> OtpChallenge | None:
+        result = await session.exec(
+            select(OtpChallenge)
+            .where(OtpChallenge.chat_key == chat_key, OtpChallenge.mobile == mobile)
+            .order_by(col(OtpChallenge.created_at).desc(), col(OtpChallenge.id).desc())
+            .limit(1)
+        )
+        return result.first()
+
+    async def _count(self, session: AsyncSession, since: datetime, *conditions) -> int:
+        query = select(func.count()).select_from(OtpChallenge).where(OtpChallenge.created_at > since, *conditions)
+        return (await session.exec(query)).one()
+
+    async def _limited(self, session: AsyncSession, chat_key: str, mobile: str, now: datetime) -> bool:
+        hour_ago, day_ago = now - timedelta(hours=1), now - timedelta(days=1)
+        policy = self.policy
+        if await self._count(session, hour_ago, OtpChallenge.mobile == mobile) >= policy.max_sends_per_number_per_hour:
+            return True
+        if await self._count(session, hour_ago, OtpChallenge.chat_key == chat_key) >= policy.max_sends_per_chat_per_hour:
+            return True
+        numbers = await session.exec(
+            select(OtpChallenge.mobile)
+            .where(OtpChallenge.chat_key == chat_key, OtpChallenge.created_at > day_ago)
+            .distinct()
+        )
+        tried = set(numbers.all())
+        if mobile not in tried and len(tried) >= policy.max_numbers_per_chat_per_day:
+            return True
+        return await self._count(session, hour_ago) >= policy.max_sends_per_hour
+
+    async def request(
+        self, session: AsyncSession, chat_key: str, mobile: str, registered: bool, language: Language
+    ) -> RequestOutcome:
+        """Ask for a code for `mobile` in this chat. The caller commits."""
+        now = self._clock()
+        policy = self.policy
+        previous = await self._latest(session, chat_key, mobile)
+        carried_tries = 0
+        if previous is not None:
+            ready_at = previous.created_at + timedelta(seconds=policy.resend_after_seconds)
+            if now < ready_at:
+                return RequestOutcome(Requested.TOO_SOON, int((ready_at - now).total_seconds()) + 1)
+            if previous.created_at > now - timedelta(hours=policy.wrong_tries_window_hours):
+                carried_tries = previous.wrong_tries
+        if carried_tries >= policy.max_wrong_tries:
+            return RequestOutcome(Requested.LOCKED)
+        if await self._limited(session, chat_key, mobile, now):
+            return RequestOutcome(Requested.LIMITED)
+
+        # Only the newest code of a chat and number is valid.
+        await session.exec(
+            update(OtpChallenge)
+            .where(col(OtpChallenge.chat_key) == chat_key, col(OtpChallenge.mobile) == mobile)
+            .values(voided=True)
+        )
+        code = "".join(secrets.choice("0123456789") for _ in range(policy.digits))
+        own_code = registered and self._verifier is None
+        session.add(
+            OtpChallenge(
+                chat_key=chat_key,
+                mobile=mobile,
+                code_hash=self._hash(chat_key, mobile, code) if own_code else None,
+                sent=registered,
+                created_at=now,
+                expires_at=now + timedelta(seconds=policy.valid_seconds),
+                wrong_tries=carried_tries,
+            )
+        )
+        if not registered:
+            return RequestOutcome(Requested.ACCEPTED)
+        if self._sender is not None:
+            body = sms_body(language, code, policy.valid_seconds)
+            return RequestOutcome(Requested.ACCEPTED, delivery=lambda: self._sender.send(mobile, body))
+        return RequestOutcome(Requested.ACCEPTED, delivery=lambda: self._verifier.start(mobile, language.code))
+
+    async def check(self, session: AsyncSession, chat_key: str, mobile: str, typed: str) -> CheckOutcome:
+        """Check a typed code (already read with `read_code`). The caller commits."""
+        now = self._clock()
+        challenge = await self._latest(session, chat_key, mobile)
+        if challenge is None or challenge.used_at is not None:
+            return CheckOutcome(Checked.NO_CODE)
+        max_tries = self.policy.max_wrong_tries
+        if challenge.voided or challenge.wrong_tries >= max_tries:
+            return CheckOutcome(Checked.LOCKED)
+        if now >= challenge.expires_at:
+            return CheckOutcome(Checked.EXPIRED)
+
+        if not challenge.sent:
+            right = False
+        elif challenge.code_hash is None and self._verifier is not None:
+            right = await self._verifier.check(mobile, typed)
+        else:
+            right = hmac.compare_digest(challenge.code_hash, self._hash(chat_key, mobile, typed))
+        if right:
+            challenge.used_at = now
+            session.add(challenge)
+            return CheckOutcome(Checked.OK)
+        challenge.wrong_tries += 1
+        session.add(challenge)
+        if challenge.wrong_tries >= max_tries:
+            challenge.voided = True
+            return CheckOutcome(Checked.LOCKED)
+        return CheckOutcome(Checked.WRONG, max_tries - challenge.wrong_tries)

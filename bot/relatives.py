@@ -1,0 +1,121 @@
+"""Verified relatives: which admissions a chat may read, subscribing, stopping, forgetting."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete
+from sqlmodel import col, or_, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from bot.intake import latest_update
+from bot.settings import VerificationConfig
+from bot.status_card import CardData
+from models import Admission, AlternateMobile, Hospital
+from models.audit import audit
+from models.chat import Chat, Subscription, Verification
+from models.enums import AdmissionStatus
+
+
+def _still_current(admission: Admission, now: datetime, policy: VerificationConfig) -> bool:
+    """Admitted, or closed (discharged, moved, died) less than `days_after_discharge` ago."""
+    if admission.status == AdmissionStatus.ADMITTED or admission.status_at is None:
+        return True
+    return now < admission.status_at + timedelta(days=policy.days_after_discharge)
+
+
+async def registered(session: AsyncSession, mobile: str) -> bool:
+    """Is `mobile` the contact or an alternate number of any admission? Never shown to a user."""
+    alternates = select(AlternateMobile.admission_id).where(AlternateMobile.mobile == mobile)
+    query = select(Admission.id).where(
+        or_(Admission.contact_mobile == mobile, col(Admission.id).in_(alternates))
+    )
+    return (await session.exec(query.limit(1))).first() is not None
+
+
+async def current_admissions(
+    session: AsyncSession, mobile: str, now: datetime, policy: VerificationConfig
+) -> list[Admission]:
+    alternates = select(AlternateMobile.admission_id).where(AlternateMobile.mobile == mobile)
+    result = await session.exec(
+        select(Admission)
+        .where(or_(Admission.contact_mobile == mobile, col(Admission.id).in_(alternates)))
+        .order_by(col(Admission.id))
+    )
+    return [admission for admission in result.all() if _still_current(admission, now, policy)]
+
+
+async def verify(
+    session: AsyncSession, chat: Chat, mobile: str, now: datetime, policy: VerificationConfig
+) -> list[Admission]:
+    """The chat proved it holds `mobile`: subscribe it to the admissions under that number now.
+    An admission added later needs a new code."""
+    admissions = await current_admissions(session, mobile, now, policy)
+    verification = Verification(
+        chat_id=chat.id, mobile=mobile, verified_at=now, expires_at=now + timedelta(days=policy.max_days)
+    )
+    session.add(verification)
+    await session.flush()
+    existing = await session.exec(select(Subscription).where(Subscription.chat_id == chat.id))
+    by_admission = {subscription.admission_id: subscription for subscription in existing.all()}
+    for admission in admissions:
+        subscription = by_admission.get(admission.id) or Subscription(
+            chat_id=chat.id, admission_id=admission.id, verification_id=verification.id
+        )
+        subscription.verification_id = verification.id
+        subscription.alerts = True
+        session.add(subscription)
+    return admissions
+
+
+async def readable_cards(
+    session: AsyncSession, chat: Chat, now: datetime, policy: VerificationConfig
+) -> list[CardData]:
+    """What this chat may read now: subscribed admissions under a verification that holds."""
+    result = await session.exec(
+        select(Admission, Hospital)
+        .join(Subscription, col(Subscription.admission_id) == col(Admission.id))
+        .join(Verification, col(Verification.id) == col(Subscription.verification_id))
+        .join(Hospital, col(Hospital.id) == col(Admission.hospital_id))
+        .where(Subscription.chat_id == chat.id, Verification.expires_at > now)
+        .order_by(col(Admission.id))
+    )
+    cards = []
+    for admission, hospital in result.all():
+        if _still_current(admission, now, policy):
+            cards.append(CardData(hospital, admission, await latest_update(session, admission.id)))
+    return cards
+
+
+def record_disclosure(session: AsyncSession, chat: Chat, card: CardData) -> None:
+    audit(
+        session, f"{chat.channel}:{chat.chat_key}", "status.disclosed", card.hospital.id,
+        card.admission.id, channel=chat.channel, update_id=card.latest.id if card.latest else None,
+    )  # fmt: skip
+
+
+async def _set_alerts(session: AsyncSession, chat: Chat, alerts: bool) -> int:
+    """Turn alerts on or off for every subscription of the chat; how many changed."""
+    result = await session.exec(
+        select(Subscription).where(Subscription.chat_id == chat.id, Subscription.alerts == (not alerts))
+    )
+    subscriptions = list(result.all())
+    for subscription in subscriptions:
+        subscription.alerts = alerts
+        session.add(subscription)
+    return len(subscriptions)
+
+
+async def stop_alerts(session: AsyncSession, chat: Chat) -> int:
+    return await _set_alerts(session, chat, False)
+
+
+async def resume_alerts(session: AsyncSession, chat: Chat) -> int:
+    return await _set_alerts(session, chat, True)
+
+
+async def forget(session: AsyncSession, chat: Chat) -> None:
+    """Delete this chat's subscriptions, verifications and conversation. The audit stays."""
+    await session.exec(delete(Subscription).where(col(Subscription.chat_id) == chat.id))
+    await session.exec(delete(Verification).where(col(Verification.chat_id) == chat.id))
+    await session.delete(chat)

@@ -1,0 +1,76 @@
+"""The local console chat: the relative's conversation in a terminal.
+
+Commands are typed as on Telegram (`/status`); buttons become numbered choices answered with a
+digit. The "SMS" carrying the code is printed in the same terminal by `bot.sms.ConsoleCodes`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import Awaitable, Callable
+
+from bot.conversation import Conversation
+from bot.replies import Button, Inbound, Reply
+
+CHANNEL = "console"
+QUIT_WORDS = {"/quit", "/exit"}
+
+
+class ConsoleChat:
+    def __init__(
+        self,
+        conversation: Conversation,
+        read_line: Callable[[], Awaitable[str | None]],
+        write: Callable[[str], None],
+        chat_key: str = "local",
+        bold: bool = False,
+    ) -> None:
+        self._conversation = conversation
+        self._read_line = read_line
+        self._write = write
+        self._chat_key = chat_key
+        self._bold = bold
+        self._choices: list[Button] = []
+
+    def _show(self, reply: Reply) -> None:
+        text = "".join(
+            f"\033[1m{span.text}\033[0m" if span.bold and self._bold else span.text for span in reply.spans
+        )
+        self._write(f"\n{text}")
+        if reply.buttons:
+            self._choices = list(reply.buttons)
+            self._write("  ".join(f"[{index}] {button.label}" for index, button in enumerate(reply.buttons, 1)))
+
+    def _inbound(self, line: str) -> Inbound:
+        if line.startswith("/"):
+            return Inbound(CHANNEL, self._chat_key, command=line[1:].split()[0] if line[1:] else "")
+        if line.isdigit() and 1 <= int(line) <= len(self._choices):
+            return Inbound(CHANNEL, self._chat_key, button=self._choices[int(line) - 1].payload)
+        return Inbound(CHANNEL, self._chat_key, text=line)
+
+    async def say(self, line: str) -> None:
+        """Send one line as the relative, and show the answers."""
+        inbound = self._inbound(line.strip())
+        self._choices = []
+        for reply in await self._conversation.handle(inbound):
+            self._show(reply)
+
+    async def run(self) -> None:
+        self._write("Ward Watch local chat. Type /quit to leave.")
+        await self.say("/start")
+        while True:
+            line = await self._read_line()
+            if line is None or line.strip() in QUIT_WORDS:
+                return
+            if line.strip():
+                await self.say(line)
+
+
+async def read_stdin_line() -> str | None:
+    line = await asyncio.to_thread(sys.stdin.readline)
+    return line if line else None
+
+
+def write_stdout(text: str) -> None:
+    print(text, flush=True)

@@ -1,0 +1,207 @@
+"""Telegram adapter: python-telegram-bot updates in, the conversation's replies out.
+
+Handlers are thin: each turns one kind of update into an `Inbound` and sends the replies. Their
+order matters (PTB tries them in turn and stops at the first that matches):
+1. commands we know, 2. button presses, 3. shared contacts, 4. plain text, 5. any other command,
+6. anything else (stickers, photos, voice): a polite hint, never an exception.
+"""
+
+from __future__ import annotations
+
+import hmac
+import html
+import logging
+from urllib.parse import urlparse
+
+from fastapi import APIRouter, Request, Response
+from telegram import (
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    KeyboardButton,
+    ReplyKeyboardMarkup,
+    ReplyKeyboardRemove,
+    Update,
+)
+from telegram.constants import MessageLimit, ParseMode
+from telegram.ext import (
+    AIORateLimiter,
+    Application,
+    CallbackQueryHandler,
+    CommandHandler,
+    ContextTypes,
+    MessageHandler,
+    filters,
+)
+
+from bot.conversation import Conversation
+from bot.replies import Inbound, Reply, Span
+from bot.settings import Settings
+
+log = logging.getLogger(__name__)
+CHANNEL = "telegram"
+COMMANDS = ("start", "status", "stop", "language", "help", "forget", "cancel")
+WEBHOOK_SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+
+
+# --- rendering ----------------------------------------------------------------------------------
+
+
+def _html(spans: list[Span]) -> str:
+    # Hospital text such as "SpO2 <90 & falling" must reach the relative intact: escape it all.
+    return "".join(
+        f"<b>{html.escape(span.text, quote=False)}</b>" if span.bold else html.escape(span.text, quote=False)
+        for span in spans
+    )
+
+
+def render(reply: Reply) -> list[str]:
+    """The reply as HTML messages of at most Telegram's length, cut between lines."""
+    limit = MessageLimit.MAX_TEXT_LENGTH
+    messages, current = [], []
+    for span in reply.spans:
+        if len(_html(current + [span])) > limit and current:
+            messages.append(_html(current).strip("\n"))
+            current = []
+        while len(_html([span])) > limit:  # a single enormous span: cut it in plain pieces
+            messages.append(_html([Span(span.text[: limit // 2], span.bold)]))
+            span = Span(span.text[limit // 2 :], span.bold)
+        current.append(span)
+    if current:
+        messages.append(_html(current).strip("\n"))
+    return messages
+
+
+def _markup(reply: Reply):
+    if reply.buttons:
+        return InlineKeyboardMarkup(
+            [[InlineKeyboardButton(button.label, callback_data=button.payload)] for button in reply.buttons]
+        )
+    if reply.share_contact:
+        return ReplyKeyboardMarkup(
+            [[KeyboardButton(reply.share_contact, request_contact=True)]],
+            resize_keyboard=True,
+            one_time_keyboard=True,
+        )
+    return ReplyKeyboardRemove()
+
+
+async def send_replies(application: Application, chat_id: int, replies: list[Reply]) -> None:
+    for reply in replies:
+        messages = render(reply)
+        for index, text in enumerate(messages):
+            last = index == len(messages) - 1
+            await application.bot.send_message(
+                chat_id, text, parse_mode=ParseMode.HTML, reply_markup=_markup(reply) if last else None
+            )
+
+
+# --- handlers -----------------------------------------------------------------------------------
+
+
+def register_handlers(application: Application, conversation: Conversation) -> None:
+    """Every update the bot understands, in the order explained at the top of this module."""
+
+    async def answer(update: Update, **event) -> None:
+        user = update.effective_user
+        inbound = Inbound(
+            channel=CHANNEL,
+            chat_key=str(update.effective_chat.id),
+            language_hint=user.language_code if user else None,
+            **event,
+        )
+        replies = await conversation.handle(inbound)
+        await send_replies(application, update.effective_chat.id, replies)
+
+    async def on_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        command = update.effective_message.text.split()[0].lstrip("/").split("@")[0]
+        await answer(update, command=command)
+
+    async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        await update.callback_query.answer()
+        await answer(update, button=update.callback_query.data or "")
+
+    async def on_contact(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        contact = update.effective_message.contact
+        # Anyone can share someone else's contact card; only the sender's own number counts.
+        if contact.user_id != update.effective_user.id:
+            return await answer(update, foreign_contact=True)
+        number = contact.phone_number
+        await answer(update, contact=number if number.startswith("+") else f"+{number}")
+
+    async def on_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        await answer(update, text=update.effective_message.text)
+
+    async def on_other(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        await answer(update, unsupported=True)
+
+    private = filters.ChatType.PRIVATE
+    application.add_handler(CommandHandler(list(COMMANDS), on_command, filters=private))
+    application.add_handler(CallbackQueryHandler(on_button))
+    application.add_handler(MessageHandler(private & filters.CONTACT, on_contact))
+    application.add_handler(MessageHandler(private & filters.TEXT & ~filters.COMMAND, on_text))
+    application.add_handler(MessageHandler(private & filters.COMMAND, on_command))
+    application.add_handler(MessageHandler(private & ~filters.StatusUpdate.ALL, on_other))
+
+
+def build_application(settings: Settings, conversation: Conversation) -> Application:
+    pacing = settings.config.pacing.telegram
+    builder = (
+        Application.builder()
+        .token(settings.secrets.telegram_bot_token)
+        .base_url(settings.env.telegram_api_base_url)
+        .rate_limiter(AIORateLimiter(overall_max_rate=pacing.messages_per_second, overall_time_period=1))
+    )
+    if settings.env.telegram_webhook_url:
+        builder = builder.updater(None)
+    application = builder.build()
+    register_handlers(application, conversation)
+    return application
+
+
+class TelegramChannel:
+    """Starts and stops the bot: long polling by default, a webhook when TELEGRAM_WEBHOOK_URL is set
+    (served by our own web server, see `webhook_router`)."""
+
+    def __init__(self, application: Application, webhook_url: str | None, webhook_secret: str | None) -> None:
+        self.application = application
+        self._webhook_url = webhook_url
+        self._webhook_secret = webhook_secret
+
+    async def start(self) -> None:
+        await self.application.initialize()
+        if self._webhook_url:
+            await self.application.bot.set_webhook(
+                self._webhook_url, secret_token=self._webhook_secret, allowed_updates=Update.ALL_TYPES
+            )
+        else:
+            await self.application.updater.start_polling(allowed_updates=Update.ALL_TYPES)
+        await self.application.start()
+        log.info("Telegram bot @%s is running (%s)", self.application.bot.username,
+                 "webhook" if self._webhook_url else "polling")  # fmt: skip
+
+    async def stop(self) -> None:
+        if self.application.updater and self.application.updater.running:
+            await self.application.updater.stop()
+        if self.application.running:
+            await self.application.stop()
+        await self.application.shutdown()
+
+    def webhook_router(self) -> APIRouter:
+        """`POST <path of TELEGRAM_WEBHOOK_URL>`: Telegram's updates, accepted only with our secret."""
+        router = APIRouter(include_in_schema=False)
+        expected = (self._webhook_secret or "").encode()
+        application = self.application
+
+        @router.post(urlparse(self._webhook_url or "").path or "/webhooks/telegram")
+        async def telegram_webhook(request: Request) -> Response:
+            given = request.headers.get(WEBHOOK_SECRET_HEADER, "").encode()
+            if not expected or not hmac.compare_digest(given, expected):
+                return Response(status_code=403)
+            try:
+                update = Update.de_json(await request.json(), application.bot)
+            except ValueError:
+                return Response(status_code=400)
+            await application.update_queue.put(update)
+            return Response(status_code=200)
+
+        return router

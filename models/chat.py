@@ -1,0 +1,84 @@
+"""Relatives' chats: where each conversation stands, codes asked for, verifications, subscriptions.
+
+All of it lives in the database, per (channel, chat), so that a restart or a second process
+continues every conversation where it was.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Optional
+
+from sqlalchemy import Index, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from models.tables import utcnow
+
+
+class Chat(SQLModel, table=True):
+    __tablename__ = "chat"
+    __table_args__ = (UniqueConstraint("channel", "chat_key"),)
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    channel: str = Field(max_length=16, description="telegram, whatsapp or console")
+    chat_key: str = Field(max_length=64, description="the channel's own id of the chat")
+    language: Optional[str] = Field(default=None, max_length=8)
+    state: str = Field(default="new", max_length=24)
+    # The number the relative typed, while a code is awaited. E.164.
+    pending_mobile: Optional[str] = Field(default=None, max_length=20)
+    last_inbound_at: Optional[datetime] = None
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class OtpChallenge(SQLModel, table=True):
+    """One request for a code, whether or not a code was sent (only registered numbers get one).
+
+    Rows outlive `/forget` of their chat (they carry the chat's key, not a reference to it) so
+    that forgetting a chat cannot reset the limits on sending codes; housekeeping purges them."""
+
+    __tablename__ = "otp_challenge"
+    __table_args__ = (
+        Index("ix_otp_challenge_mobile_created", "mobile", "created_at"),
+        Index("ix_otp_challenge_chat_created", "chat_key", "created_at"),
+    )
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    chat_key: str = Field(max_length=96, description="channel:chat")
+    mobile: str = Field(max_length=20)
+    # Keyed hash bound to the chat and the number; None when the provider keeps the code
+    # (Twilio Verify) or when nothing was sent because the number is not registered.
+    code_hash: Optional[str] = Field(default=None, max_length=64)
+    sent: bool = False
+    created_at: datetime = Field(default_factory=utcnow, index=True)
+    expires_at: datetime
+    wrong_tries: int = 0
+    used_at: Optional[datetime] = None
+    voided: bool = False
+
+
+class Verification(SQLModel, table=True):
+    """A chat proved it holds `mobile` at `verified_at`."""
+
+    __tablename__ = "verification"
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    chat_id: int = Field(foreign_key="chat.id", index=True)
+    mobile: str = Field(max_length=20)
+    verified_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime
+
+
+class Subscription(SQLModel, table=True):
+    """A verified chat follows an admission: it may read its card and hears of its changes."""
+
+    __tablename__ = "subscription"
+    __table_args__ = (UniqueConstraint("chat_id", "admission_id"),)
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    chat_id: int = Field(foreign_key="chat.id", index=True)
+    admission_id: int = Field(foreign_key="admission.id", index=True)
+    verification_id: int = Field(foreign_key="verification.id", index=True)
+    created_at: datetime = Field(default_factory=utcnow)
+    # /stop keeps the right to read the card but ends the alerts.
+    alerts: bool = True
