@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: run test bench migrate demo
+.PHONY: run test bench migrate demo messages
 
 $(INSTALLED): requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -26,3 +26,18 @@ test: $(INSTALLED)
 
 bench: $(INSTALLED)
 	$(PY) -m bench
+
+# Re-extract the texts relatives read into locales/messages.pot and merge them into the Bengali
+# and Hindi catalogues (a new language's catalogue is created); then translate the empty msgstr.
+TRANSLATIONS := bn hi
+messages: $(INSTALLED)
+	$(VENV)/bin/pybabel extract -F babel.cfg --no-location --sort-output -k ngettext:1,2 \
+		--project "Ward Watch" -o locales/messages.pot .
+	for lang in $(TRANSLATIONS); do \
+		if [ -f locales/$$lang/LC_MESSAGES/messages.po ]; then \
+			$(VENV)/bin/pybabel update -i locales/messages.pot -d locales -l $$lang \
+				--no-fuzzy-matching --ignore-obsolete || exit 1; \
+		else \
+			$(VENV)/bin/pybabel init -i locales/messages.pot -d locales -l $$lang || exit 1; \
+		fi; \
+	done

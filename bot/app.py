@@ -22,6 +22,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from twilio.rest import Client as TwilioClient
 
+from bot import housekeeping
 from bot.background import Background
 from bot.conversation import Conversation
 from bot.db import Database
@@ -136,7 +137,13 @@ def build_web_app(services: Services, telegram: TelegramChannel | None = None) -
 
 def build_scheduler(services: Services) -> AsyncIOScheduler:
     """The periodic work of the `worker` process. Each job is registered here, in one place."""
-    return AsyncIOScheduler(timezone=services.settings.time_zone)
+    scheduler = AsyncIOScheduler(timezone=services.settings.time_zone)
+
+    async def purge_code_requests() -> None:
+        await housekeeping.purge_code_requests(services.database, services.settings.config.otp, services.now())
+
+    scheduler.add_job(purge_code_requests, "interval", hours=1, id="purge_code_requests", coalesce=True)
+    return scheduler
 
 
 class _Server(uvicorn.Server):

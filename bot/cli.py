@@ -11,6 +11,7 @@ from typing import Callable, Coroutine
 
 from bot import app, db
 from bot.hospitals import HospitalError, add_hospital, list_hospitals, rotate_key
+from bot.logs import configure_logging
 from bot.settings import Settings, SettingsError, load_settings
 
 log = logging.getLogger("bot")
@@ -126,7 +127,7 @@ def _run(services: app.Services, coroutine: Coroutine[None, None, int | None]) -
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(logging.INFO)
     logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
         settings: Settings = load_settings()

@@ -282,7 +282,7 @@ class Conversation:
     async def _show_cards(self, turn: Turn, cards: list[relatives.CardData]) -> None:
         for card in cards:
             turn.replies.append(render_card(card, turn.language, turn.now, self._config.overdue_hours))
-            relatives.record_disclosure(turn.session, turn.chat, card)
+            relatives.record_disclosure(turn.session, turn.chat, card, turn.now)
 
     async def _stop(self, turn: Turn) -> None:
         stopped = await relatives.stop_alerts(turn.session, turn.chat)

@@ -59,7 +59,8 @@ class Language:
         return text
 
     def number(self, value: float) -> str:
-        return format_decimal(value, locale=self.locale, numbering_system="default")
+        # Babel uses the locale's separators but always writes Latin digits.
+        return self.digits(format_decimal(value, locale=self.locale, numbering_system="default"))
 
     def time(self, moment: datetime, zone: tzinfo) -> str:
         return self.digits(format_datetime(moment.astimezone(zone), "d MMM, h:mm a", locale=self.locale))

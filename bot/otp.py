@@ -14,13 +14,14 @@
 from __future__ import annotations
 
 import hmac
+import math
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Awaitable, Callable, Protocol
 
-from sqlalchemy import func
+from sqlalchemy import false, func
 from sqlmodel import col, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -29,6 +30,10 @@ from bot.phones import ascii_digits
 from bot.security import keyed_hash
 from bot.settings import OtpConfig
 from models.chat import OtpChallenge
+
+
+# The key of the PostgreSQL advisory lock that lets one code request or check run at a time.
+_CODES_LOCK = 0x5757_4F54_5000  # "WWOTP"
 
 
 class CodeSender(Protocol):
@@ -108,12 +113,27 @@ class OtpService:
     def _hash(self, chat_key: str, mobile: str, code: str) -> str:
         return keyed_hash(self._secret_key, f"{chat_key}|{mobile}|{code}")
 
+    @staticmethod
+    async def _one_at_a_time(session: AsyncSession) -> None:
+        """Hold the codes for this transaction: until the caller commits, no other request or check
+        (another web instance, another message answered at the same time) reads or changes them.
+        Without it, guesses typed at once each saw the same count of wrong tries, a right code
+        typed twice at once was accepted twice, and requests at once all passed the limits."""
+        dialect = session.bind.dialect.name if session.bind is not None else ""
+        if dialect == "postgresql":
+            await session.exec(select(func.pg_advisory_xact_lock(_CODES_LOCK)))
+        elif dialect == "sqlite":
+            # A write, even one that changes nothing, takes SQLite's single write lock now rather
+            # than at the first real write, after the counts were read.
+            await session.exec(update(OtpChallenge).where(false()).values(voided=True))
+
     async def _latest(self, session: AsyncSession, chat_key: str, mobile: str) -> OtpChallenge | None:
         result = await session.exec(
             select(OtpChallenge)
             .where(OtpChallenge.chat_key == chat_key, OtpChallenge.mobile == mobile)
             .order_by(col(OtpChallenge.created_at).desc(), col(OtpChallenge.id).desc())
             .limit(1)
+            .execution_options(populate_existing=True)
         )
         return result.first()
 
@@ -142,18 +162,20 @@ class OtpService:
         self, session: AsyncSession, chat_key: str, mobile: str, registered: bool, language: Language
     ) -> RequestOutcome:
         """Ask for a code for `mobile` in this chat. The caller commits."""
+        await self._one_at_a_time(session)
         now = self._clock()
         policy = self.policy
         previous = await self._latest(session, chat_key, mobile)
         carried_tries = 0
+        if previous is not None and previous.created_at > now - timedelta(hours=policy.wrong_tries_window_hours):
+            carried_tries = previous.wrong_tries
+        # Locked first: waiting the resend delay would only lead to "locked" anyway.
+        if carried_tries >= policy.max_wrong_tries:
+            return RequestOutcome(Requested.LOCKED)
         if previous is not None:
             ready_at = previous.created_at + timedelta(seconds=policy.resend_after_seconds)
             if now < ready_at:
-                return RequestOutcome(Requested.TOO_SOON, int((ready_at - now).total_seconds()) + 1)
-            if previous.created_at > now - timedelta(hours=policy.wrong_tries_window_hours):
-                carried_tries = previous.wrong_tries
-        if carried_tries >= policy.max_wrong_tries:
-            return RequestOutcome(Requested.LOCKED)
+                return RequestOutcome(Requested.TOO_SOON, math.ceil((ready_at - now).total_seconds()))
         if await self._limited(session, chat_key, mobile, now):
             return RequestOutcome(Requested.LIMITED)
 
@@ -185,6 +207,7 @@ class OtpService:
 
     async def check(self, session: AsyncSession, chat_key: str, mobile: str, typed: str) -> CheckOutcome:
         """Check a typed code (already read with `read_code`). The caller commits."""
+        await self._one_at_a_time(session)
         now = self._clock()
         challenge = await self._latest(session, chat_key, mobile)
         if challenge is None or challenge.used_at is not None:
@@ -197,10 +220,12 @@ class OtpService:
 
         if not challenge.sent:
             right = False
-        elif challenge.code_hash is None and self._verifier is not None:
-            right = await self._verifier.check(mobile, typed)
-        else:
+        elif challenge.code_hash is not None:
             right = hmac.compare_digest(challenge.code_hash, self._hash(chat_key, mobile, typed))
+        elif self._verifier is not None:
+            right = await self._verifier.check(mobile, typed)
+        else:  # made by a provider that is no longer configured: it cannot be checked here
+            right = False
         if right:
             challenge.used_at = now
             session.add(challenge)

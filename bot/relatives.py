@@ -11,8 +11,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from bot.intake import latest_update
 from bot.settings import VerificationConfig
 from bot.status_card import CardData
-from models import Admission, AlternateMobile, Hospital
-from models.audit import audit
+from models import Admission, AlternateMobile, AuditEvent, Hospital
+from models.audit import audit_values
 from models.chat import Chat, Subscription, Verification
 from models.enums import AdmissionStatus
 
@@ -71,13 +71,24 @@ async def verify(
 async def readable_cards(
     session: AsyncSession, chat: Chat, now: datetime, policy: VerificationConfig
 ) -> list[CardData]:
-    """What this chat may read now: subscribed admissions under a verification that holds."""
+    """What this chat may read now: subscribed admissions under a verification that holds, and
+    still under the number that was verified (a hospital that corrects a mistyped number takes
+    the patient away from whoever confirmed the wrong one)."""
+    still_an_alternate = (
+        select(AlternateMobile.id)
+        .where(AlternateMobile.admission_id == Admission.id, AlternateMobile.mobile == Verification.mobile)
+        .exists()
+    )
     result = await session.exec(
         select(Admission, Hospital)
         .join(Subscription, col(Subscription.admission_id) == col(Admission.id))
         .join(Verification, col(Verification.id) == col(Subscription.verification_id))
         .join(Hospital, col(Hospital.id) == col(Admission.hospital_id))
-        .where(Subscription.chat_id == chat.id, Verification.expires_at > now)
+        .where(
+            Subscription.chat_id == chat.id,
+            Verification.expires_at > now,
+            or_(col(Admission.contact_mobile) == col(Verification.mobile), still_an_alternate),
+        )
         .order_by(col(Admission.id))
     )
     cards = []
@@ -87,11 +98,14 @@ async def readable_cards(
     return cards
 
 
-def record_disclosure(session: AsyncSession, chat: Chat, card: CardData) -> None:
-    audit(
-        session, f"{chat.channel}:{chat.chat_key}", "status.disclosed", card.hospital.id,
-        card.admission.id, channel=chat.channel, update_id=card.latest.id if card.latest else None,
+def record_disclosure(session: AsyncSession, chat: Chat, card: CardData, now: datetime) -> None:
+    """Who read which admission, on which channel, and when: `now`, the time the card was shown
+    (the clock every part reads), not the time of the database write."""
+    values = audit_values(
+        f"{chat.channel}:{chat.chat_key}", "status.disclosed", card.hospital.id, card.admission.id,
+        channel=chat.channel, update_id=card.latest.id if card.latest else None,
     )  # fmt: skip
+    session.add(AuditEvent(**{**values, "at": now}))
 
 
 async def _set_alerts(session: AsyncSession, chat: Chat, alerts: bool) -> int:

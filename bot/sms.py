@@ -1,12 +1,35 @@
 """Code providers: the terminal and Twilio SMS deliver our own codes (`bot.otp.CodeSender`);
-Twilio Verify makes, sends and checks its own (`bot.otp.CodeVerifier`)."""
+Twilio Verify makes, sends and checks its own (`bot.otp.CodeVerifier`).
+
+A code is sent in the background after the reply (`bot.otp`), so a failed send cannot be told to
+anybody: it is logged here, with the number masked and without the text, and goes no further.
+"""
 
 from __future__ import annotations
 
+import logging
 from typing import Callable
 
+from aiohttp import ClientError, ClientSession, ClientTimeout
+from twilio.base.exceptions import TwilioException, TwilioRestException, TwilioServiceException
 from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.rest import Client
+
+from bot.logs import mask_phones
+from bot.phones import mask
+
+log = logging.getLogger(__name__)
+
+# Twilio answers in well under a second; a hung connection must not hold a send (nor shutdown,
+# which waits for the sends under way) for aiohttp's default of five minutes.
+TWILIO_TIMEOUT_SECONDS = 15.0
+
+# Twilio's error answers (the classic JSON error, or RFC 9457 problem details); both carry
+# `status` and `code`.
+_TWILIO_ERRORS = (TwilioRestException, TwilioServiceException)
+# What a failed request can raise: Twilio's answer, or no answer at all.
+_SEND_ERRORS = (TwilioException, ClientError, TimeoutError)
+
 
 class ConsoleCodes:
     """Local use: the "SMS" is printed where the person at the terminal can read it."""
@@ -20,14 +43,50 @@ class ConsoleCodes:
         self._show(f"[SMS to {mobile}] {body}")
 
 
+class _AsyncHttpClient(AsyncTwilioHttpClient):
+    """Twilio's async HTTP client, with two corrections:
+
+    - its aiohttp session is opened on the first request, in the running event loop: aiohttp
+      refuses to make one outside a loop, and `Services.build` runs before the loop starts
+      (`python -m bot`);
+    - its `timeout` is applied: Twilio's client keeps it but passes each request's own (None:
+      no timeout at all) to aiohttp.
+    """
+
+    def __init__(self, timeout: float = TWILIO_TIMEOUT_SECONDS) -> None:
+        super().__init__(pool_connections=False, timeout=timeout)
+
+    async def request(self, method, url, params=None, data=None, headers=None, auth=None,
+                      timeout=None, allow_redirects=False):  # fmt: skip
+        if self.session is None or self.session.closed:
+            self.session = ClientSession(timeout=ClientTimeout(total=self.timeout))
+        return await super().request(
+            method, url, params=params, data=data, headers=headers, auth=auth,
+            timeout=timeout if timeout is not None else self.timeout, allow_redirects=allow_redirects,
+        )  # fmt: skip
+
+    async def close(self) -> None:
+        if self.session is not None:
+            await self.session.close()
+            self.session = None
+
+
 def twilio_client(account_sid: str, auth_token: str, base_url: str | None) -> Client:
     """Twilio's client on its async HTTP client, optionally sent to another base URL (a sandbox,
-    or the fake Twilio API of the tests)."""
-    client = Client(account_sid, auth_token, http_client=AsyncTwilioHttpClient())
+    or the fake Twilio API of the tests). Close it with `await client.http_client.close()`."""
+    client = Client(account_sid, auth_token, http_client=_AsyncHttpClient())
     if base_url:
         client.api.base_url = base_url.rstrip("/")
         client.verify.base_url = base_url.rstrip("/")
     return client
+
+
+def _failure(error: Exception) -> str:
+    """One line about a failed Twilio request, with any phone number in it masked."""
+    if isinstance(error, _TWILIO_ERRORS):
+        what = getattr(error, "msg", None) or getattr(error, "detail", None) or getattr(error, "title", "")
+        return mask_phones(f"Twilio error {error.code} (HTTP {error.status}): {what}")
+    return mask_phones(f"{type(error).__name__}: {error}")
 
 
 class TwilioSmsCodes:
@@ -42,7 +101,12 @@ class TwilioSmsCodes:
         )
 
     async def send(self, mobile: str, body: str) -> None:
-        await self._client.messages.create_async(to=mobile, body=body, **self._sender)
+        try:
+            message = await self._client.messages.create_async(to=mobile, body=body, **self._sender)
+        except _SEND_ERRORS as error:
+            log.warning("SMS code to %s not sent: %s", mask(mobile), _failure(error))
+            return
+        log.info("SMS code to %s accepted by Twilio as %s (%s)", mask(mobile), message.sid, message.status)
 
 
 class TwilioVerifyCodes:
@@ -54,8 +118,29 @@ class TwilioVerifyCodes:
         self._service = client.verify.v2.services(service_sid)
 
     async def start(self, mobile: str, locale: str) -> None:
-        await self._service.verifications.create_async(to=mobile, channel="sms", locale=locale)
+        try:
+            try:
+                await self._service.verifications.create_async(to=mobile, channel="sms", locale=locale)
+            except _TWILIO_ERRORS as error:
+                # Verify answers 404 to a locale it has no translation for, and advises asking
+                # again without one: the message then follows the number's country, or English.
+                if error.status != 404:
+                    raise
+                log.warning("Twilio Verify refused locale %r (%s); sending without it", locale, _failure(error))
+                await self._service.verifications.create_async(to=mobile, channel="sms")
+        except _SEND_ERRORS as error:
+            log.warning("Verify code to %s not sent: %s", mask(mobile), _failure(error))
+            return
+        log.info("Verify code to %s started", mask(mobile))
 
     async def check(self, mobile: str, code: str) -> bool:
-        result = await self._service.verification_checks.create_async(to=mobile, code=code)
+        try:
+            result = await self._service.verification_checks.create_async(to=mobile, code=code)
+        except _TWILIO_ERRORS as error:
+            # 404: no pending verification any more (expired, approved, or cancelled at Twilio);
+            # 60202: Twilio's own limit of checks. Either way the code is not accepted.
+            if error.status == 404 or error.code == 60202:
+                log.info("Verify check for %s not accepted: %s", mask(mobile), _failure(error))
+                return False
+            raise
         return result.status == "approved"

@@ -21,6 +21,8 @@ from models.enums import AdmissionStatus, CareArea, Condition
 
 MARKERS = {Condition.STABLE: "🟢", Condition.MODERATE: "🟡", Condition.CRITICAL: "🔴"}
 INTENSIVE_CARE = {CareArea.HDU, CareArea.ICU, CareArea.CCU}
+# The least time shown as passed since the last update.
+MOMENT = timedelta(seconds=1)
 
 
 def condition_name(language: Language, condition: str) -> str:
@@ -124,8 +126,13 @@ def render_card(card: CardData, language: Language, now: datetime, limits: Overd
     if hospital.show_remarks and latest.remarks:
         text.line(_("Doctor's note: {remarks}").format(remarks=latest.remarks))
     elapsed = now - latest.recorded_at
+    # Recorded this very second, or a little ahead by the hospital's clock (the API allows a few
+    # minutes): "1 second ago", not "in 0 seconds" or "in 2 minutes".
+    shown_elapsed = max(elapsed, MOMENT)
     text.line(
-        _("Last updated {time} ({ago})").format(time=language.time(latest.recorded_at, zone), ago=language.ago(elapsed))
+        _("Last updated {time} ({ago})").format(
+            time=language.time(latest.recorded_at, zone), ago=language.ago(shown_elapsed)
+        )
     )
     limit = overdue_after(latest, limits)
     if elapsed > limit:

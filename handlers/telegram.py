@@ -23,6 +23,7 @@ from telegram import (
     Update,
 )
 from telegram.constants import MessageLimit, ParseMode
+from telegram.error import BadRequest
 from telegram.ext import (
     AIORateLimiter,
     Application,
@@ -117,7 +118,12 @@ def register_handlers(application: Application, conversation: Conversation) -> N
         await answer(update, command=command)
 
     async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        await update.callback_query.answer()
+        try:
+            await update.callback_query.answer()  # stops the button's spinner
+        except BadRequest as error:
+            # A press Telegram no longer waits for (after downtime, "query is too old"): it still
+            # counts, only the spinner can no longer be stopped.
+            log.info("callback query not answered: %s", error.message)
         await answer(update, button=update.callback_query.data or "")
 
     async def on_contact(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -198,8 +204,12 @@ class TelegramChannel:
             if not expected or not hmac.compare_digest(given, expected):
                 return Response(status_code=403)
             try:
-                update = Update.de_json(await request.json(), application.bot)
-            except ValueError:
+                payload = await request.json()
+                # PTB's parser raises whatever it meets in a malformed update: refuse them all.
+                update = Update.de_json(payload, application.bot) if isinstance(payload, dict) else None
+            except (ValueError, TypeError, KeyError, AttributeError):
+                update = None
+            if update is None or not isinstance(update.update_id, int):
                 return Response(status_code=400)
             await application.update_queue.put(update)
             return Response(status_code=200)

@@ -1,0 +1,69 @@
+"""Logging that keeps relatives' phone numbers out of the logs.
+
+DESIGN.md: logs mask phone numbers (`+91******2345`) and never contain a code. Our own messages
+already mask what they name (`bot.phones.mask`); `MaskPhoneNumbers` is the net under everything
+else that reaches the root handler: a library's message, an exception text such as Twilio's
+"The 'To' number +919830012345 is not a valid phone number", a traceback.
+
+Codes cannot be recognised in free text, so they are kept out at the source: no module logs a
+message body, and Twilio's HTTP loggers (request URLs and headers at INFO) are turned down.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from bot.phones import mask
+
+FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+# Twilio logs every request's URL and headers at INFO on these (STACK-NOTES.md).
+TWILIO_HTTP_LOGGERS = ("twilio.http_client", "twilio.async_http_client")
+
+# A number in E.164 (`+919830012345`), also written with single spaces or dashes between the
+# digits (`+91 98300 12345`), inside `whatsapp:+91...`, or URL-encoded (`%2B91...`, as in a
+# query string). 8 to 15 digits; not when glued to more digits.
+_PHONE = re.compile(r"(?<![\d%])(\+|%2[Bb])(\d(?:[ -]?\d){7,14})(?![\d])")
+
+
+def mask_phones(text: str) -> str:
+    """Every phone number in `text` masked as `bot.phones.mask` does: `+91******2345`."""
+
+    def masked(match: re.Match) -> str:
+        prefix, digits = match.group(1), re.sub(r"[ -]", "", match.group(2))
+        return prefix + mask("+" + digits)[1:]
+
+    return _PHONE.sub(masked, text)
+
+
+class MaskPhoneNumbers(logging.Filter):
+    """Masks phone numbers in a record's message (with its arguments merged in), its exception
+    text and its stack; put it on a handler, so that it sees the records of every logger."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a broken record is the formatter's to report
+            return True
+        record.msg, record.args = mask_phones(message), None
+        if record.exc_info and not record.exc_text:
+            # What the formatter would write, masked; the formatter then uses it as it is.
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = mask_phones(record.exc_text)
+        if record.stack_info:
+            record.stack_info = mask_phones(record.stack_info)
+        return True
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    """Log to stderr at `level` with phone numbers masked; Twilio's HTTP logging only from
+    WARNING."""
+    logging.basicConfig(level=level, format=FORMAT)
+    root = logging.getLogger()
+    for handler in root.handlers:
+        if not any(isinstance(existing, MaskPhoneNumbers) for existing in handler.filters):
+            handler.addFilter(MaskPhoneNumbers())
+    for name in TWILIO_HTTP_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
