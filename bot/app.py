@@ -106,6 +106,7 @@ def build_telegram(services: Services) -> TelegramChannel | None:
         return None
     return TelegramChannel(
         build_application(settings, services.conversation),
+        services.catalogues,
         settings.env.telegram_webhook_url,
         settings.secrets.telegram_webhook_secret,
     )

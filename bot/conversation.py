@@ -170,8 +170,8 @@ class Conversation:
         self._ask_number(
             turn,
             turn._(
-                "Welcome to Ward Watch. I tell relatives how a patient in hospital is doing, and "
-                "message you whenever the hospital records a change."
+                "Welcome to Ward Watch. I can tell you how your relative in hospital is doing, "
+                "and message you whenever the hospital records a change."
             ),
         )
 
@@ -197,7 +197,7 @@ class Conversation:
         registered = await relatives.registered(session, mobile)
         outcome = await self._otp.request(session, self._chat_key(chat), mobile, registered, turn.language)
         if outcome.result == Requested.LIMITED:
-            return turn.say(_("Too many codes have been asked for. Please try again in an hour."))
+            return turn.say(_("Too many codes have been asked for. Please try again later."))
         if outcome.result == Requested.LOCKED:
             return turn.say(
                 _("Too many wrong codes were typed for this number. Please try again tomorrow."),
@@ -249,6 +249,8 @@ class Conversation:
             )
         if outcome.result == Checked.NO_CODE:
             return self._ask_number(turn)
+        if outcome.result == Checked.UNAVAILABLE:
+            return turn.say(_("Sorry, the code could not be checked just now. Please type it again in a minute."))
 
         admissions = await relatives.verify(session, chat, chat.pending_mobile, turn.now, self._config.verification)
         chat.state, chat.pending_mobile = State.VERIFIED, None
@@ -275,7 +277,7 @@ class Conversation:
             return await self._show_cards(turn, cards)
         if turn.chat.state == State.VERIFIED:
             return self._ask_number(
-                turn, turn._("Your confirmation has ended. To see the patient again, please confirm your number once more.")
+                turn, turn._("To protect the patient's privacy, please confirm your number again to keep seeing updates.")
             )
         return self._hint(turn)
 
@@ -383,7 +385,7 @@ class Conversation:
         if state == State.VERIFIED:
             return turn.say(_("Send /status to see the latest condition, or /help for everything I can do."))
         turn.say(
-            _("Please send the mobile number given at admission, for example 98300 12345."),
+            _("Please send the mobile number that was written down at admission, for example 98300 12345."),
             share_contact=_("Share my number"),
         )
 

@@ -26,6 +26,7 @@ from sqlmodel import col, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.i18n import Language
+from bot.sms import CheckUnavailable
 from bot.phones import ascii_digits
 from bot.security import keyed_hash
 from bot.settings import OtpConfig
@@ -79,6 +80,7 @@ class Checked(StrEnum):
     EXPIRED = "expired"
     LOCKED = "locked"
     NO_CODE = "no_code"
+    UNAVAILABLE = "unavailable"  # the provider could not check it now: no try is counted
 
 
 @dataclass(frozen=True)
@@ -223,7 +225,10 @@ class OtpService:
         elif challenge.code_hash is not None:
             right = hmac.compare_digest(challenge.code_hash, self._hash(chat_key, mobile, typed))
         elif self._verifier is not None:
-            right = await self._verifier.check(mobile, typed)
+            try:
+                right = await self._verifier.check(mobile, typed)
+            except CheckUnavailable:
+                return CheckOutcome(Checked.UNAVAILABLE)
         else:  # made by a provider that is no longer configured: it cannot be checked here
             right = False
         if right:

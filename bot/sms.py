@@ -31,6 +31,10 @@ _TWILIO_ERRORS = (TwilioRestException, TwilioServiceException)
 _SEND_ERRORS = (TwilioException, ClientError, TimeoutError)
 
 
+class CheckUnavailable(Exception):
+    """The code could not be checked now (the provider failed): neither right nor wrong."""
+
+
 class ConsoleCodes:
     """Local use: the "SMS" is printed where the person at the terminal can read it."""
 
@@ -142,5 +146,9 @@ class TwilioVerifyCodes:
             if error.status == 404 or error.code == 60202:
                 log.info("Verify check for %s not accepted: %s", mask(mobile), _failure(error))
                 return False
-            raise
+            log.warning("Verify check for %s failed: %s", mask(mobile), _failure(error))
+            raise CheckUnavailable from None
+        except _SEND_ERRORS as error:
+            log.warning("Verify check for %s failed: %s", mask(mobile), _failure(error))
+            raise CheckUnavailable from None
         return result.status == "approved"

@@ -11,9 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-import phonenumbers
-
 from bot.i18n import Language
+from bot.phones import national
 from bot.replies import Reply, RichText
 from bot.settings import OverdueConfig
 from models import Admission, ConditionUpdate, Hospital
@@ -50,14 +49,14 @@ def support_name(language: Language, support: str) -> str:
         "none": _("None, breathing without help"),
         "oxygen": _("Oxygen"),
         "hfnc": _("High-flow oxygen (HFNC)"),
-        "niv": _("Mask ventilation (NIV)"),
+        "niv": _("BiPAP, mask ventilation (NIV)"),
         "ventilator": _("Ventilator"),
     }[support]
 
 
 def helpline_text(hospital: Hospital) -> str:
-    number = phonenumbers.parse(hospital.helpline)
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
+    """As people in India dial it: `033 2241 4901`."""
+    return national(hospital.helpline)
 
 
 def overdue_after(update: ConditionUpdate, limits: OverdueConfig) -> timedelta:
@@ -114,7 +113,7 @@ def render_card(card: CardData, language: Language, now: datetime, limits: Overd
     text.line(f"{MARKERS[Condition(latest.condition)]} {name}: {condition_name(language, latest.condition)}", bold=True)
     text.line(_where(language, hospital, admission))
     if latest.care_area:
-        text.line(_("Care area: {area}").format(area=care_area_name(language, latest.care_area)))
+        text.line(_("Being treated in: {area}").format(area=care_area_name(language, latest.care_area)))
     if latest.respiratory_support:
         text.line(
             _("Breathing support: {support}").format(support=support_name(language, latest.respiratory_support))
@@ -139,8 +138,8 @@ def render_card(card: CardData, language: Language, now: datetime, limits: Overd
         text.line(
             "⚠️ "
             + _(
-                "This update is overdue: the hospital should update every {hours} hours. "
-                "You can call {hospital} at {helpline}."
+                "The hospital has not sent a new update for a while (they usually update every "
+                "{hours} hours). You can call {hospital} at {helpline}."
             ).format(
                 hours=language.number(limit.total_seconds() / 3600),
                 hospital=hospital.name,
@@ -171,7 +170,10 @@ def _vitals(language: Language, update: ConditionUpdate) -> str:
     if update.bp_systolic is not None and update.bp_diastolic is not None:
         parts.append(_("BP {systolic}/{diastolic}").format(systolic=n(update.bp_systolic), diastolic=n(update.bp_diastolic)))
     if update.temperature_c is not None:
-        parts.append(_("temperature {value} °C").format(value=n(update.temperature_c)))
+        fahrenheit = round(update.temperature_c * 9 / 5 + 32, 1)
+        parts.append(
+            _("temperature {value} °C ({fahrenheit} °F)").format(value=n(update.temperature_c), fahrenheit=n(fahrenheit))
+        )
     if update.resp_rate is not None:
         parts.append(_("breathing rate {value}/min").format(value=n(update.resp_rate)))
     if update.blood_sugar is not None:

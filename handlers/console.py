@@ -45,7 +45,8 @@ class ConsoleChat:
     def _inbound(self, line: str) -> Inbound:
         if line.startswith("/"):
             return Inbound(CHANNEL, self._chat_key, command=line[1:].split()[0] if line[1:] else "")
-        if line.isdigit() and 1 <= int(line) <= len(self._choices):
+        # A choice is the bare digit of a listed button: "000001" is a code, not choice 1.
+        if line in {str(index) for index in range(1, len(self._choices) + 1)}:
             return Inbound(CHANNEL, self._chat_key, button=self._choices[int(line) - 1].payload)
         return Inbound(CHANNEL, self._chat_key, text=line)
 

@@ -15,6 +15,7 @@ from urllib.parse import urlparse
 
 from fastapi import APIRouter, Request, Response
 from telegram import (
+    BotCommand,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
     KeyboardButton,
@@ -35,6 +36,7 @@ from telegram.ext import (
 )
 
 from bot.conversation import Conversation
+from bot.i18n import Catalogues, Language
 from bot.replies import Inbound, Reply, Span
 from bot.settings import Settings
 
@@ -149,13 +151,30 @@ def register_handlers(application: Application, conversation: Conversation) -> N
     application.add_handler(MessageHandler(private & ~filters.StatusUpdate.ALL, on_other))
 
 
+def command_menu(language: Language) -> list[BotCommand]:
+    """The "/" menu of the Telegram app, in the relative's language."""
+    _ = language.gettext
+    return [
+        BotCommand("start", _("Begin, or see your patients again")),
+        BotCommand("status", _("The latest condition")),
+        BotCommand("stop", _("No more alerts")),
+        BotCommand("language", _("Change the language")),
+        BotCommand("help", _("What this bot can do")),
+        BotCommand("forget", _("Delete everything about this chat")),
+        BotCommand("cancel", _("Stop what you are doing")),
+    ]
+
+
 def build_application(settings: Settings, conversation: Conversation) -> Application:
     pacing = settings.config.pacing.telegram
     builder = (
         Application.builder()
         .token(settings.secrets.telegram_bot_token)
         .base_url(settings.env.telegram_api_base_url)
-        .rate_limiter(AIORateLimiter(overall_max_rate=pacing.messages_per_second, overall_time_period=1))
+        # A 429 waits its retry_after and tries again rather than losing the reply.
+        .rate_limiter(
+            AIORateLimiter(overall_max_rate=pacing.messages_per_second, overall_time_period=1, max_retries=3)
+        )
     )
     if settings.env.telegram_webhook_url:
         builder = builder.updater(None)
@@ -168,13 +187,25 @@ class TelegramChannel:
     """Starts and stops the bot: long polling by default, a webhook when TELEGRAM_WEBHOOK_URL is set
     (served by our own web server, see `webhook_router`)."""
 
-    def __init__(self, application: Application, webhook_url: str | None, webhook_secret: str | None) -> None:
+    def __init__(
+        self,
+        application: Application,
+        catalogues: Catalogues,
+        webhook_url: str | None,
+        webhook_secret: str | None,
+    ) -> None:
         self.application = application
+        self._catalogues = catalogues
         self._webhook_url = webhook_url
         self._webhook_secret = webhook_secret
 
     async def start(self) -> None:
         await self.application.initialize()
+        for code in self._catalogues.codes:
+            default = code == self._catalogues.default
+            await self.application.bot.set_my_commands(
+                command_menu(self._catalogues.get(code)), language_code=None if default else code
+            )
         if self._webhook_url:
             await self.application.bot.set_webhook(
                 self._webhook_url, secret_token=self._webhook_secret, allowed_updates=Update.ALL_TYPES

@@ -324,7 +324,7 @@ class FakeTelegram:
     callback_answers: list[dict] = field(default_factory=list)
     webhook: Webhook = field(default_factory=Webhook)
     webhook_history: list[Webhook] = field(default_factory=list)
-    commands: list[dict] = field(default_factory=list)
+    commands: dict[str, list[dict]] = field(default_factory=dict)  # by language_code, "" = default
     known_chats: set[int] = field(default_factory=set)
     open_queries: set[str] = field(default_factory=set)
 
@@ -574,14 +574,14 @@ class FakeTelegram:
         commands = params.get("commands")
         if not isinstance(commands, list):
             raise bad_request("can't parse commands JSON object")
-        self.commands = commands
+        self.commands[params.get("language_code") or ""] = commands
         return True
 
     async def _api_getmycommands(self, params: dict) -> list[dict]:
-        return self.commands
+        return self.commands.get(params.get("language_code") or "", [])
 
     async def _api_deletemycommands(self, params: dict) -> bool:
-        self.commands = []
+        self.commands.pop(params.get("language_code") or "", None)
         return True
 
     async def _api_close(self, params: dict) -> bool:

@@ -189,6 +189,9 @@ class FakeTwilio:
         }.get(code, "Error")
         self._failures[number] = _TwilioError(status, code, text)
 
+    def clear_failures(self) -> None:
+        self._failures.clear()
+
     def hold(self) -> None:
         """Receive requests but answer none until `release()`."""
         self._gate = asyncio.Event()

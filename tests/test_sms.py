@@ -436,3 +436,19 @@ def test_cli_configures_logging(monkeypatch, tmp_path):
     monkeypatch.setenv("BOT_CONFIG", str(tmp_path / "missing.yaml"))
     assert cli.main(["run"]) == 2  # stops at the configuration, after logging is set up
     assert levels == [logging.INFO]
+
+
+async def test_verify_down_at_check_time_asks_to_retry_and_counts_no_try(build, fake, caplog):
+    caplog.set_level(logging.INFO)
+    services = await build(TWILIO_VERIFY)
+    await ask_code(services)
+    [verification] = fake.verifications
+    fake.fail(MOBILE, 20500, 500)  # Twilio answers 500 to the check
+
+    replies = await say(services, verification.code)
+    assert replies[0] == "Sorry, the code could not be checked just now. Please type it again in a minute."
+    assert MOBILE not in caplog.text
+
+    fake.clear_failures()
+    replies = await say(services, "000000" if verification.code != "000000" else "111111")
+    assert replies[0] == "That code is not right. You can try 4 more times."  # the outage cost no try

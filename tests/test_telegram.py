@@ -41,8 +41,8 @@ BENGALI_DIGIT = re.compile(r"[০-৯]")
 
 # Message ids of the conversation, to find what each language makes of them.
 WELCOME = (
-    "Welcome to Ward Watch. I tell relatives how a patient in hospital is doing, and "
-    "message you whenever the hospital records a change."
+    "Welcome to Ward Watch. I can tell you how your relative in hospital is doing, "
+    "and message you whenever the hospital records a change."
 )
 ASK_NUMBER = "Please send the mobile number that was written down at admission, for example 98300 12345."
 SHARE = "Share my number"
@@ -230,7 +230,7 @@ async def test_number_code_and_status_cards_over_polling(bot, fake, typed):
     assert sorted(h for card in cards for h in HOSPITALS if h in card.plain) == sorted(HOSPITALS)
     sumitra = next(card for card in cards if PATIENTS[0] in card.plain)
     assert "Critical" in sumitra.bold[0]
-    assert "ICU (intensive care unit)" in sumitra.plain and "Mask ventilation (NIV)" in sumitra.plain
+    assert "ICU (intensive care unit)" in sumitra.plain and "BiPAP, mask ventilation (NIV)" in sumitra.plain
     assert "SpO2 90%" in sumitra.plain  # M.R. Bangur shows vitals
     assert (await bot.chat(ananya.user)).state == "verified"
 
@@ -568,3 +568,12 @@ async def test_a_conversation_survives_a_restart(start_bot, fake):
     assert (await second.chat(relative.user)).language == "bn"
     await relative.settle()  # and the updates the first process handled were not handled again
     assert len(sms) == 1
+
+
+async def test_the_command_menu_is_set_in_every_language(bot, fake):
+    menus = {code: {entry["command"]: entry["description"] for entry in menu} for code, menu in fake.commands.items()}
+    assert set(menus) == {"", "bn", "hi"}  # "" is the default: English
+    for menu in menus.values():
+        assert list(menu) == ["start", "status", "stop", "language", "help", "forget", "cancel"]
+    assert menus[""]["status"] == "The latest condition"
+    assert menus["bn"]["status"] != menus[""]["status"] != menus["hi"]["status"]
