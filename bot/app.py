@@ -73,7 +73,7 @@ class Services:
         return self.clock()
 
     def _wire(self) -> None:
-        settings, config = self.settings, self.settings.config
+        config = self.settings.config
         self.catalogues = Catalogues(config.languages.available, config.languages.default)
         self.otp = self._build_otp()
         self.conversation = Conversation(

@@ -14,7 +14,6 @@ from bot.hospitals import HospitalError, add_hospital, list_hospitals, rotate_ke
 from bot.logs import configure_logging
 from bot.settings import Settings, SettingsError, load_settings
 
-log = logging.getLogger("bot")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -128,7 +127,6 @@ def _run(services: app.Services, coroutine: Coroutine[None, None, int | None]) -
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     configure_logging(logging.INFO)
-    logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
         settings: Settings = load_settings()
         if args.command == "db":

@@ -20,6 +20,8 @@ FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 # Twilio logs every request's URL and headers at INFO on these (STACK-NOTES.md).
 TWILIO_HTTP_LOGGERS = ("twilio.http_client", "twilio.async_http_client")
+# Chatty at INFO about every job run, which would bury the console chat.
+QUIET_LOGGERS = (*TWILIO_HTTP_LOGGERS, "apscheduler", "alembic")
 
 # A number in E.164 (`+919830012345`), also written with single spaces or dashes between the
 # digits (`+91 98300 12345`), inside `whatsapp:+91...`, or URL-encoded (`%2B91...`, as in a
@@ -58,12 +60,12 @@ class MaskPhoneNumbers(logging.Filter):
 
 
 def configure_logging(level: int = logging.INFO) -> None:
-    """Log to stderr at `level` with phone numbers masked; Twilio's HTTP logging only from
-    WARNING."""
+    """Log to stderr at `level` with phone numbers masked; Twilio's HTTP logging, the scheduler
+    and the migrations only from WARNING."""
     logging.basicConfig(level=level, format=FORMAT)
     root = logging.getLogger()
     for handler in root.handlers:
         if not any(isinstance(existing, MaskPhoneNumbers) for existing in handler.filters):
             handler.addFilter(MaskPhoneNumbers())
-    for name in TWILIO_HTTP_LOGGERS:
+    for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)

@@ -6,7 +6,6 @@ import asyncio
 import logging
 import re
 from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 import pytest

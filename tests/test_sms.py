@@ -22,7 +22,7 @@ from aiohttp import ClientSession
 from bot import cli
 from bot.app import Services
 from bot.demo import load_demo
-from bot.logs import MaskPhoneNumbers, configure_logging, mask_phones
+from bot.logs import MaskPhoneNumbers, mask_phones
 from bot.phones import national
 from bot.replies import Inbound
 from tests.conftest import PROJECT_ROOT, make_settings
