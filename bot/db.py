@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import AsyncIterator
+from typing import AsyncIterator, Callable
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
@@ -15,6 +15,9 @@ from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
+
+# The flag bot.outbox sets on a session that added outbox rows.
+OUTBOX_FLAG = "outbox_added"
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -56,6 +59,9 @@ class Database:
             self.engine, class_=AsyncSession, expire_on_commit=False
         )
 
+        # Called after a commit that added outbox rows, so this process's dispatcher wakes at once.
+        self.outbox_listeners: list[Callable[[], None]] = []
+
     @property
     def is_postgresql(self) -> bool:
         return self.engine.dialect.name == "postgresql"
@@ -63,7 +69,13 @@ class Database:
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
         async with self._sessions() as session:
+            event.listen(session.sync_session, "after_commit", self._after_commit)
             yield session
+
+    def _after_commit(self, sync_session) -> None:
+        if sync_session.info.pop(OUTBOX_FLAG, False):
+            for listener in self.outbox_listeners:
+                listener()
 
     async def ping(self) -> bool:
         try:

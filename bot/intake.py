@@ -25,6 +25,7 @@ from sqlalchemy import delete, func, insert
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from bot import outbox
 from bot.schemas import AdmissionIn, ConditionUpdateIn, StatusIn
 from models import Admission, AlternateMobile, AuditEvent, ConditionUpdate, Hospital, utcnow
 from models.audit import audit, audit_values
@@ -77,8 +78,11 @@ async def alternates_of(session: AsyncSession, admission_id: int) -> list[str]:
 async def latest_update(
     session: AsyncSession, admission_id: int, not_after: datetime | None = None
 ) -> ConditionUpdate | None:
-    """The update that describes the patient now (or, with `not_after`, at that time)."""
-    query = select(ConditionUpdate).where(ConditionUpdate.admission_id == admission_id)
+    """The update that describes the patient now (or, with `not_after`, at that time).
+    Updates the hospital retracted do not count."""
+    query = select(ConditionUpdate).where(
+        ConditionUpdate.admission_id == admission_id, col(ConditionUpdate.retracted_at).is_(None)
+    )
     if not_after is not None:
         query = query.where(ConditionUpdate.recorded_at <= not_after)
     result = await session.exec(
@@ -142,7 +146,7 @@ async def latest_updates(session: AsyncSession, admission_ids: Iterable[int]) ->
         )
         ranked = (
             select(col(ConditionUpdate.id).label("id"), rank)
-            .where(col(ConditionUpdate.admission_id).in_(chunk))
+            .where(col(ConditionUpdate.admission_id).in_(chunk), col(ConditionUpdate.retracted_at).is_(None))
             .subquery()
         )
         result = await session.exec(
@@ -306,6 +310,10 @@ async def record_update(
         session, actor, "update.recorded", hospital.id, admission.id,
         update_id=update.id, is_latest=decision.is_latest,
     )  # fmt: skip
+    if decision.is_latest:
+        await outbox.enqueue(
+            session, [outbox.condition_change(admission.id, latest, admission.status, update.condition)]
+        )
     return UpdateResult(update, Outcome.CREATED, decision.is_latest)
 
 
@@ -337,6 +345,8 @@ async def change_status(
         session, actor, "status.changed", hospital.id, admission.id,
         previous=previous_status, status=data.status.value,
     )  # fmt: skip
+    latest = await latest_update(session, admission.id)
+    await outbox.enqueue(session, [outbox.status_change(admission.id, latest, previous_status, data.status.value)])
     return Outcome.UPDATED
 
 
@@ -386,6 +396,8 @@ class Batch:
         # (admission, columns, audit detail): at most one per admission, so admission_id names it.
         self._updates: list[tuple[Admission | _NewAdmission, dict[str, Any], dict[str, Any]]] = []
         self._audits: list[tuple[Admission | _NewAdmission, str, datetime, dict[str, Any]]] = []
+        # Alerts for the chats following existing admissions (a new one has no followers yet).
+        self._changes: list[outbox.Change] = []
 
     async def apply(
         self,
@@ -447,7 +459,7 @@ class Batch:
 
         status_outcome = None
         if status is not None and reopening:
-            status_outcome = self._set_status(admission, status)
+            status_outcome = self._set_status(admission, status, latest)
         update_outcome = None
         if update is not None:
             if decision is None:  # a new admission: admitted, without history
@@ -462,11 +474,17 @@ class Batch:
                 self._updates.append((admission, decision.values, detail))
                 self._audit(admission, "update.recorded", detail)
                 update_outcome = Outcome.CREATED
+                if existing is not None and decision.is_latest:
+                    self._changes.append(
+                        outbox.condition_change(existing.id, latest, existing.status, decision.values["condition"])
+                    )
         if status is not None and not reopening:
-            status_outcome = self._set_status(admission, status)
+            status_outcome = self._set_status(admission, status, latest)
         return RowOutcome(admission_outcome, update_outcome, status_outcome)
 
-    def _set_status(self, admission: Admission | _NewAdmission, data: StatusIn) -> Outcome:
+    def _set_status(
+        self, admission: Admission | _NewAdmission, data: StatusIn, latest: ConditionUpdate | None
+    ) -> Outcome:
         values = _status_values(data)
         if isinstance(admission, _NewAdmission):
             current = admission.row
@@ -484,6 +502,8 @@ class Batch:
             admission.updated_at = utcnow()
             self.session.add(admission)
         self._audit(admission, "status.changed", {"previous": previous_status, "status": values["status"]})
+        if isinstance(admission, Admission):
+            self._changes.append(outbox.status_change(admission.id, latest, previous_status, values["status"]))
         return Outcome.UPDATED
 
     def _audit(self, admission: Admission | _NewAdmission, action: str, detail: dict[str, Any]) -> None:
@@ -538,6 +558,8 @@ class Batch:
                 row = audit_values(self.actor, action, self.hospital.id, admission.id, **detail)
                 rows.append({**row, "at": at})
             await session.exec(insert(AuditEvent.__table__), params=rows)
+        await outbox.enqueue(session, self._changes)
+        self._changes.clear()
         self._new.clear()
         self._alternates_replaced.clear()
         self._updates.clear()

@@ -82,6 +82,17 @@ class PacingConfig(_Section):
     whatsapp: WhatsAppPacing
 
 
+class NotificationsConfig(_Section):
+    grace_seconds: float = Field(ge=0)
+    digest_at: str = Field(pattern=r"^([01]?\d|2[0-3]):[0-5]\d$")
+    max_attempts: int = Field(gt=0)
+    backoff_first_seconds: float = Field(gt=0)
+    backoff_max_seconds: float = Field(gt=0)
+    claim_seconds: float = Field(gt=0)
+    batch_size: int = Field(gt=0)
+    retention_days_after_discharge: int = Field(ge=0)
+
+
 class DisclosureConfig(_Section):
     show_vitals: bool
     show_remarks: bool
@@ -99,6 +110,7 @@ class FileConfig(_Section):
     verification: VerificationConfig
     overdue_hours: OverdueConfig
     pacing: PacingConfig
+    notifications: NotificationsConfig
     disclosure_defaults: DisclosureConfig
 
     @field_validator("hospital_time_zone")

@@ -1,6 +1,6 @@
 """SQLModel tables and the queries over them."""
 
-from models.chat import Chat, OtpChallenge, Subscription, Verification
+from models.chat import Chat, Notification, OtpChallenge, Subscription, Verification
 from models.tables import (
     Admission,
     AlternateMobile,
@@ -12,5 +12,5 @@ from models.tables import (
 
 __all__ = [
     "Admission", "AlternateMobile", "AuditEvent", "Chat", "ConditionUpdate", "Hospital",
-    "OtpChallenge", "Subscription", "Verification", "utcnow",
+    "Notification", "OtpChallenge", "Subscription", "Verification", "utcnow",
 ]  # fmt: skip

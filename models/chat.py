@@ -7,9 +7,9 @@ continues every conversation where it was.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Optional
+from typing import Any, Optional
 
-from sqlalchemy import Index, UniqueConstraint
+from sqlalchemy import JSON, Column, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from models.tables import utcnow
@@ -27,6 +27,11 @@ class Chat(SQLModel, table=True):
     # The number the relative typed, while a code is awaited. E.164.
     pending_mobile: Optional[str] = Field(default=None, max_length=20)
     last_inbound_at: Optional[datetime] = None
+    # Quiet hours in hospital time, e.g. 22 and 7; routine news waits until they end.
+    quiet_from: Optional[int] = None
+    quiet_until: Optional[int] = None
+    # The platform refused this chat for good (blocked the bot, chat gone): nothing more is sent.
+    unreachable_at: Optional[datetime] = None
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
 
@@ -82,3 +87,29 @@ class Subscription(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
     # /stop keeps the right to read the card but ends the alerts.
     alerts: bool = True
+
+
+class Notification(SQLModel, table=True):
+    """The outbox: one change to tell one chat about, added in the transaction that made the
+    change. The dispatcher claims due rows, merges those of one chat and admission into one
+    message with the latest state, sends, and marks them."""
+
+    __tablename__ = "notification"
+    __table_args__ = (Index("ix_notification_due", "status", "priority", "created_at"),)
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    chat_id: int = Field(foreign_key="chat.id", index=True)
+    admission_id: int = Field(foreign_key="admission.id", index=True)
+    kind: str = Field(max_length=16, description="condition, status or digest")
+    # 0: critical news, transfers and deaths (ahead in a queue, through quiet hours); 1: routine.
+    priority: int = 1
+    # What the relative knew before this change (condition, care area, support, status).
+    before: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow)
+    status: str = Field(default="pending", max_length=12, description="pending, sent, dead, cancelled")
+    attempts: int = 0
+    # Not before this time: a retry's backoff, a 429's retry_after, the end of quiet hours.
+    not_before: Optional[datetime] = None
+    claimed_until: Optional[datetime] = None
+    sent_at: Optional[datetime] = None
+    error: Optional[str] = Field(default=None, max_length=300)

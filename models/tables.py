@@ -92,6 +92,8 @@ class ConditionUpdate(SQLModel, table=True):
     recorded_at: datetime
     received_at: datetime = Field(default_factory=utcnow)
     source: str = Field(max_length=16, description="api or csv")
+    # Withdrawn by the hospital (a correction): kept in the history, never shown.
+    retracted_at: Optional[datetime] = None
 
 
 class AuditEvent(SQLModel, table=True):
