@@ -26,14 +26,17 @@ from bot import housekeeping
 from bot.background import Background
 from bot.conversation import Conversation
 from bot.db import Database
+from bot.dispatcher import Dispatcher, Sender
 from bot.demo import load_demo
 from bot.i18n import Catalogues
 from bot.otp import OtpService
 from bot.settings import Settings
 from bot.sms import ConsoleCodes, TwilioSmsCodes, TwilioVerifyCodes, twilio_client
-from handlers.console import ConsoleChat, read_stdin_line, write_stdout
+from handlers.console import CHANNEL as CONSOLE
+from handlers.console import ConsoleChat, ConsoleSender, read_stdin_line, write_stdout
 from handlers.hospital_api import hospital_api, request_validation_response
-from handlers.telegram import TelegramChannel, build_application
+from handlers.telegram import CHANNEL as TELEGRAM
+from handlers.telegram import TelegramChannel, TelegramSender, build_application
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +65,9 @@ class Services:
     catalogues: Catalogues = field(init=False)
     otp: OtpService = field(init=False)
     conversation: Conversation = field(init=False)
+    # The channels alerts can go out on in this process; build_telegram adds Telegram's.
+    senders: dict[str, Sender] = field(init=False)
+    dispatcher: Dispatcher = field(init=False)
 
     @classmethod
     def build(cls, settings: Settings, show: Callable[[str], None] = write_stdout) -> "Services":
@@ -79,6 +85,9 @@ class Services:
         self.conversation = Conversation(
             self.database, config, self.otp, self.catalogues, self.background, self.now
         )
+        self.senders = {CONSOLE: ConsoleSender(self.show)}
+        self.dispatcher = Dispatcher(self.database, config, self.catalogues, self.senders, self.now)
+        self.database.outbox_listeners.append(self.dispatcher.wake)
 
     def _build_otp(self) -> OtpService:
         settings, policy = self.settings, self.settings.config.otp
@@ -101,14 +110,14 @@ class Services:
 
 
 def build_telegram(services: Services) -> TelegramChannel | None:
+    """The Telegram bot, when a token is configured; its alerts go through the dispatcher."""
     settings = services.settings
     if not settings.secrets.telegram_bot_token:
         return None
+    application = build_application(settings, services.conversation)
+    services.senders[TELEGRAM] = TelegramSender(application, settings)
     return TelegramChannel(
-        build_application(settings, services.conversation),
-        services.catalogues,
-        settings.env.telegram_webhook_url,
-        settings.secrets.telegram_webhook_secret,
+        application, services.catalogues, settings.env.telegram_webhook_url, settings.secrets.telegram_webhook_secret
     )
 
 
@@ -194,11 +203,12 @@ async def _serve(services: Services, telegram: TelegramChannel | None, quiet: bo
 
 
 async def _worker(services: Services) -> None:
-    # The scheduler must start inside the running loop; it then runs until the task is cancelled.
+    """The scheduler's periodic jobs and the dispatcher's loop, until cancelled."""
+    # The scheduler must start inside the running loop.
     scheduler = build_scheduler(services)
     scheduler.start()
     try:
-        await asyncio.Event().wait()
+        await services.dispatcher.run()
     finally:
         scheduler.shutdown(wait=False)
 
@@ -253,10 +263,16 @@ async def serve_web(services: Services) -> None:
 
 
 async def run_worker(services: Services) -> None:
-    """`python -m bot worker`: the scheduler alone (the Procfile's worker process)."""
+    """`python -m bot worker`: the scheduler and the dispatcher alone (the Procfile's worker
+    process). Telegram is only initialised to send alerts; the web process receives updates."""
+    telegram = build_telegram(services)
     try:
+        if telegram is not None:
+            await telegram.application.initialize()
         await _until_stopped(asyncio.create_task(_worker(services)))
     finally:
+        if telegram is not None:
+            await telegram.application.shutdown()
         await services.close()
 
 
@@ -264,6 +280,8 @@ async def run_console(services: Services) -> None:
     """`python -m bot chat`: the relative's conversation in this terminal, on demo data locally."""
     try:
         await _load_demo_if_local(services)
-        await _until_stopped(asyncio.create_task(_console(services)))
+        await _until_stopped(
+            asyncio.create_task(_console(services)), asyncio.create_task(services.dispatcher.run())
+        )
     finally:
         await services.close()

@@ -69,11 +69,15 @@ async def verify(
 
 
 async def readable_cards(
-    session: AsyncSession, chat: Chat, now: datetime, policy: VerificationConfig
+    session: AsyncSession,
+    chat: Chat,
+    now: datetime,
+    policy: VerificationConfig,
+    admission_ids: list[int] | None = None,
 ) -> list[CardData]:
     """What this chat may read now: subscribed admissions under a verification that holds, and
     still under the number that was verified (a hospital that corrects a mistyped number takes
-    the patient away from whoever confirmed the wrong one)."""
+    the patient away from whoever confirmed the wrong one). `admission_ids` narrows it down."""
     still_an_alternate = (
         select(AlternateMobile.id)
         .where(AlternateMobile.admission_id == Admission.id, AlternateMobile.mobile == Verification.mobile)
@@ -88,6 +92,7 @@ async def readable_cards(
             Subscription.chat_id == chat.id,
             Verification.expires_at > now,
             or_(col(Admission.contact_mobile) == col(Verification.mobile), still_an_alternate),
+            *([col(Admission.id).in_(admission_ids)] if admission_ids is not None else []),
         )
         .order_by(col(Admission.id))
     )

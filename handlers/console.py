@@ -11,6 +11,7 @@ import sys
 from typing import Awaitable, Callable
 
 from bot.conversation import Conversation
+from bot.dispatcher import Pacer
 from bot.replies import Button, Inbound, Reply
 
 CHANNEL = "console"
@@ -66,6 +67,20 @@ class ConsoleChat:
                 return
             if line.strip():
                 await self.say(line)
+
+
+class ConsoleSender:
+    """Shows the dispatcher's alerts in the terminal, as they happen."""
+
+    channel = CHANNEL
+
+    def __init__(self, write: Callable[[str], None]) -> None:
+        self._write = write
+        self.pacer = Pacer(per_second=100)
+
+    async def send(self, chat_key: str, replies: list[Reply]) -> None:
+        for reply in replies:
+            self._write("\n" + reply.plain)
 
 
 async def read_stdin_line() -> str | None:

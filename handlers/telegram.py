@@ -24,6 +24,7 @@ from telegram import (
     Update,
 )
 from telegram.constants import MessageLimit, ParseMode
+from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TimedOut
 from telegram.error import BadRequest
 from telegram.ext import (
     AIORateLimiter,
@@ -36,6 +37,7 @@ from telegram.ext import (
 )
 
 from bot.conversation import Conversation
+from bot.dispatcher import Pacer, PermanentFailure, RetryLater, TemporaryFailure
 from bot.i18n import Catalogues, Language
 from bot.replies import Inbound, Reply, Span
 from bot.settings import Settings
@@ -181,6 +183,32 @@ def build_application(settings: Settings, conversation: Conversation) -> Applica
     application = builder.build()
     register_handlers(application, conversation)
     return application
+
+
+class TelegramSender:
+    """Sends the dispatcher's alerts, turning Telegram's refusals into the dispatcher's terms."""
+
+    channel = CHANNEL
+
+    def __init__(self, application: Application, settings: Settings) -> None:
+        pacing = settings.config.pacing.telegram
+        self.application = application
+        self.pacer = Pacer(pacing.messages_per_second, pacing.per_chat_messages_per_second)
+
+    async def send(self, chat_key: str, replies: list[Reply]) -> None:
+        try:
+            await send_replies(self.application, int(chat_key), replies)
+        except RetryAfter as error:
+            wait = error.retry_after
+            raise RetryLater(wait.total_seconds() if hasattr(wait, "total_seconds") else float(wait)) from None
+        except Forbidden as error:  # blocked by the user, or the account is deactivated
+            raise PermanentFailure(error.message) from None
+        except BadRequest as error:
+            if "chat not found" in error.message.lower():
+                raise PermanentFailure(error.message) from None
+            raise TemporaryFailure(error.message) from None
+        except (TimedOut, NetworkError) as error:
+            raise TemporaryFailure(str(error)) from None
 
 
 class TelegramChannel:

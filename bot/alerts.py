@@ -1,0 +1,76 @@
+"""What an alert says: what changed since the relative last heard, then the card as it is now.
+
+Several pending changes for one chat and admission become one alert: it compares what the
+relative knew before the first of them with the latest state, so a change the hospital corrected
+back within the grace period says nothing at all.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from bot.i18n import Language
+from bot.outbox import snapshot
+from bot.replies import Reply, RichText, Span
+from bot.settings import OverdueConfig
+from bot.status_card import CardData, care_area_name, condition_name, helpline_text, render_card, support_name
+from models import Hospital
+from models.enums import AdmissionStatus
+
+
+def what_changed(language: Language, before: dict[str, Any], after: dict[str, Any]) -> list[str]:
+    """`["moderate → critical", "moved to ICU", "now on oxygen"]`, in the relative's language."""
+    _ = language.gettext
+    parts = []
+    if after["condition"] and before["condition"] != after["condition"]:
+        if before["condition"]:
+            parts.append(f"{condition_name(language, before['condition'])} → {condition_name(language, after['condition'])}")
+        else:
+            parts.append(condition_name(language, after["condition"]))
+    if after["care_area"] and before["care_area"] != after["care_area"]:
+        parts.append(_("moved to {area}").format(area=care_area_name(language, after["care_area"])))
+    if after["respiratory_support"] and before["respiratory_support"] != after["respiratory_support"]:
+        if after["respiratory_support"] == "none":
+            parts.append(_("no longer needs help to breathe"))
+        else:
+            parts.append(_("now on {support}").format(support=support_name(language, after["respiratory_support"])))
+    return parts
+
+
+def compose_alert(
+    card: CardData,
+    before: dict[str, Any],
+    language: Language,
+    now: datetime,
+    limits: OverdueConfig,
+    destination: Hospital | None = None,
+) -> Reply | None:
+    """The alert for the changes since `before`, or None when, in the end, nothing changed."""
+    _ = language.gettext
+    admission = card.admission
+    after = snapshot(card.latest, admission.status)
+    if after == before:
+        return None
+    current = render_card(card, language, now, limits)
+    if admission.status == AdmissionStatus.DECEASED:
+        return current  # no details: only the request to contact the hospital
+    text = RichText()
+    if admission.status == AdmissionStatus.DISCHARGED:
+        text.spans.extend(current.spans)
+        text.line(_("This is the last message about this patient. We wish them well."))
+        return text.reply()
+    if admission.status == AdmissionStatus.TRANSFERRED:
+        text.spans.extend(current.spans)
+        if destination is not None:
+            text.line(
+                _("You can call {hospital} at {helpline}.").format(
+                    hospital=destination.name, helpline=helpline_text(destination)
+                )
+            )
+        return text.reply()
+    changes = what_changed(language, before, after)
+    header = _("Update on {name}").format(name=admission.patient_name)
+    if changes:
+        header += ": " + ", ".join(changes)
+    return Reply((Span("🔔 " + header, bold=True), Span("\n\n"), *current.spans))
