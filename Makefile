@@ -35,7 +35,7 @@ messages: $(INSTALLED)
 		--project "Ward Watch" -o locales/messages.pot .
 	for lang in $(TRANSLATIONS); do \
 		if [ -f locales/$$lang/LC_MESSAGES/messages.po ]; then \
-			$(VENV)/bin/pybabel update -i locales/messages.pot -d locales -l $$lang \
+			$(VENV)/bin/pybabel update -i locales/messages.pot -d locales -l $$lang -w 100 \
 				--no-fuzzy-matching --ignore-obsolete || exit 1; \
 		else \
 			$(VENV)/bin/pybabel init -i locales/messages.pot -d locales -l $$lang || exit 1; \

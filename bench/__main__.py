@@ -1,8 +1,12 @@
-"""Ingestion benchmark: admissions and condition updates stored per second.
+"""Benchmarks of ingestion (records stored per second) and dispatch (alerts sent per second).
 
-    make bench        (or: .venv/bin/python -m bench [--admissions N] [--rows N] [--concurrency N])
+Dispatch: alerts sent per second at Telegram's pace and with limits lifted, change-to-send latency,
+memory; see bench/dispatch.py.
 
-Two ways in, each on SQLite (a temporary file) and on PostgreSQL (a fresh database):
+    make bench        (or: .venv/bin/python -m bench [--only ingest|dispatch] [--no-postgresql]
+                       [--admissions N] [--rows N] [--concurrency N])
+
+Ingestion: two ways in, each on SQLite (a temporary file) and on PostgreSQL (a fresh database):
   HTTP API    the real web app under uvicorn in a child process on a loopback port, driven by
               httpx with some concurrency: one PUT admission + one POST update per patient.
   CSV import  `bot.csv_import.import_csv` on a generated file, each row a new admission with a
@@ -11,7 +15,8 @@ Each run gets a new database migrated with `bot.db.upgrade`, so runs do not see 
 
 PostgreSQL: BENCH_DATABASE_URL (default postgresql://postgres@127.0.0.1:5432/postgres) names a
 server and a user allowed to CREATE DATABASE; the benchmark creates `wardwatch_bench` there and
-drops it afterwards. If the server does not answer, the PostgreSQL rows are skipped with a note.
+drops it afterwards (the dispatch benchmark: `wardwatch_bench_dispatch` and a copy of it). If the
+server does not answer, the PostgreSQL rows are skipped with a note.
 
 The target: 10,000 CSV rows in under 5 s on SQLite (the PASS/MISS column). Peak RSS is that of
 the child process doing the work (the web server, or the importer).
@@ -28,28 +33,35 @@ import socket
 import sys
 import tempfile
 import time
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import AsyncIterator
 from zoneinfo import ZoneInfo
 
 import httpx
-from sqlalchemy import func, text
+from sqlalchemy import func
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import create_async_engine
 from sqlmodel import select
 
+from bench import dispatch
+from bench.common import (
+    PROJECT_ROOT,
+    SECRET_KEY,
+    child_env,
+    log_tail,
+    postgresql_database,
+    postgresql_unreachable,
+    print_rows,
+    progress,
+    server_url,
+    sqlite_database,
+)
 from bot import db
 from bot.hospitals import add_hospital
-from bot.settings import async_database_url, load_settings
+from bot.settings import load_settings
 from models import Admission, ConditionUpdate
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-SECRET_KEY = "bench-secret-key"
 HOSPITAL = "BENCH"
-DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 BENCH_DATABASE = "wardwatch_bench"
 TARGET_ROWS, TARGET_SECONDS = 10_000, 5.0
 
@@ -72,48 +84,6 @@ class Result:
 
 
 # --- databases -----------------------------------------------------------------------------------
-
-
-def child_env(url: str) -> dict[str, str]:
-    return {
-        **os.environ,
-        "BOT_CONFIG": str(PROJECT_ROOT / "config.yaml"),
-        "DATABASE_URL": url,
-        "SECRET_KEY": SECRET_KEY,
-    }
-
-
-@asynccontextmanager
-async def sqlite_database(folder: Path, name: str) -> AsyncIterator[str]:
-    yield f"sqlite+aiosqlite:///{folder / name}.sqlite3"
-
-
-@asynccontextmanager
-async def postgresql_database(server_url: str) -> AsyncIterator[str]:
-    admin = create_async_engine(async_database_url(server_url), isolation_level="AUTOCOMMIT")
-    url = make_url(async_database_url(server_url)).set(database=BENCH_DATABASE)
-    try:
-        async with admin.connect() as connection:
-            await connection.execute(text(f"DROP DATABASE IF EXISTS {BENCH_DATABASE}"))
-            await connection.execute(text(f"CREATE DATABASE {BENCH_DATABASE}"))
-        yield url.render_as_string(hide_password=False)
-    finally:
-        async with admin.connect() as connection:
-            await connection.execute(text(f"DROP DATABASE IF EXISTS {BENCH_DATABASE}"))
-        await admin.dispose()
-
-
-async def postgresql_unreachable(server_url: str) -> str | None:
-    """None when the server answers, else why not."""
-    engine = create_async_engine(async_database_url(server_url), connect_args={"timeout": 5})
-    try:
-        async with engine.connect() as connection:
-            await connection.execute(text("SELECT 1"))
-        return None
-    except Exception as exc:  # noqa: BLE001 - any failure means "skip PostgreSQL"
-        return f"{type(exc).__name__}: {exc}".splitlines()[0]
-    finally:
-        await engine.dispose()
 
 
 async def prepare(url: str) -> str:
@@ -161,8 +131,7 @@ async def child_result(process: asyncio.subprocess.Process, log: Path) -> dict:
     await process.wait()
     lines = stdout.decode().strip().splitlines()
     if process.returncode != 0 or not lines:
-        tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
-        raise RuntimeError(f"bench.worker exited with {process.returncode}:\n{tail}")
+        raise RuntimeError(f"bench.worker exited with {process.returncode}:\n{log_tail(log)}")
     return json.loads(lines[-1])
 
 
@@ -310,17 +279,14 @@ async def bench_csv(database: str, url: str, csv_path: Path, rows: int, logs: Pa
 
 def print_table(results: list[Result], notes: list[str]) -> None:
     header = ("path", "database", "sent", "records", "seconds", "records/s", "p95 ms", "peak RSS", "target")
-    rows = [
+    print_rows(header, [
         (
             r.path, r.database, r.work, f"{r.records:,}", f"{r.seconds:.2f}",
             f"{r.records / r.seconds:,.0f}", f"{r.p95_ms:.1f}" if r.p95_ms is not None else "-",
             f"{r.peak_rss_kb / 1024:.0f} MB", r.target or "-",
         )  # fmt: skip
         for r in results
-    ]
-    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows)]
-    for line in (header, tuple("-" * w for w in widths), *rows):
-        print("  ".join(str(cell).ljust(w) for cell, w in zip(line, widths)).rstrip())
+    ])
     for r in results:
         if r.problems:
             notes.append(f"{r.path} on {r.database}: {r.problems}")
@@ -328,18 +294,28 @@ def print_table(results: list[Result], notes: list[str]) -> None:
         print(f"note: {note}")
 
 
-async def run(args: argparse.Namespace) -> list[Result]:
-    results: list[Result] = []
-    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    notes: list[str] = [f"{os.cpu_count()} CPUs, load average at start {load} (client and server share them)"]
-    server_url = os.environ.get("BENCH_DATABASE_URL") or DEFAULT_SERVER
+async def backends_to_run(args: argparse.Namespace, notes: list[str]) -> list[str]:
     backends = ["SQLite"]
+    server = server_url()
     if args.no_postgresql:
         notes.append("PostgreSQL skipped (--no-postgresql)")
-    elif reason := await postgresql_unreachable(server_url):
-        notes.append(f"PostgreSQL skipped: {make_url(server_url)!r} unreachable ({reason})")
+    elif reason := await postgresql_unreachable(server):
+        notes.append(f"PostgreSQL skipped: {make_url(server)!r} unreachable ({reason})")
     else:
         backends.append("PostgreSQL")
+    return backends
+
+
+def load_note() -> str:
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    return f"{os.cpu_count()} CPUs, load average at start {load} (client and server share them)"
+
+
+async def run(args: argparse.Namespace) -> list[Result]:
+    results: list[Result] = []
+    notes: list[str] = [load_note()]
+    backends = await backends_to_run(args, notes)
+    server = server_url()
 
     with tempfile.TemporaryDirectory(prefix="wardwatch-bench-") as folder:
         folder = Path(folder)
@@ -350,9 +326,11 @@ async def run(args: argparse.Namespace) -> list[Result]:
                 ("api", lambda url: bench_api(backend, url, args.admissions, args.concurrency, folder)),
                 ("csv", lambda url: bench_csv(backend, url, csv_path, args.rows, folder)),
             ):
-                print(f"... {backend} {name}", file=sys.stderr, flush=True)
+                progress(f"{backend} {name}")
                 database = (
-                    sqlite_database(folder, name) if backend == "SQLite" else postgresql_database(server_url)
+                    sqlite_database(folder, name)
+                    if backend == "SQLite"
+                    else postgresql_database(server, BENCH_DATABASE)
                 )
                 try:
                     async with database as url:
@@ -365,14 +343,23 @@ async def run(args: argparse.Namespace) -> list[Result]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--admissions", type=int, default=2_000, help="patients sent through the API")
-    parser.add_argument("--concurrency", type=int, default=16, help="API requests in flight")
-    parser.add_argument("--rows", type=int, default=10_000, help="rows in the CSV file")
+    parser.add_argument("--only", choices=("ingest", "dispatch"), help="run one of the two benchmarks")
     parser.add_argument("--no-postgresql", action="store_true", help="SQLite only")
+    ingest = parser.add_argument_group("ingestion")
+    ingest.add_argument("--admissions", type=int, default=2_000, help="patients sent through the API")
+    ingest.add_argument("--concurrency", type=int, default=16, help="API requests in flight")
+    ingest.add_argument("--rows", type=int, default=10_000, help="rows in the CSV file")
+    dispatch.add_arguments(parser.add_argument_group("dispatch"))
     args = parser.parse_args()
-    results = asyncio.run(run(args))
-    missed = any(r.target.startswith("MISS") or r.problems for r in results)
-    return 1 if missed or not results else 0
+    failed = False
+    if args.only in (None, "ingest"):
+        results = asyncio.run(run(args))
+        failed |= any(r.target.startswith("MISS") or r.problems for r in results) or not results
+    if args.only in (None, "dispatch"):
+        if args.only is None:
+            print()
+        failed |= not asyncio.run(dispatch.run(args, backends_to_run, load_note()))
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

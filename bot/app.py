@@ -22,7 +22,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from twilio.rest import Client as TwilioClient
 
-from bot import housekeeping
+from bot import digest, housekeeping
 from bot.background import Background
 from bot.conversation import Conversation
 from bot.db import Database
@@ -88,6 +88,7 @@ class Services:
         self.senders = {CONSOLE: ConsoleSender(self.show)}
         self.dispatcher = Dispatcher(self.database, config, self.catalogues, self.senders, self.now)
         self.database.outbox_listeners.append(self.dispatcher.wake)
+        self.database.clock = self.now  # outbox rows are held back by the dispatcher's clock
 
     def _build_otp(self) -> OtpService:
         settings, policy = self.settings, self.settings.config.otp
@@ -148,11 +149,28 @@ def build_web_app(services: Services, telegram: TelegramChannel | None = None) -
 def build_scheduler(services: Services) -> AsyncIOScheduler:
     """The periodic work of the `worker` process. Each job is registered here, in one place."""
     scheduler = AsyncIOScheduler(timezone=services.settings.time_zone)
+    config = services.settings.config
 
     async def purge_code_requests() -> None:
-        await housekeeping.purge_code_requests(services.database, services.settings.config.otp, services.now())
+        await housekeeping.purge_code_requests(services.database, config.otp, services.now())
 
-    scheduler.add_job(purge_code_requests, "interval", hours=1, id="purge_code_requests", coalesce=True)
+    async def end_lapsed_verifications() -> None:
+        await housekeeping.end_lapsed_verifications(services.database, config.verification, services.now())
+
+    async def delete_after_retention() -> None:
+        await housekeeping.delete_after_retention(services.database, config.notifications, services.now())
+
+    async def daily_digest() -> None:
+        await digest.enqueue_digests(services.database, config, services.now())
+
+    for job in (purge_code_requests, end_lapsed_verifications, delete_after_retention):
+        scheduler.add_job(job, "interval", hours=1, id=job.__name__, coalesce=True)
+    hour, minute = (int(part) for part in config.notifications.digest_at.split(":"))
+    # In hospital time; a worker busy or down at that minute still sends it within the hour.
+    scheduler.add_job(
+        daily_digest, "cron", hour=hour, minute=minute, timezone=services.settings.time_zone,
+        id="daily_digest", coalesce=True, misfire_grace_time=3600,
+    )  # fmt: skip
     return scheduler
 
 

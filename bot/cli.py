@@ -46,6 +46,7 @@ def _parser() -> argparse.ArgumentParser:
     importer.add_argument("--dry-run", action="store_true", help="check and report, change nothing")
 
     commands.add_parser("demo", help="load the fictional demo hospitals and patients")
+    commands.add_parser("outbox", help="alerts by status, and the dead ones (retries used up)")
     return parser
 
 
@@ -106,6 +107,25 @@ async def _demo(services: app.Services, _args: argparse.Namespace) -> int:
     return await _with_session(services, work)
 
 
+async def _outbox(services: app.Services, _args: argparse.Namespace) -> int:
+    from bot.outbox import report
+
+    async def work(session) -> int:
+        counts, dead = await report(session)
+        known = ("pending", "sent", "cancelled", "dead")
+        for status in (*known, *sorted(set(counts) - set(known))):
+            print(f"{status}\t{counts.get(status, 0)}")
+        if dead:
+            print(f"\ndead alerts, newest first{' (the latest 100)' if len(dead) == 100 else ''}:")
+            print("id\tchannel\thospital\tregistration\tattempts\terror")
+            for alert in dead:
+                error = " ".join((alert.error or "").split())
+                print(f"{alert.id}\t{alert.channel}\t{alert.hospital}\t{alert.registration_no}\t{alert.attempts}\t{error}")
+        return 0
+
+    return await _with_session(services, work)
+
+
 def _run(services: app.Services, coroutine: Coroutine[None, None, int | None]) -> int:
     async def checked() -> int | None:
         if await services.database.pending_migrations():
@@ -144,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
         return _run(services, _import(services, args))
     if args.command == "demo":
         return _run(services, _demo(services, args))
+    if args.command == "outbox":
+        return _run(services, _outbox(services, args))
     if args.command == "web":
         return _run(services, app.serve_web(services))
     if args.command == "chat":

@@ -16,19 +16,20 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Awaitable, Callable
 
-from sqlmodel import select
+from sqlalchemy import update
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot import relatives
+from bot import quiet_hours, relatives
 from bot.background import Background
-from bot.db import Database
+from bot.db import OUTBOX_FLAG, Database
 from bot.i18n import LANGUAGE_NAMES, Catalogues, Language
 from bot.otp import Checked, OtpService, Requested, read_code
 from bot.phones import PhoneNumberError, ascii_digits, mask, national, normalise_mobile
 from bot.replies import Button, Inbound, Reply
 from bot.settings import FileConfig
 from bot.status_card import render_card
-from models.chat import Chat
+from models.chat import Chat, Notification
 
 # Longer than any number or code: a pasted letter, not an answer.
 LONGEST_ANSWER = 200
@@ -114,7 +115,7 @@ class Conversation:
         if inbound.unsupported:
             return self._unsupported(turn)
         if inbound.command is not None:
-            return await self._command(turn, inbound.command)
+            return await self._command(turn, inbound.command, inbound.argument)
         if inbound.button is not None:
             return await self._button(turn, inbound.button)
         if inbound.foreign_contact:
@@ -133,11 +134,12 @@ class Conversation:
             return await self._start(turn)
         return self._hint(turn)
 
-    async def _command(self, turn: Turn, command: str) -> None:
+    async def _command(self, turn: Turn, command: str, argument: str | None = None) -> None:
         steps = {
             "start": self._start,
             "status": self._status,
             "stop": self._stop,
+            "quiet": lambda turn: self._quiet(turn, argument),
             "language": self._ask_language,
             "help": self._help,
             "forget": self._forget,
@@ -315,12 +317,82 @@ class Conversation:
                 "/start: begin, or see your patients again\n"
                 "/status: the latest condition\n"
                 "/stop: no more alerts\n"
+                "/quiet: quiet hours at night, for example /quiet 22-7\n"
                 "/language: change the language\n"
                 "/forget: delete everything about this chat\n"
                 "/cancel: stop what you are doing\n"
                 "/help: this message"
             )
         )
+
+    async def _quiet(self, turn: Turn, argument: str | None) -> None:
+        """/quiet 22-7, /quiet off, or /quiet alone to see them: hours in hospital time during
+        which routine news waits (critical news, transfers and deaths never wait)."""
+        _, chat = turn._, turn.chat
+        if not argument:
+            return self._show_quiet(turn)
+        try:
+            hours = quiet_hours.parse(argument)
+        except quiet_hours.QuietHoursError as error:
+            reason = {
+                "range": _("Hours go from 0 to 23."),
+                "whole_hours": _("Quiet hours begin and end on the hour, such as 22:00."),
+                "same": _("The start and the end must be different hours."),
+            }.get(error.kind, _("I could not read those hours."))
+            example = _("Please send it like this: /quiet 22-7 (from 22:00 to 07:00), or /quiet off.")
+            return turn.say(f"{reason} {example}")
+        chat.quiet_from, chat.quiet_until = hours or (None, None)
+        await self._release_held_news(turn)
+        if hours is None:
+            return turn.say(_("Quiet hours are off: news comes at any time."))
+        turn.say(
+            _(
+                "Quiet hours set: from {start} to {end}, hospital time. Routine news waits until "
+                "{end}; urgent news always comes at once. Send /quiet off to end them."
+            ).format(**self._quiet_times(turn))
+        )
+
+    def _show_quiet(self, turn: Turn) -> None:
+        if turn.chat.quiet_from is None or turn.chat.quiet_until is None:
+            return turn.say(
+                turn._(
+                    "You have no quiet hours: news comes at any time. To keep routine news until "
+                    "morning, send for example /quiet 22-7 (from 22:00 to 07:00, hospital time). "
+                    "Urgent news always comes at once."
+                )
+            )
+        turn.say(
+            turn._(
+                "Quiet hours: from {start} to {end}, hospital time. Routine news waits until {end}; "
+                "urgent news always comes at once. Send /quiet off to end them, or for example "
+                "/quiet 23-6 to change them."
+            ).format(**self._quiet_times(turn))
+        )
+
+    @staticmethod
+    def _quiet_times(turn: Turn) -> dict[str, str]:
+        chat, digits = turn.chat, turn.language.digits
+        return {
+            "start": digits(quiet_hours.shown(chat.quiet_from or 0)),
+            "end": digits(quiet_hours.shown(chat.quiet_until or 0)),
+        }
+
+    @staticmethod
+    async def _release_held_news(turn: Turn) -> None:
+        """News held back by the old quiet hours is looked at again under the new ones (those
+        waiting for a retry keep waiting: they have attempts)."""
+        result = await turn.session.exec(
+            update(Notification)
+            .where(
+                col(Notification.chat_id) == turn.chat.id,
+                Notification.status == "pending",
+                Notification.attempts == 0,
+                col(Notification.not_before) > turn.now,
+            )
+            .values(not_before=None)
+        )
+        if result.rowcount:
+            turn.session.info[OUTBOX_FLAG] = True
 
     async def _ask_language(self, turn: Turn) -> None:
         buttons = [Button(LANGUAGE_NAMES[code], f"lang:{code}") for code in self._catalogues.codes]

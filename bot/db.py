@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from contextlib import asynccontextmanager
 from pathlib import Path
+from datetime import datetime, timezone
 from typing import AsyncIterator, Callable
 
 from alembic import command
@@ -18,6 +19,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 # The flag bot.outbox sets on a session that added outbox rows.
 OUTBOX_FLAG = "outbox_added"
+# Where a session keeps its database's clock (see `Database.clock`).
+CLOCK = "clock"
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -61,6 +64,9 @@ class Database:
 
         # Called after a commit that added outbox rows, so this process's dispatcher wakes at once.
         self.outbox_listeners: list[Callable[[], None]] = []
+        # The time outbox rows are stamped with, so that the dispatcher, which holds each row back
+        # for the grace period by the same clock, measures it consistently (Services sets its own).
+        self.clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
 
     @property
     def is_postgresql(self) -> bool:
@@ -70,6 +76,7 @@ class Database:
     async def session(self) -> AsyncIterator[AsyncSession]:
         async with self._sessions() as session:
             event.listen(session.sync_session, "after_commit", self._after_commit)
+            session.info[CLOCK] = self.clock
             yield session
 
     def _after_commit(self, sync_session) -> None:

@@ -12,39 +12,45 @@ retried and ends that chat's alerts.
 
 Duplicate window: rows are marked after each chunk of `CHUNK` alerts. If the process dies after a
 chunk was sent and before it was marked, those alerts (at most `CHUNK` per process) are sent
-again once their claim lapses (`notifications.claim_seconds`). Nothing is ever lost.
+again once their claim lapses (`notifications.claim_seconds`). Nothing is ever lost. No alert is
+sent after `CLAIM_USE` of its claim has passed (a long 429 pause, slow chats): it is left for the
+next claim, so that a dispatcher that claims it after the lapse cannot send it a second time.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 from collections import defaultdict
-from dataclasses import dataclass
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Callable, Protocol
+from typing import AsyncIterator, Callable, Protocol
 from zoneinfo import ZoneInfo
 
-from aiolimiter import AsyncLimiter
-from sqlalchemy import func, or_, update
+from sqlalchemy import func, or_, true, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot import relatives
 from bot.alerts import compose_alert
 from bot.db import Database
+from bot.digest import DIGEST, compose_digest
 from bot.i18n import Catalogues
 from bot.replies import Reply
 from bot.settings import FileConfig
 from bot.status_card import CardData
-from models import Admission, Hospital
+from models import AuditEvent, Hospital
+from models.audit import audit_values
 from models.chat import Chat, Notification, Subscription
 from models.enums import AdmissionStatus
 
 log = logging.getLogger(__name__)
 CHUNK = 25
 IDLE_LOOK_SECONDS = 1.0  # how often to look for rows added by other processes
+CLAIM_USE = 0.5  # share of notifications.claim_seconds in which a claimed alert may still be sent
 
 
 class RetryLater(Exception):
@@ -71,29 +77,90 @@ class Sender(Protocol):
 
 
 class Pacer:
-    """At most `per_second` messages overall and `per_chat_per_second` to any one chat."""
+    """At most `per_second` messages in any one second overall, and `per_chat_per_second` to any
+    one chat. Use: `async with pacer.slot(chat_key, deadline) as granted: if granted: send(...)`.
+
+    The platform counts a message when its request reaches it, some time between our sending and
+    its answer. So that no network delay can make two messages look closer together than allowed,
+    a message holds one of the second's places from the moment it may go until one second after
+    its answer came, and the next message to the same chat waits for one interval after the
+    answer to the previous one. That costs a little pace (30 / (1 + latency) per second) and
+    never causes a 429. `pause` (after a 429) holds every message until its end.
+    """
 
     def __init__(self, per_second: float, per_chat_per_second: float | None = None) -> None:
-        self._overall = AsyncLimiter(per_second, 1)
+        places = max(1, int(per_second))
+        self._window = places / per_second
+        self._places = asyncio.Semaphore(places)
         self._chat_interval = 1 / per_chat_per_second if per_chat_per_second else 0.0
-        self._chat_ready: dict[str, float] = {}
+        self._chats: dict[str, _ChatTurn] = {}
         self._paused_until = 0.0
 
     def pause(self, seconds: float) -> None:
         loop = asyncio.get_running_loop()
         self._paused_until = max(self._paused_until, loop.time() + seconds)
 
-    async def wait(self, chat_key: str) -> None:
+    @asynccontextmanager
+    async def slot(self, chat_key: str, deadline: float | None = None) -> AsyncIterator[bool]:
+        """Wait until a message to `chat_key` may go, and send it inside the block. Gives False
+        at once, and no slot, when its turn would come only after `deadline` (loop time)."""
         loop = asyncio.get_running_loop()
-        ready = self._chat_ready.get(chat_key, 0.0)
-        self._chat_ready[chat_key] = max(loop.time(), ready) + self._chat_interval
-        delay = max(ready, self._paused_until) - loop.time()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        await self._overall.acquire()
-        if len(self._chat_ready) > 100_000:  # forget chats long past their interval
+        turn = self._chats.setdefault(chat_key, _ChatTurn())
+        turn.users += 1
+        try:
+            if not await self._take(loop, turn, deadline):
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                turn.ready_at = loop.time() + self._chat_interval
+                loop.call_later(self._window, self._places.release)
+                turn.lock.release()
+        finally:
+            turn.users -= 1
+        if len(self._chats) > 10_000:  # forget chats past their interval that nobody waits for
             now = loop.time()
-            self._chat_ready = {key: at for key, at in self._chat_ready.items() if at > now}
+            self._chats = {key: t for key, t in self._chats.items() if t.users or t.ready_at > now}
+
+    async def _take(self, loop: asyncio.AbstractEventLoop, turn: "_ChatTurn", deadline: float | None) -> bool:
+        """The chat's turn (one message to a chat at a time) and one of the second's places."""
+
+        def too_late() -> bool:
+            return deadline is not None and max(turn.ready_at, self._paused_until) > deadline
+
+        try:
+            async with asyncio.timeout_at(deadline):
+                await turn.lock.acquire()
+        except TimeoutError:
+            return False
+        try:
+            async with asyncio.timeout_at(deadline):
+                while not too_late():
+                    await _sleep_until(loop, lambda: max(turn.ready_at, self._paused_until))
+                    await self._places.acquire()
+                    if self._paused_until <= loop.time():
+                        return True
+                    self._places.release()  # paused while it waited for a place
+        except TimeoutError:
+            pass
+        except BaseException:
+            turn.lock.release()
+            raise
+        turn.lock.release()
+        return False
+
+
+@dataclass
+class _ChatTurn:
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    ready_at: float = 0.0  # loop time
+    users: int = 0
+
+
+async def _sleep_until(loop: asyncio.AbstractEventLoop, moment: Callable[[], float]) -> None:
+    while (delay := moment() - loop.time()) > 0:
+        await asyncio.sleep(delay)
 
 
 @dataclass
@@ -103,6 +170,9 @@ class _Group:
     chat_id: int
     admission_id: int
     rows: list[Notification]
+    # The rows' claimed_until as this dispatcher set it: whoever claims them after it lapsed
+    # sets another, so that this one's late marking leaves them alone.
+    claim: datetime | None = None
 
     @property
     def priority(self) -> int:
@@ -110,14 +180,28 @@ class _Group:
 
 
 @dataclass
+class _Outgoing:
+    sender: Sender
+    chat_key: str
+    alert: Reply
+
+
+@dataclass
 class _Result:
     group: _Group
-    outcome: str  # sent, cancelled, retry, failed, blocked, quiet, unsendable
+    # ready (composed, to be sent), sent, cancelled, retry, failed, blocked, quiet, unsendable,
+    # expired (the claim ran out before its turn came: left as it is, for the next claim)
+    outcome: str
     delay: float = 0.0
     error: str | None = None
     # Pending rows of the same chat and admission up to this id were covered by the state this
     # alert showed (or found unchanged): they are settled with it rather than sent again.
     covers_up_to: int | None = None
+    # A sent alert: its audit row (who was told about which admission, on which channel, when),
+    # and whether it told of a discharge or a death, the last alert about that admission.
+    audit: dict | None = None
+    last: bool = False
+    outgoing: _Outgoing | None = None  # a ready alert
 
 
 def in_quiet_hours(chat: Chat, local: datetime) -> bool:
@@ -150,6 +234,7 @@ class Dispatcher:
         self._senders = senders
         self._clock = clock
         self._wake = asyncio.Event()
+        self._refused: set[tuple[str, str]] = set()  # (channel, chat) refused for good in this pass
         self.name = f"dispatcher-{random.getrandbits(32):08x}"
 
     def wake(self) -> None:
@@ -159,43 +244,90 @@ class Dispatcher:
     async def run(self) -> None:
         """Drain the outbox until cancelled."""
         while True:
-            try:
-                handled = await self.dispatch_once()
-            except Exception:  # noqa: BLE001 - a bad moment (database restart) must not stop alerts
-                log.exception("dispatcher pass failed; trying again")
-                handled = 0
-            if handled:
-                continue
+            # Cleared before the pass, so that a row committed during it wakes the next one.
             self._wake.clear()
             try:
-                await asyncio.wait_for(self._wake.wait(), await self._idle_seconds())
-            except TimeoutError:
-                pass
+                if await self.dispatch_once():
+                    continue
+                idle = await self._idle_seconds()
+            except Exception:  # noqa: BLE001 - a bad moment (database restart) must not stop alerts
+                log.exception("dispatcher pass failed; trying again")
+                idle = IDLE_LOOK_SECONDS
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), idle)
 
     async def _idle_seconds(self) -> float:
-        """Until the next held-back row becomes due, at most `IDLE_LOOK_SECONDS`."""
+        """Until the next pending row may be claimed (its grace period, retry time or someone
+        else's claim ends), at most `IDLE_LOOK_SECONDS`."""
         now = self._clock()
+        claimed_until, not_before = col(Notification.claimed_until), col(Notification.not_before)
+        free = or_(claimed_until.is_(None), claimed_until < now)
         async with self._database.session() as session:
-            oldest = (
+            oldest, held_until, claim_ends = (
                 await session.exec(
-                    select(func.min(Notification.created_at)).where(Notification.status == "pending")
+                    select(
+                        func.min(Notification.created_at).filter(free, or_(not_before.is_(None), not_before <= now)),
+                        func.min(not_before).filter(free, not_before > now),
+                        func.min(claimed_until).filter(claimed_until >= now),
+                    ).where(Notification.status == "pending")
                 )
             ).one()
-        if oldest is None:
+        moments = [moment for moment in (held_until, claim_ends) if moment is not None]
+        if oldest is not None:
+            moments.append(oldest + timedelta(seconds=self._policy.grace_seconds))
+        if not moments:
             return IDLE_LOOK_SECONDS
-        due = oldest + timedelta(seconds=self._policy.grace_seconds)
-        return min(IDLE_LOOK_SECONDS, max(0.01, (due - now).total_seconds()))
+        return min(IDLE_LOOK_SECONDS, max(0.01, (min(moments) - now).total_seconds()))
 
     # --- one pass ----------------------------------------------------------------------------------
 
     async def dispatch_once(self) -> int:
         """Claim one batch of due rows and deal with all of it; how many alerts were handled."""
+        loop = asyncio.get_running_loop()
         groups = await self._claim()
+        send_before = loop.time() + self._policy.claim_seconds * CLAIM_USE
+        self._refused = set()
         for start in range(0, len(groups), CHUNK):
             chunk = groups[start : start + CHUNK]
-            results = await asyncio.gather(*(self._deliver(group) for group in chunk))
+            # Every alert of the chunk is composed first, then they queue for the pacer in the
+            # claim's order: critical news first.
+            prepared = await asyncio.gather(*(self._prepare(group) for group in chunk))
+            results = await asyncio.gather(*(self._send(result, send_before) for result in prepared))
             await self._record(results)
         return len(groups)
+
+    async def _prepare(self, group: _Group) -> _Result:
+        try:
+            return await self._deliver(group)
+        except Exception as error:  # noqa: BLE001 - one bad alert must not sink its whole chunk
+            log.exception("alert could not be composed")
+            return _Result(group, "failed", error=f"{type(error).__name__}: {error}")
+
+    async def _send(self, result: _Result, send_before: float) -> _Result:
+        if result.outcome != "ready" or result.outgoing is None:
+            return result
+        group, outgoing = result.group, result.outgoing
+        sender, ready = outgoing.sender, dict(covers_up_to=result.covers_up_to, audit=result.audit, last=result.last)
+        async with sender.pacer.slot(outgoing.chat_key, send_before) as granted:
+            if not granted:  # not before the claim runs short: left for the next claim
+                return _Result(group, "expired")
+            if (sender.channel, outgoing.chat_key) in self._refused:  # its other alert just did
+                return _Result(group, "cancelled")
+            try:
+                await sender.send(outgoing.chat_key, [outgoing.alert])
+            except RetryLater as error:
+                sender.pacer.pause(error.seconds)
+                return _Result(group, "retry", delay=error.seconds, error=str(error))
+            except PermanentFailure as error:
+                self._refused.add((sender.channel, outgoing.chat_key))
+                return _Result(group, "blocked", error=str(error))
+            except TemporaryFailure as error:
+                return _Result(group, "failed", error=str(error))
+            except Exception as error:  # noqa: BLE001 - unforeseen: retried like a temporary failure
+                log.exception("alert send failed on %s", sender.channel)
+                return _Result(group, "failed", error=f"{type(error).__name__}: {error}")
+        log.debug("alert sent on %s", sender.channel)
+        return _Result(group, "sent", **ready)
 
     async def _claim(self) -> list[_Group]:
         now = self._clock()
@@ -214,10 +346,11 @@ class Dispatcher:
             )
             if self._database.is_postgresql:
                 candidates = candidates.with_for_update(skip_locked=True)
+            claim = now + timedelta(seconds=self._policy.claim_seconds)
             claimed = await session.exec(
                 update(Notification)
                 .where(col(Notification.id).in_(candidates.scalar_subquery()))
-                .values(claimed_until=now + timedelta(seconds=self._policy.claim_seconds))
+                .values(claimed_until=claim)
                 .returning(Notification.id)
             )
             ids = [row[0] for row in claimed.all()]
@@ -228,7 +361,10 @@ class Dispatcher:
         by_pair: dict[tuple[int, int], list[Notification]] = defaultdict(list)
         for row in rows:
             by_pair[(row.chat_id, row.admission_id)].append(row)
-        groups = [_Group(chat_id, admission_id, sorted(items, key=lambda r: r.id)) for (chat_id, admission_id), items in by_pair.items()]
+        groups = [
+            _Group(chat_id, admission_id, sorted(items, key=lambda r: r.id), claim)
+            for (chat_id, admission_id), items in by_pair.items()
+        ]
         return sorted(groups, key=lambda group: (group.priority, group.rows[0].id))
 
     async def _deliver(self, group: _Group) -> _Result:
@@ -240,16 +376,8 @@ class Dispatcher:
             sender = self._senders.get(chat.channel)
             if sender is None:  # that channel is not configured in this process: leave it
                 return _Result(group, "unsendable")
-            cards = await relatives.readable_cards(
-                session, chat, now, self._config.verification, [group.admission_id]
-            )
-            if not cards:  # verification lapsed, or the number was corrected away
-                return _Result(group, "cancelled")
-            card = cards[0]
-            local = now.astimezone(ZoneInfo(card.hospital.time_zone))
-            if group.priority > 0 and in_quiet_hours(chat, local):
-                wait = (quiet_hours_end(chat, local) - local).total_seconds()
-                return _Result(group, "quiet", delay=wait)
+            # Before the card is read: a row added after this query may tell of a change the card
+            # below does not show yet, so it must stay pending rather than be settled by this one.
             covered = (
                 await session.exec(
                     select(func.max(Notification.id)).where(
@@ -259,24 +387,45 @@ class Dispatcher:
                     )
                 )
             ).one()
+            cards = await relatives.readable_cards(
+                session, chat, now, self._config.verification, [group.admission_id]
+            )
+            if not cards:  # verification lapsed, or the number was corrected away
+                return _Result(group, "cancelled")
+            alerts_on = (
+                await session.exec(
+                    select(Subscription.alerts).where(
+                        Subscription.chat_id == group.chat_id, Subscription.admission_id == group.admission_id
+                    )
+                )
+            ).first()
+            if not alerts_on:  # /stop, or the alerts ended, while this waited
+                return _Result(group, "cancelled")
+            card = cards[0]
+            local = now.astimezone(ZoneInfo(card.hospital.time_zone))
+            if group.priority > 0 and in_quiet_hours(chat, local):
+                wait = (quiet_hours_end(chat, local) - local).total_seconds()
+                return _Result(group, "quiet", delay=wait)
             destination = await self._destination(session, card)
             language = self._catalogues.get(chat.language)
-            alert = compose_alert(card, group.rows[0].before, language, now, self._config.overdue_hours, destination)
+            news = [row for row in group.rows if row.kind != DIGEST]
+            if news:
+                alert = compose_alert(card, news[0].before, language, now, self._config.overdue_hours, destination)
+            else:  # a digest says "no change": it settles nothing else that is pending
+                alert = compose_digest(card, group.rows[-1], language, now, self._config.overdue_hours)
+                covered = None
             if alert is None:
                 return _Result(group, "cancelled", covers_up_to=covered)
             channel, chat_key = chat.channel, chat.chat_key
-        await sender.pacer.wait(chat_key)
-        try:
-            await sender.send(chat_key, [alert])
-        except RetryLater as error:
-            sender.pacer.pause(error.seconds)
-            return _Result(group, "retry", delay=error.seconds, error=str(error))
-        except PermanentFailure as error:
-            return _Result(group, "blocked", error=str(error))
-        except TemporaryFailure as error:
-            return _Result(group, "failed", error=str(error))
-        log.debug("alert sent on %s", channel)
-        return _Result(group, "sent", covers_up_to=covered)
+            audit = audit_values(
+                f"{channel}:{chat_key}", "alert.sent", card.hospital.id, card.admission.id, channel=channel,
+                kinds=sorted({row.kind for row in group.rows}), update_id=card.latest.id if card.latest else None,
+            )  # fmt: skip
+            last = card.admission.status in (AdmissionStatus.DISCHARGED, AdmissionStatus.DECEASED)
+        return _Result(
+            group, "ready", covers_up_to=covered, audit={**audit, "at": now}, last=last,
+            outgoing=_Outgoing(sender, chat_key, alert),
+        )  # fmt: skip
 
     async def _destination(self, session: AsyncSession, card: CardData) -> Hospital | None:
         """The hospital a patient was moved to, when it is one of ours (for its helpline)."""
@@ -289,21 +438,29 @@ class Dispatcher:
     async def _record(self, results: list[_Result]) -> None:
         now = self._clock()
         policy = self._policy
+        unreachable: set[int] = set()
+        if any(result.outcome == "unsendable" for result in results):
+            log.warning("alerts for a channel this process cannot send on: left for another")
         async with self._database.session() as session:
             for result in results:
                 group = result.group
+                if result.outcome in ("expired", "unsendable"):  # the claim lapses by itself
+                    continue
                 ids = [row.id for row in group.rows]
                 values: dict = {"claimed_until": None}
                 if result.outcome == "sent":
                     values |= {"status": "sent", "sent_at": now}
-                    await self._after_sent(session, group)
+                    if result.audit is not None:  # every disclosure is audited
+                        session.add(AuditEvent(**result.audit))
+                    if result.last:
+                        await self._end_alerts(session, group)
                 elif result.outcome == "cancelled":
                     values |= {"status": "cancelled"}
                 elif result.outcome in ("retry", "quiet"):
                     values |= {"not_before": now + timedelta(seconds=result.delay)}
                 elif result.outcome == "blocked":
                     values |= {"status": "dead", "error": (result.error or "")[:300]}
-                    await self._unreachable(session, group.chat_id, now)
+                    unreachable.add(group.chat_id)
                 elif result.outcome == "failed":
                     attempts = max(row.attempts for row in group.rows) + 1
                     if attempts >= policy.max_attempts:
@@ -313,7 +470,8 @@ class Dispatcher:
                         jittered = random.uniform(backoff / 2, backoff)
                         values |= {"attempts": attempts, "not_before": now + timedelta(seconds=jittered),
                                    "error": (result.error or "")[:300]}  # fmt: skip
-                await session.exec(update(Notification).where(col(Notification.id).in_(ids)).values(**values))
+                mine = col(Notification.claimed_until) == group.claim if group.claim is not None else true()
+                await session.exec(update(Notification).where(col(Notification.id).in_(ids), mine).values(**values))
                 if result.covers_up_to is not None:
                     await session.exec(
                         update(Notification)
@@ -323,20 +481,24 @@ class Dispatcher:
                             col(Notification.id) <= result.covers_up_to,
                             Notification.status == "pending",
                             col(Notification.id).not_in(ids),
+                            # another dispatcher's: it settles them itself
+                            or_(col(Notification.claimed_until).is_(None), col(Notification.claimed_until) < now),
                         )
                         .values(status=values["status"], sent_at=values.get("sent_at"))
                     )
+            for chat_id in unreachable:  # after the rows above: it cancels the chat's pending rest
+                await self._unreachable(session, chat_id, now)
             await session.commit()
 
-    async def _after_sent(self, session: AsyncSession, group: _Group) -> None:
-        """A discharge or a death is the last alert: the chat's alerts for it end."""
-        admission = await session.get(Admission, group.admission_id)
-        if admission is not None and admission.status in (AdmissionStatus.DISCHARGED, AdmissionStatus.DECEASED):
-            await session.exec(
-                update(Subscription)
-                .where(col(Subscription.chat_id) == group.chat_id, col(Subscription.admission_id) == group.admission_id)
-                .values(alerts=False)
-            )
+    async def _end_alerts(self, session: AsyncSession, group: _Group) -> None:
+        """The alert told of a discharge or a death, the last one: the chat's alerts for it end.
+        (Decided by what the alert showed, not by the status now: a discharge recorded while a
+        condition alert was on its way must still be told.)"""
+        await session.exec(
+            update(Subscription)
+            .where(col(Subscription.chat_id) == group.chat_id, col(Subscription.admission_id) == group.admission_id)
+            .values(alerts=False)
+        )
 
     async def _unreachable(self, session: AsyncSession, chat_id: int, now: datetime) -> None:
         await session.exec(update(Chat).where(col(Chat.id) == chat_id).values(unreachable_at=now))

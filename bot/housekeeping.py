@@ -1,15 +1,22 @@
-"""Periodic clean-up, run by the scheduler of the `worker` process."""
+"""Periodic clean-up, run by the scheduler of the `worker` process. The audit table is never
+touched: it records who read what, and that outlives every chat."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Iterable
 
-from sqlalchemy import delete
-from sqlmodel import col
+from sqlalchemy import and_, delete, func, or_, tuple_, update
+from sqlmodel import col, select
 
 from bot.db import Database
-from bot.settings import OtpConfig
-from models.chat import OtpChallenge
+from bot.settings import NotificationsConfig, OtpConfig, VerificationConfig
+from models import Admission, AlternateMobile, Chat, Notification, OtpChallenge, Subscription, Verification
+from models.enums import AdmissionStatus
+
+# Rows per statement: well below the bound-parameter limits of SQLite and asyncpg.
+_CHUNK = 500
 
 
 async def purge_code_requests(database: Database, policy: OtpConfig, now: datetime) -> int:
@@ -21,3 +28,95 @@ async def purge_code_requests(database: Database, policy: OtpConfig, now: dateti
         result = await session.exec(delete(OtpChallenge).where(col(OtpChallenge.created_at) < now - keep))
         await session.commit()
     return result.rowcount
+
+
+async def end_lapsed_verifications(database: Database, policy: VerificationConfig, now: datetime) -> int:
+    """Turn alerts off where the chat may no longer read the patient, as `readable_cards` decides:
+    the verification expired, the admission closed more than `days_after_discharge` ago, or the
+    verified number is no longer the admission's. Their pending alerts are cancelled. The right to
+    read ends by itself; this stops the outbox filling with alerts that can only be cancelled.
+    How many subscriptions ended."""
+    still_an_alternate = (
+        select(AlternateMobile.id)
+        .where(AlternateMobile.admission_id == Admission.id, AlternateMobile.mobile == Verification.mobile)
+        .exists()
+    )
+    async with database.session() as session:
+        result = await session.exec(
+            select(Subscription.id, Subscription.chat_id, Subscription.admission_id)
+            .join(Verification, col(Verification.id) == col(Subscription.verification_id))
+            .join(Admission, col(Admission.id) == col(Subscription.admission_id))
+            .where(
+                Subscription.alerts,
+                or_(
+                    Verification.expires_at <= now,
+                    and_(
+                        Admission.status != AdmissionStatus.ADMITTED,
+                        col(Admission.status_at).is_not(None),
+                        col(Admission.status_at) <= now - timedelta(days=policy.days_after_discharge),
+                    ),
+                    and_(col(Admission.contact_mobile) != col(Verification.mobile), ~still_an_alternate),
+                ),
+            )
+        )
+        lapsed = result.all()
+        for chunk in _chunks(lapsed):
+            await session.exec(
+                update(Subscription).where(col(Subscription.id).in_([row[0] for row in chunk])).values(alerts=False)
+            )
+            await session.exec(
+                update(Notification)
+                .where(
+                    tuple_(col(Notification.chat_id), col(Notification.admission_id)).in_(
+                        [(row[1], row[2]) for row in chunk]
+                    ),
+                    Notification.status == "pending",
+                )
+                .values(status="cancelled", claimed_until=None)
+            )
+        await session.commit()
+    return len(lapsed)
+
+
+@dataclass(frozen=True)
+class Deleted:
+    subscriptions: int
+    chats: int
+
+
+async def delete_after_retention(database: Database, policy: NotificationsConfig, now: datetime) -> Deleted:
+    """`retention_days_after_discharge` after a discharge, transfer or death: every chat's
+    subscription to that admission and its outbox rows go. Then a chat that follows nobody and
+    has not written for as long goes too, with its verifications and outbox rows (the numbers it
+    typed, its language, its quiet hours). Admissions and the audit stay."""
+    cutoff = now - timedelta(days=policy.retention_days_after_discharge)
+    closed = select(Admission.id).where(
+        Admission.status != AdmissionStatus.ADMITTED,
+        col(Admission.status_at).is_not(None),
+        col(Admission.status_at) < cutoff,
+    )
+    follows = select(Subscription.id).where(Subscription.chat_id == Chat.id).exists()
+    async with database.session() as session:
+        closed_ids = list((await session.exec(closed)).all())
+        subscriptions = 0
+        for chunk in _chunks(closed_ids):
+            await session.exec(delete(Notification).where(col(Notification.admission_id).in_(chunk)))
+            result = await session.exec(delete(Subscription).where(col(Subscription.admission_id).in_(chunk)))
+            subscriptions += result.rowcount
+        idle = select(Chat.id).where(
+            ~follows,
+            func.coalesce(col(Chat.last_inbound_at), col(Chat.created_at)) < cutoff,
+            col(Chat.updated_at) < cutoff,
+        )
+        chat_ids = list((await session.exec(idle)).all())
+        for chunk in _chunks(chat_ids):
+            await session.exec(delete(Notification).where(col(Notification.chat_id).in_(chunk)))
+            await session.exec(delete(Verification).where(col(Verification.chat_id).in_(chunk)))
+            await session.exec(delete(Chat).where(col(Chat.id).in_(chunk), ~follows))
+        await session.commit()
+    return Deleted(subscriptions, len(chat_ids))
+
+
+def _chunks(items: list, size: int = _CHUNK) -> Iterable[list]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

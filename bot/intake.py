@@ -317,6 +317,36 @@ async def record_update(
     return UpdateResult(update, Outcome.CREATED, decision.is_latest)
 
 
+async def retract_update(
+    session: AsyncSession, hospital: Hospital, admission: Admission, update: ConditionUpdate, actor: str, now: datetime
+) -> Outcome:
+    """Withdraw a wrong update: it stays in the history but is never shown and never the latest
+    again. Withdrawing one already withdrawn changes nothing (UNCHANGED).
+
+    When it was the latest, the chats following the admission get an alert whose `before` is
+    what the withdrawn update said: they hear of the state it leaves only if that differs from
+    what they were told. Within the grace period, before its own alert went out, the two alerts
+    merge (the earliest `before` against the current state) and the relative hears nothing."""
+    if update.retracted_at is not None:
+        return Outcome.UNCHANGED
+    latest = await latest_update(session, admission.id)
+    was_latest = latest is not None and latest.id == update.id
+    update.retracted_at = now
+    session.add(update)
+    await session.flush()
+    audit(
+        session, actor, "update.retracted", hospital.id, admission.id,
+        update_id=update.id, was_latest=was_latest,
+    )  # fmt: skip
+    if was_latest:
+        current = await latest_update(session, admission.id)
+        await outbox.enqueue(
+            session,
+            [outbox.condition_change(admission.id, update, admission.status, current.condition if current else None)],
+        )
+    return Outcome.UPDATED
+
+
 def _status_values(data: StatusIn) -> dict[str, Any]:
     at = data.at
     assert at is not None, "resolve() the status first"

@@ -20,8 +20,11 @@ FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 # Twilio logs every request's URL and headers at INFO on these (STACK-NOTES.md).
 TWILIO_HTTP_LOGGERS = ("twilio.http_client", "twilio.async_http_client")
+# httpx logs every request's URL at INFO, and python-telegram-bot's URLs hold the bot token
+# (`.../bot<TOKEN>/sendMessage`): one line with the secret per Telegram call.
+HTTPX_LOGGERS = ("httpx",)
 # Chatty at INFO about every job run, which would bury the console chat.
-QUIET_LOGGERS = (*TWILIO_HTTP_LOGGERS, "apscheduler", "alembic")
+QUIET_LOGGERS = (*TWILIO_HTTP_LOGGERS, *HTTPX_LOGGERS, "apscheduler", "alembic")
 
 # A number in E.164 (`+919830012345`), also written with single spaces or dashes between the
 # digits (`+91 98300 12345`), inside `whatsapp:+91...`, or URL-encoded (`%2B91...`, as in a

@@ -8,14 +8,16 @@ other processes find the rows at their next look.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Iterable
 
-from sqlalchemy import insert
+from sqlalchemy import func, insert
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.db import OUTBOX_FLAG
+from bot.db import CLOCK, OUTBOX_FLAG
 from models.chat import Chat, Notification, Subscription
+from models.tables import Admission, Hospital
 from models.enums import AdmissionStatus, Condition
 from models.tables import ConditionUpdate, utcnow
 
@@ -43,7 +45,9 @@ def snapshot(latest: ConditionUpdate | None, status: str) -> dict[str, Any]:
     }
 
 
-def condition_change(admission_id: int, latest: ConditionUpdate | None, status: str, new_condition: str) -> Change:
+def condition_change(
+    admission_id: int, latest: ConditionUpdate | None, status: str, new_condition: str | None
+) -> Change:
     return Change(admission_id, "condition", snapshot(latest, status), new_condition == Condition.CRITICAL)
 
 
@@ -70,7 +74,7 @@ async def enqueue(session: AsyncSession, changes: Iterable[Change]) -> int:
     chats_by_admission: dict[int, list[int]] = {}
     for admission_id, chat_id in result.all():
         chats_by_admission.setdefault(admission_id, []).append(chat_id)
-    now = utcnow()
+    now = session.info.get(CLOCK, utcnow)()
     rows = [
         {
             "chat_id": chat_id,
@@ -89,3 +93,38 @@ async def enqueue(session: AsyncSession, changes: Iterable[Change]) -> int:
         await session.exec(insert(Notification.__table__), params=rows)
         session.info[OUTBOX_FLAG] = True
     return len(rows)
+
+
+# --- what `python -m bot outbox` shows ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DeadAlert:
+    id: int
+    channel: str
+    hospital: str  # its code
+    registration_no: str
+    attempts: int
+    error: str | None
+    created_at: datetime
+
+
+async def report(session: AsyncSession, limit: int = 100) -> tuple[dict[str, int], list[DeadAlert]]:
+    """How many rows are in each status, and the latest `limit` dead ones (never the chat's key)."""
+    counts = dict(
+        (await session.exec(select(Notification.status, func.count()).group_by(Notification.status))).all()
+    )
+    result = await session.exec(
+        select(Notification, Chat.channel, Hospital.code, Admission.registration_no)
+        .join(Chat, col(Chat.id) == col(Notification.chat_id))
+        .join(Admission, col(Admission.id) == col(Notification.admission_id))
+        .join(Hospital, col(Hospital.id) == col(Admission.hospital_id))
+        .where(Notification.status == "dead")
+        .order_by(col(Notification.id).desc())
+        .limit(limit)
+    )
+    dead = [
+        DeadAlert(row.id, channel, code, registration_no, row.attempts, row.error, row.created_at)
+        for row, channel, code, registration_no in result.all()
+    ]
+    return counts, dead

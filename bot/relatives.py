@@ -13,7 +13,7 @@ from bot.settings import VerificationConfig
 from bot.status_card import CardData
 from models import Admission, AlternateMobile, AuditEvent, Hospital
 from models.audit import audit_values
-from models.chat import Chat, Subscription, Verification
+from models.chat import Chat, Notification, Subscription, Verification
 from models.enums import AdmissionStatus
 
 
@@ -134,7 +134,9 @@ async def resume_alerts(session: AsyncSession, chat: Chat) -> int:
 
 
 async def forget(session: AsyncSession, chat: Chat) -> None:
-    """Delete this chat's subscriptions, verifications and conversation. The audit stays."""
+    """Delete this chat's subscriptions, verifications, alerts (sent or pending) and conversation.
+    The audit stays."""
+    await session.exec(delete(Notification).where(col(Notification.chat_id) == chat.id))
     await session.exec(delete(Subscription).where(col(Subscription.chat_id) == chat.id))
     await session.exec(delete(Verification).where(col(Verification.chat_id) == chat.id))
     await session.delete(chat)

@@ -16,6 +16,7 @@ class Inbound:
     chat_key: str
     text: str | None = None
     command: str | None = None  # "start", "status", ... without the slash
+    argument: str | None = None  # what follows the command: "22-7" of "/quiet 22-7"
     button: str | None = None  # the payload of a pressed button
     contact: str | None = None  # a shared phone number, already checked to be the sender's own
     foreign_contact: bool = False  # a shared contact that is not the sender's

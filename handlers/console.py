@@ -45,7 +45,10 @@ class ConsoleChat:
 
     def _inbound(self, line: str) -> Inbound:
         if line.startswith("/"):
-            return Inbound(CHANNEL, self._chat_key, command=line[1:].split()[0] if line[1:] else "")
+            parts = line[1:].split(maxsplit=1)
+            return Inbound(
+                CHANNEL, self._chat_key, command=parts[0] if parts else "", argument=parts[1] if parts[1:] else None
+            )
         # A choice is the bare digit of a listed button: "000001" is a code, not choice 1.
         if line in {str(index) for index in range(1, len(self._choices) + 1)}:
             return Inbound(CHANNEL, self._chat_key, button=self._choices[int(line) - 1].payload)

@@ -36,6 +36,10 @@ RegistrationNo = Annotated[
     ),
 ]
 
+UpdateId = Annotated[
+    int, Path(ge=1, le=2**31 - 1, description="the update's `id`, as answered when it was recorded")
+]
+
 
 class UpdateOut(BaseModel):
     id: int
@@ -250,6 +254,29 @@ def hospital_api(database: Database, secret_key: bytes, region: str, clock: Call
             return field_errors_response(errors)
         admission = await admission_or_404(session, hospital, registration_no)
         await intake.change_status(session, hospital, admission, data, f"api:{hospital.code}")
+        await session.commit()
+        return await _admission_out(session, hospital, admission)
+
+    @router.delete(
+        "/admissions/{registration_no}/updates/{update_id}",
+        response_model=AdmissionOut,
+        responses={404: {"description": "no such admission, or no such update of this admission"}},
+    )
+    async def delete_update(
+        registration_no: RegistrationNo, update_id: UpdateId, session: Session, hospital: CurrentHospital
+    ):
+        """Withdraw a wrong condition update (its `id` is in the answer that recorded it). It stays
+        in the history but is never shown again, and the update before it becomes the latest.
+        Relatives hear of the correction only if they were already told of the withdrawn update and
+        what they see changes; within the correction window they hear nothing of either.
+        Answers the admission as `GET` does. Idempotent: withdrawing an update already withdrawn
+        answers the same and changes nothing."""
+        admission = await admission_or_404(session, hospital, registration_no)
+        # Locked (PostgreSQL), so that two DELETEs at once withdraw it, and tell relatives, once.
+        update = await session.get(ConditionUpdate, update_id, with_for_update=True)
+        if update is None or update.admission_id != admission.id:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, "no such update of this admission")
+        await intake.retract_update(session, hospital, admission, update, f"api:{hospital.code}", clock())
         await session.commit()
         return await _admission_out(session, hospital, admission)
 

@@ -11,10 +11,12 @@ from __future__ import annotations
 import hmac
 import html
 import logging
+import warnings
 from urllib.parse import urlparse
 
 from fastapi import APIRouter, Request, Response
 from telegram import (
+    Bot,
     BotCommand,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
@@ -24,7 +26,8 @@ from telegram import (
     Update,
 )
 from telegram.constants import MessageLimit, ParseMode
-from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TimedOut
+from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError, TimedOut
+from telegram.warnings import PTBDeprecationWarning
 from telegram.error import BadRequest
 from telegram.ext import (
     AIORateLimiter,
@@ -44,7 +47,7 @@ from bot.settings import Settings
 
 log = logging.getLogger(__name__)
 CHANNEL = "telegram"
-COMMANDS = ("start", "status", "stop", "language", "help", "forget", "cancel")
+COMMANDS = ("start", "status", "stop", "quiet", "language", "help", "forget", "cancel")
 WEBHOOK_SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 
 
@@ -91,11 +94,15 @@ def _markup(reply: Reply):
 
 
 async def send_replies(application: Application, chat_id: int, replies: list[Reply]) -> None:
+    await send_with(application.bot, chat_id, replies)
+
+
+async def send_with(bot: Bot, chat_id: int, replies: list[Reply]) -> None:
     for reply in replies:
         messages = render(reply)
         for index, text in enumerate(messages):
             last = index == len(messages) - 1
-            await application.bot.send_message(
+            await bot.send_message(
                 chat_id, text, parse_mode=ParseMode.HTML, reply_markup=_markup(reply) if last else None
             )
 
@@ -118,8 +125,9 @@ def register_handlers(application: Application, conversation: Conversation) -> N
         await send_replies(application, update.effective_chat.id, replies)
 
     async def on_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        command = update.effective_message.text.split()[0].lstrip("/").split("@")[0]
-        await answer(update, command=command)
+        words = update.effective_message.text.split(maxsplit=1)
+        command = words[0].lstrip("/").split("@")[0]
+        await answer(update, command=command, argument=words[1] if words[1:] else None)
 
     async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         try:
@@ -160,6 +168,7 @@ def command_menu(language: Language) -> list[BotCommand]:
         BotCommand("start", _("Begin, or see your patients again")),
         BotCommand("status", _("The latest condition")),
         BotCommand("stop", _("No more alerts")),
+        BotCommand("quiet", _("Quiet hours at night")),
         BotCommand("language", _("Change the language")),
         BotCommand("help", _("What this bot can do")),
         BotCommand("forget", _("Delete everything about this chat")),
@@ -186,20 +195,38 @@ def build_application(settings: Settings, conversation: Conversation) -> Applica
 
 
 class TelegramSender:
-    """Sends the dispatcher's alerts, turning Telegram's refusals into the dispatcher's terms."""
+    """Sends the dispatcher's alerts, turning Telegram's refusals into the dispatcher's terms.
+
+    Alerts go through a `Bot` of their own, without the application's `AIORateLimiter`: the
+    dispatcher paces them (`pacer`) and must hear of a 429 at once. The rate limiter would sleep
+    through up to three retry_after periods inside `send`, holding the alert's claim the while (a
+    flood wait of tens of seconds outlasts `notifications.claim_seconds`, and another dispatcher
+    then sends the alert again), let the messages queued behind the pause go all at once, and log
+    an ERROR when it gives up. The bot shares the application's HTTP connection pool, opened by
+    `application.initialize()` and closed by its `shutdown()`.
+    """
 
     channel = CHANNEL
 
     def __init__(self, application: Application, settings: Settings) -> None:
         pacing = settings.config.pacing.telegram
         self.application = application
+        request = application.bot.request
+        self.bot = Bot(
+            settings.secrets.telegram_bot_token or "",
+            base_url=settings.env.telegram_api_base_url,
+            request=request,
+            get_updates_request=request,  # never polls: no pool of its own to open and close
+        )
         self.pacer = Pacer(pacing.messages_per_second, pacing.per_chat_messages_per_second)
 
     async def send(self, chat_key: str, replies: list[Reply]) -> None:
         try:
-            await send_replies(self.application, int(chat_key), replies)
+            await send_with(self.bot, int(chat_key), replies)
         except RetryAfter as error:
-            wait = error.retry_after
+            with warnings.catch_warnings():  # PTB 22 warns that retry_after will be a timedelta
+                warnings.simplefilter("ignore", PTBDeprecationWarning)
+                wait = error.retry_after
             raise RetryLater(wait.total_seconds() if hasattr(wait, "total_seconds") else float(wait)) from None
         except Forbidden as error:  # blocked by the user, or the account is deactivated
             raise PermanentFailure(error.message) from None
@@ -209,6 +236,8 @@ class TelegramSender:
             raise TemporaryFailure(error.message) from None
         except (TimedOut, NetworkError) as error:
             raise TemporaryFailure(str(error)) from None
+        except TelegramError as error:  # Conflict, InvalidToken, ChatMigrated...: counted, then dead
+            raise TemporaryFailure(f"{type(error).__name__}: {error.message}") from None
 
 
 class TelegramChannel:

@@ -23,6 +23,19 @@ It is strict where Telegram is and where a bot usually goes wrong:
   instances polling at once).
 - `answerCallbackQuery` only accepts the id of a pushed, unanswered, unexpired button press.
 - `setWebhook` needs an https URL and a secret token of 1-256 characters `A-Z a-z 0-9 _ -`.
+
+Telegram's refusals of `sendMessage`, all off unless a test asks (`throttled` and `attempts` keep
+what happened; refused calls are in `rejected` too):
+- `limits=True`: more than `per_chat_per_second` messages to one chat, or `overall_per_second` in
+  all, within any second (a sliding window over the messages accepted) gets 429 "Too Many
+  Requests: retry after N" with `parameters.retry_after` N, the whole seconds until the window
+  has room again.
+- `blocked` chats get 403 "Forbidden: bot was blocked by the user"; `gone` chats (and any chat
+  that never wrote to the bot) 400 "Bad Request: chat not found".
+- `error_rate`: that share of the calls, drawn from `random.Random(seed)`, gets 500.
+- `fail_next(chat_id, code, count, retry_after)`: the next `count` calls to that chat (or to any
+  chat with None) get that error: 429 with `retry_after`, 403, 400 or 5xx.
+A refused message is not delivered and does not count in the windows.
 """
 
 from __future__ import annotations
@@ -31,9 +44,12 @@ import asyncio
 import contextlib
 import itertools
 import json
+import math
+import random
 import re
 import socket
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,10 +79,25 @@ _SECRET_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,256}")
 
 
 class ApiError(Exception):
-    def __init__(self, code: int, description: str) -> None:
+    def __init__(self, code: int, description: str, parameters: dict | None = None) -> None:
         super().__init__(description)
         self.code = code
         self.description = description
+        self.parameters = parameters
+
+
+def too_many_requests(retry_after: int) -> ApiError:
+    return ApiError(429, f"Too Many Requests: retry after {retry_after}", {"retry_after": retry_after})
+
+
+BLOCKED = "Forbidden: bot was blocked by the user"
+_SCRIPTED = {
+    400: "Bad Request: chat not found",
+    403: BLOCKED,
+    500: "Internal Server Error",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+}
 
 
 def bad_request(description: str) -> ApiError:
@@ -188,6 +219,7 @@ class SentMessage:
     parse_mode: str | None
     reply_markup: dict | None
     json: dict  # the Message object returned to the bot, reusable in a callback_query
+    at: float = 0.0  # time.monotonic() when it was accepted
 
     @property
     def inline_buttons(self) -> list[tuple[str, str]]:
@@ -327,9 +359,26 @@ class FakeTelegram:
     commands: dict[str, list[dict]] = field(default_factory=dict)  # by language_code, "" = default
     known_chats: set[int] = field(default_factory=set)
     open_queries: set[str] = field(default_factory=set)
+    # Telegram's refusals of sendMessage (see the module's docstring); all off by default.
+    limits: bool = False
+    per_chat_per_second: int = 1
+    overall_per_second: int = 30
+    blocked: set[int] = field(default_factory=set)
+    gone: set[int] = field(default_factory=set)
+    error_rate: float = 0.0
+    seed: int = 0
+    # Every 429 given: (time.monotonic(), chat_id, "chat", "overall" or "injected").
+    throttled: list[tuple[float, int | None, str]] = field(default_factory=list)
+    # Every sendMessage call: (time.monotonic(), chat_id, HTTP status answered).
+    attempts: list[tuple[float, int | None, int]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.updates = UpdateFactory(self)
+        self._random = random.Random(self.seed)
+        self._scripted: dict[int | None, deque[tuple[int, int]]] = {}
+        self._window_all: deque[float] = deque()  # accepted in the last second
+        self._window_chat: dict[int, deque[float]] = {}
+        self._window_chats_max = 10_000
         self._queue: list[dict] = []
         self._confirmed = 0
         self._poll_generation = 0
@@ -348,6 +397,10 @@ class FakeTelegram:
     async def __aenter__(self) -> "FakeTelegram":
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # Accepted connections inherit it: without it every answer waited ~40 ms for a delayed ACK
+        # (uvicorn sets no TCP_NODELAY on sockets handed to it), capping any benchmark at ~25/s
+        # per connection.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.bind(("127.0.0.1", 0))
         host, port = sock.getsockname()
         self.url = f"http://{host}:{port}"
@@ -412,6 +465,20 @@ class FakeTelegram:
     def called(self, method: str) -> list[dict]:
         return [params for name, params in self.calls if name == method.lower()]
 
+    def fail_next(self, chat_id: int | None, code: int, count: int = 1, retry_after: int = 1) -> None:
+        """The next `count` sendMessage calls to `chat_id` (None: to any chat) get `code`."""
+        assert code == 429 or code in _SCRIPTED, code
+        self._scripted.setdefault(chat_id, deque()).extend([(code, retry_after)] * count)
+
+    @property
+    def too_many_requests(self) -> int:
+        """How many 429s were given, for whatever reason."""
+        return len(self.throttled)
+
+    def attempts_to(self, chat_id: int) -> list[tuple[float, int]]:
+        """(time, HTTP status) of every sendMessage call to `chat_id`."""
+        return [(at, status) for at, chat, status in self.attempts if chat == chat_id]
+
     # --- HTTP
 
     async def _endpoint(self, request: Request) -> JSONResponse:
@@ -435,7 +502,9 @@ class FakeTelegram:
     def _error(self, method: str, params: dict, error: ApiError) -> JSONResponse:
         if error.code != 409:  # a superseded long poll is not the bot's mistake
             self.rejected.append((method, params, error.description))
-        body = {"ok": False, "error_code": error.code, "description": error.description}
+        body: dict[str, Any] = {"ok": False, "error_code": error.code, "description": error.description}
+        if error.parameters:
+            body["parameters"] = error.parameters
         return JSONResponse(body, error.code)
 
     @staticmethod
@@ -507,14 +576,64 @@ class FakeTelegram:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._changed.wait(), remaining)
 
-    async def _api_sendmessage(self, params: dict) -> dict:
-        chat_id = self._int(params, "chat_id")
-        if chat_id is None or chat_id not in self.known_chats:
+    def _refuse(self, chat_id: int | None, now: float) -> None:
+        """Telegram's refusals other than a bad message (see the module's docstring)."""
+        if chat_id is None or chat_id not in self.known_chats or chat_id in self.gone:
             raise bad_request("chat not found")
+        if chat_id in self.blocked:
+            raise ApiError(403, BLOCKED)
+        for key in (chat_id, None):
+            script = self._scripted.get(key)
+            if script:
+                code, retry_after = script.popleft()
+                if code == 429:
+                    self.throttled.append((now, chat_id, "injected"))
+                    raise too_many_requests(retry_after)
+                raise ApiError(code, _SCRIPTED[code])
+        if self.limits:
+            chat_window = self._window_chat.get(chat_id, deque())
+            for window in (self._window_all, chat_window):
+                while window and window[0] <= now - 1.0:
+                    window.popleft()
+            for window, limit, why in (
+                (chat_window, self.per_chat_per_second, "chat"),
+                (self._window_all, self.overall_per_second, "overall"),
+            ):
+                if len(window) >= limit:
+                    self.throttled.append((now, chat_id, why))
+                    raise too_many_requests(max(1, math.ceil(window[0] + 1.0 - now)))
+        if self.error_rate and self._random.random() < self.error_rate:
+            raise ApiError(500, _SCRIPTED[500])
+
+    async def _api_sendmessage(self, params: dict) -> dict:
+        now = time.monotonic()
+        chat_id = None
+        try:
+            chat_id = self._int(params, "chat_id")
+            self._refuse(chat_id, now)
+            sent = self._accept(chat_id, params, now)
+        except ApiError as error:
+            self.attempts.append((now, chat_id, error.code))
+            raise
+        self.attempts.append((now, chat_id, 200))
+        async with self._changed:
+            self.sent.append(sent)
+            self._changed.notify_all()
+        return sent.json
+
+    def _accept(self, chat_id: int, params: dict, now: float) -> SentMessage:
         parse_mode = params.get("parse_mode")
         parsed = check_text(params.get("text"), parse_mode)
         markup = params.get("reply_markup")
         check_reply_markup(markup)
+        # Counted now, before anything awaits, so that no other call slips into the window unseen.
+        for window in (self._window_all, self._window_chat.setdefault(chat_id, deque())):
+            window.append(now)
+            while window[0] <= now - 1.0:
+                window.popleft()
+        if len(self._window_chat) > self._window_chats_max:  # forget chats quiet for a second
+            self._window_chat = {chat: w for chat, w in self._window_chat.items() if w[-1] > now - 1.0}
+            self._window_chats_max = max(10_000, 2 * len(self._window_chat))
         message_id = next(self._message_ids)
         message = {
             "message_id": message_id,
@@ -525,13 +644,9 @@ class FakeTelegram:
         }
         if markup and "inline_keyboard" in markup:
             message["reply_markup"] = markup
-        sent = SentMessage(
-            chat_id, message_id, params["text"], parsed.plain, parsed.bold, parse_mode, markup, message
+        return SentMessage(
+            chat_id, message_id, params["text"], parsed.plain, parsed.bold, parse_mode, markup, message, now
         )
-        async with self._changed:
-            self.sent.append(sent)
-            self._changed.notify_all()
-        return message
 
     async def _api_answercallbackquery(self, params: dict) -> bool:
         query_id = str(params.get("callback_query_id", ""))

@@ -874,5 +874,6 @@ async def test_the_api_is_documented(client):
         ("GET", "/api/v1/admissions/{registration_no}"),
         ("POST", "/api/v1/admissions/{registration_no}/updates"),
         ("POST", "/api/v1/admissions/{registration_no}/status"),
+        ("DELETE", "/api/v1/admissions/{registration_no}/updates/{update_id}"),
     }
     assert any(scheme["type"] == "http" for scheme in spec.json()["components"]["securitySchemes"].values())

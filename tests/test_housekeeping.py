@@ -1,13 +1,16 @@
-"""The worker's periodic jobs."""
+"""The worker's periodic jobs: codes purged, alerts ended when a verification lapses, chats and
+subscriptions deleted after the retention period. The audit always stays."""
 
 from datetime import timedelta
 
 from sqlmodel import select
 
 from bot import housekeeping
-from bot.app import build_scheduler
+from bot.app import Services, build_scheduler
+from models import Admission, AuditEvent, Chat, Notification, Subscription, Verification
 from models.chat import OtpChallenge
 from tests.conftest import now_utc
+from tests.test_conversation import START, World, verified, world  # noqa: F401 (world: a fixture)
 
 
 async def test_code_requests_older_than_every_limit_are_purged(services):
@@ -30,3 +33,135 @@ async def test_the_worker_schedules_the_purge_hourly(services):
     scheduler = build_scheduler(services)
     job = scheduler.get_job("purge_code_requests")
     assert job is not None and job.trigger.interval == timedelta(hours=1)
+
+
+# --- verifications that lapse ------------------------------------------------------------------
+
+async def pending_row(world: World, chat_key: str, registration_no: str = "R-1") -> None:
+    """A routine alert waiting in the outbox for this chat and admission."""
+    (chat,) = await world.rows(Chat, Chat.chat_key == chat_key)
+    (admission,) = await world.rows(Admission, Admission.registration_no == registration_no)
+    async with world.bot.database.session() as session:
+        session.add(Notification(chat_id=chat.id, admission_id=admission.id, kind="condition", before={},
+                                 created_at=world.clock.now))  # fmt: skip
+        await session.commit()
+
+
+async def disclosures(world: World) -> int:
+    return len(await world.rows(AuditEvent, AuditEvent.action == "status.disclosed"))
+
+
+async def end_lapsed(world: World) -> int:
+    bot: Services = world.bot
+    return await housekeeping.end_lapsed_verifications(bot.database, bot.settings.config.verification, world.clock.now)
+
+
+async def delete_old(world: World) -> housekeeping.Deleted:
+    bot: Services = world.bot
+    return await housekeeping.delete_after_retention(bot.database, bot.settings.config.notifications, world.clock.now)
+
+
+async def alerts_by_chat(world: World) -> dict[str, bool]:
+    chats = {chat.id: chat.chat_key for chat in await world.rows(Chat)}
+    return {chats[s.chat_id]: s.alerts for s in await world.rows(Subscription)}
+
+
+async def test_a_lapsed_verification_ends_its_alerts_and_cancels_what_waits(world):
+    await verified(world, condition="stable")  # chat "local", verified at START for 30 days
+    world.clock.advance(days=10)
+    await world.relative("later").verify()
+    for key in ("local", "later"):
+        await pending_row(world, key)
+    audited = await disclosures(world)
+
+    world.clock.now = START + timedelta(days=30, minutes=-1)
+    assert await end_lapsed(world) == 0
+    world.clock.now = START + timedelta(days=30)
+    assert await end_lapsed(world) == 1
+    assert await alerts_by_chat(world) == {"local": False, "later": True}
+    chats = {chat.id: chat.chat_key for chat in await world.rows(Chat)}
+    assert sorted((chats[row.chat_id], row.status) for row in await world.rows(Notification)) == [
+        ("later", "pending"), ("local", "cancelled"),
+    ]  # fmt: skip
+    assert await end_lapsed(world) == 0  # done once
+    assert await disclosures(world) == audited
+    assert len(await world.rows(Verification)) == 2  # ended, not deleted: retention deletes
+
+
+async def test_alerts_end_days_after_discharge_and_when_the_number_is_taken_off(world):
+    relative = await verified(world, condition="stable")
+    await world.admit("MCK-1", "MCK", patient_name="Mina Das")
+    world.clock.advance(minutes=2)
+    await relative.verify()
+    await world.relative("other").verify()
+    await pending_row(world, "local", "MCK-1")
+
+    # Mina's admission number is corrected: the chats that confirmed the old one stop hearing of her.
+    await world.admit("MCK-1", "MCK", patient_name="Mina Das", contact_mobile="94330 55555")
+    assert await end_lapsed(world) == 2
+    subscriptions = await world.rows(Subscription)
+    admissions = {a.id: a.registration_no for a in await world.rows(Admission)}
+    assert sorted((admissions[s.admission_id], s.alerts) for s in subscriptions) == [
+        ("MCK-1", False), ("MCK-1", False), ("R-1", True), ("R-1", True),
+    ]  # fmt: skip
+    assert [row.status for row in await world.rows(Notification)] == ["cancelled"]
+
+    # Ratan was moved to another hospital: readable for 7 more days, then alerts end.
+    await world.set_status("transferred", to_hospital="SSKM Hospital")
+    world.clock.advance(days=7, minutes=-1)
+    assert await end_lapsed(world) == 0
+    world.clock.advance(minutes=1)
+    assert await end_lapsed(world) == 2
+    assert not any(s.alerts for s in await world.rows(Subscription))
+
+
+# --- retention after discharge ------------------------------------------------------------------
+
+
+async def test_chats_and_subscriptions_go_after_the_retention_period_and_the_audit_stays(world):
+    retention = timedelta(days=world.bot.settings.config.notifications.retention_days_after_discharge)
+    relative = await verified(world, condition="stable")
+    talker = world.relative("talker")
+    await talker.verify()  # follows Ratan
+    await talker.say("/quiet 22-7")
+    await world.admit("MCK-1", "MCK", patient_name="Mina Das")
+    both = world.relative("both")
+    await both.verify()  # follows Ratan and Mina
+    stranger = world.relative("stranger")
+    await stranger.say("98300 00000")  # typed a number and left
+    await pending_row(world, "local")
+    world.clock.advance(hours=1)
+    await world.set_status("discharged")  # Ratan goes home; Mina stays
+    discharged_at = world.clock.now
+    audited = await disclosures(world)
+    assert audited > 0
+
+    world.clock.now = discharged_at + retention - timedelta(minutes=1)
+    await talker.say("/status")  # still writing
+    # Only the stranger goes: idle for the retention period and following nobody.
+    assert await delete_old(world) == housekeeping.Deleted(subscriptions=0, chats=1)
+    assert {chat.chat_key for chat in await world.rows(Chat)} == {"local", "both", "talker"}
+
+    world.clock.now = discharged_at + retention + timedelta(minutes=1)
+    assert await delete_old(world) == housekeeping.Deleted(subscriptions=3, chats=1)
+    left = {chat.chat_key: chat for chat in await world.rows(Chat)}
+    assert set(left) == {"both", "talker"}  # "local" followed only Ratan and was idle
+    assert left["talker"].quiet_from == 22  # written to a minute ago: kept, without Ratan
+    admissions = {a.id: a.registration_no for a in await world.rows(Admission)}
+    assert [(admissions[s.admission_id], s.chat_id) for s in await world.rows(Subscription)] == [
+        ("MCK-1", left["both"].id)
+    ]
+    assert await relative.chat() is None
+    assert {v.chat_id for v in await world.rows(Verification)} == {left["both"].id, left["talker"].id}
+    assert await world.rows(Notification) == []
+    # Admissions and the audit stay.
+    assert len(await world.rows(Admission)) == 2
+    assert await disclosures(world) == audited
+    assert await delete_old(world) == housekeeping.Deleted(subscriptions=0, chats=0)
+
+
+async def test_the_worker_schedules_the_housekeeping_hourly(services):
+    scheduler = build_scheduler(services)
+    for name in ("purge_code_requests", "end_lapsed_verifications", "delete_after_retention"):
+        job = scheduler.get_job(name)
+        assert job is not None and job.trigger.interval == timedelta(hours=1), name

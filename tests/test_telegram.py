@@ -253,6 +253,17 @@ async def test_commands_addressed_to_the_bot_by_name(bot, fake):
     assert "/forget" in reply.plain
 
 
+async def test_a_command_carries_what_follows_it(bot, fake):
+    relative = Relative(fake, fake.user("en"))
+    [reply] = await relative.command("/quiet 22-7")
+    assert "Quiet hours set: from 22:00 to 07:00" in reply.plain
+    chat = await bot.chat(relative.user)
+    assert (chat.quiet_from, chat.quiet_until) == (22, 7)
+    [reply] = await relative.command(f"/quiet@{fake.username} off")
+    assert reply.plain.startswith("Quiet hours are off")
+    assert (await bot.chat(relative.user)).quiet_from is None
+
+
 # --- languages ----------------------------------------------------------------------------------
 
 
@@ -574,6 +585,6 @@ async def test_the_command_menu_is_set_in_every_language(bot, fake):
     menus = {code: {entry["command"]: entry["description"] for entry in menu} for code, menu in fake.commands.items()}
     assert set(menus) == {"", "bn", "hi"}  # "" is the default: English
     for menu in menus.values():
-        assert list(menu) == ["start", "status", "stop", "language", "help", "forget", "cancel"]
+        assert list(menu) == ["start", "status", "stop", "quiet", "language", "help", "forget", "cancel"]
     assert menus[""]["status"] == "The latest condition"
     assert menus["bn"]["status"] != menus[""]["status"] != menus["hi"]["status"]

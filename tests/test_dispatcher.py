@@ -1,0 +1,872 @@
+"""The dispatcher end to end, reliability first: the hospital API records changes, the outbox
+rows commit with them, the real dispatcher loop sends the alerts through the real
+python-telegram-bot to the fake Bot API of `tests.fake_telegram`, here strict like Telegram
+(429 beyond 1 message/s per chat or 30/s in all, 403 for a blocked chat, 400 for a chat gone,
+500 at random). The correction window is 0 (a temporary config.yaml) so that alerts go at once;
+the clock is real. Chats are mostly set up directly (a chat row and `relatives.verify`), one test
+goes through the real conversation on Telegram.
+
+What "exactly once" means here: each outbox row ends `sent` and every alert the dispatcher
+recorded (one per chat, admission and `sent_at`) is one message in the fake's records, no more,
+no fewer. Several pending changes of one chat and admission may go out as one alert.
+
+Duplicate window (`bot.dispatcher`): a dispatcher that dies after sending and before marking
+the chunk it was sending repeats at most that chunk, `CHUNK` alerts, once its claim lapses
+(`notifications.claim_seconds`); nothing is lost. A dispatcher that lives but is held up (a long
+429 pause) sends nothing after half its claim: another process may have claimed it by then.
+
+Runs on SQLite, and on PostgreSQL when TEST_DATABASE_URL is set (two dispatchers racing for the
+same rows only there; two processes taking turns on both).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import itertools
+import logging
+import re
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, AsyncIterator, Awaitable, Callable
+
+import httpx
+import pytest
+import yaml
+from sqlalchemy.exc import OperationalError
+from sqlmodel import col, select
+
+from bot import cli, intake, relatives
+from bot import dispatcher as dispatcher_module
+from bot.app import Services, build_telegram, build_web_app
+from bot.conversation import State
+from bot.dispatcher import CHUNK, Dispatcher, PermanentFailure, RetryLater, TemporaryFailure
+from bot.hospitals import get_hospital
+from bot.replies import Reply, Span
+from bot.schemas import ConditionUpdateIn, IntakeContext
+from handlers.telegram import TelegramChannel, TelegramSender
+from models import Admission, Chat, Subscription
+from models.chat import Notification
+from tests.conftest import PROJECT_ROOT, auth, make_settings
+from tests.fake_telegram import FakeTelegram, SentMessage
+from tests.support import SETTINGS_ENVIRONMENT
+
+TOKEN = "123:ABC"
+MODERATE = {"condition": "moderate", "care_area": "ward", "respiratory_support": "none"}
+CRITICAL = {"condition": "critical", "care_area": "icu", "respiratory_support": "oxygen"}
+STABLE = {"condition": "stable", "care_area": "ward", "respiratory_support": "none"}
+PATIENT = re.compile(r"Patient [A-Z]-\d+")
+SMS = re.compile(r"\[SMS to (\+\d+)\] (\d{6}) is your Ward Watch code")
+
+
+def mobile(n: int) -> str:
+    return f"+9198300{n:05d}"
+
+
+def patient(reg: str) -> str:
+    return f"Patient {reg}"
+
+
+def now_utc() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+async def until(check: Callable[[], Any], what: str, timeout: float = 30) -> None:
+    """Until `check()` (a bool, or an awaitable of one) holds."""
+    deadline = time.monotonic() + timeout
+    while not await _value(check()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+async def _value(value: Any) -> Any:
+    return await value if inspect.isawaitable(value) else value
+
+
+@dataclass
+class Ward:
+    """One process as `python -m bot worker` wires it, plus the hospital API on the same
+    Services (so that a change it commits wakes this process's dispatcher), and the fake."""
+
+    bot: Services
+    channel: TelegramChannel
+    api: httpx.AsyncClient
+    fake: FakeTelegram
+    keys: dict[str, str]
+    shown: list[str]
+    tasks: list[asyncio.Task] = field(default_factory=list)
+    expected_errors: list[str] = field(default_factory=list)  # ERROR logs the test causes on purpose
+
+    @property
+    def sender(self) -> TelegramSender:
+        return self.bot.senders["telegram"]
+
+    def dispatcher(self, **notifications: Any) -> Dispatcher:
+        """Another dispatcher on the same database and senders (another process, restarted)."""
+        config = self.bot.settings.config
+        config = config.model_copy(
+            update={"notifications": config.notifications.model_copy(update=notifications)}
+        )
+        return Dispatcher(self.bot.database, config, self.bot.catalogues, self.bot.senders, self.bot.now)
+
+    def run(self, dispatcher: Dispatcher | None = None) -> asyncio.Task:
+        task = asyncio.create_task((dispatcher or self.bot.dispatcher).run())
+        self.tasks.append(task)
+        return task
+
+    # --- the hospital's side, through the API
+
+    async def admit(self, reg: str, number: str, hospital: str = "MRB") -> None:
+        body = {
+            "patient_name": patient(reg), "contact_mobile": number, "ward": "Covid Ward 2",
+            "admitted_at": (now_utc() - timedelta(days=1)).isoformat(),
+        }  # fmt: skip
+        response = await self.api.put(f"/api/v1/admissions/{reg}", json=body, headers=auth(self.keys[hospital]))
+        assert response.status_code in (200, 201), response.text
+
+    async def update(self, reg: str, hospital: str = "MRB", **fields: Any) -> None:
+        body = {"recorded_at": now_utc().isoformat(), **fields}
+        response = await self.api.post(
+            f"/api/v1/admissions/{reg}/updates", json=body, headers=auth(self.keys[hospital])
+        )
+        assert response.status_code == 201, response.text
+
+    async def set_status(self, reg: str, status: str, hospital: str = "MRB", **fields: Any) -> None:
+        body = {"status": status, "at": now_utc().isoformat(), **fields}
+        response = await self.api.post(
+            f"/api/v1/admissions/{reg}/status", json=body, headers=auth(self.keys[hospital])
+        )
+        assert response.status_code == 200, response.text
+
+    # --- relatives, set up directly
+
+    async def follow(self, number: str, alerts: bool = True) -> int:
+        """A Telegram chat that verified `number` (as the conversation would leave it); its id."""
+        user = self.fake.user()
+        self.fake.known_chats.add(user.id)
+        async with self.bot.database.session() as session:
+            chat = Chat(channel="telegram", chat_key=str(user.id), language="en", state=State.VERIFIED)
+            session.add(chat)
+            await session.flush()
+            followed = await relatives.verify(
+                session, chat, number, self.bot.now(), self.bot.settings.config.verification
+            )
+            assert followed, f"nothing admitted under {number}"
+            if not alerts:
+                await relatives.stop_alerts(session, chat)
+            await session.commit()
+        return user.id
+
+    # --- what happened
+
+    async def rows(self, *where) -> list[Notification]:
+        async with self.bot.database.session() as session:
+            return list((await session.exec(select(Notification).where(*where).order_by(col(Notification.id)))).all())
+
+    async def chat(self, chat_id: int) -> Chat:
+        async with self.bot.database.session() as session:
+            found = await session.exec(select(Chat).where(Chat.channel == "telegram", Chat.chat_key == str(chat_id)))
+            return found.one()
+
+    async def settled(self, timeout: float = 30) -> None:
+        """Until no row is pending (every alert sent, given up or cancelled, and recorded)."""
+
+        async def nothing_pending() -> bool:
+            return not await self.rows(Notification.status == "pending")
+
+        await until(nothing_pending, "the outbox to drain", timeout)
+
+    async def alerts_recorded(self) -> Counter:
+        """(chat id, patient) of every alert the outbox says was sent, one per alert."""
+        async with self.bot.database.session() as session:
+            result = await session.exec(
+                select(Notification.sent_at, Chat.chat_key, Admission.registration_no)
+                .join(Chat, col(Chat.id) == col(Notification.chat_id))
+                .join(Admission, col(Admission.id) == col(Notification.admission_id))
+                .where(Notification.status == "sent")
+            )
+            alerts = {(int(key), patient(reg), sent_at) for sent_at, key, reg in result.all()}
+        return Counter((chat_id, name) for chat_id, name, _ in alerts)
+
+    def alerts_received(self, replies: list[SentMessage] = ()) -> Counter:
+        """(chat id, patient) of every message the fake accepted, but the conversation's `replies`."""
+        skip = {message.message_id for message in replies}
+        return Counter((m.chat_id, about(m)) for m in self.fake.sent if m.message_id not in skip)
+
+    async def assert_each_alert_once(self, replies: list[SentMessage] = ()) -> None:
+        assert [row for row in await self.rows() if row.status != "sent"] == []
+        assert self.alerts_received(replies) == await self.alerts_recorded()
+
+
+def about(message: SentMessage) -> str:
+    """The patient an alert is about."""
+    found = PATIENT.search(message.plain)
+    assert found, message.plain
+    return found.group(0)
+
+
+def shown_condition(message: SentMessage) -> str:
+    """The condition the alert's card shows ("🟡 Patient R-1: Moderate" under the header)."""
+    return message.plain.splitlines()[2].rsplit(": ", 1)[1]
+
+
+_configs = itertools.count()
+
+
+def write_config(directory: Path, notifications: dict | None = None, pacing: dict | None = None) -> str:
+    data = yaml.safe_load((PROJECT_ROOT / "config.yaml").read_text(encoding="utf-8"))
+    data["notifications"].update({"grace_seconds": 0, **(notifications or {})})
+    data["pacing"]["telegram"].update(pacing or {})
+    path = directory / f"config-{next(_configs)}.yaml"
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    return str(path)
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeTelegram]:
+    async with FakeTelegram(TOKEN) as server:
+        yield server
+
+
+@pytest.fixture
+async def open_ward(services, keys, fake, tmp_path, caplog) -> AsyncIterator[Callable[..., Awaitable[Ward]]]:
+    """`await open_ward(notifications=..., pacing=..., polling=False)`: a Ward on the test
+    database (emptied by `services`) with grace 0 and those config.yaml values. Stops it all at
+    the end and checks that the test logged nothing at ERROR (but `ward.expected_errors`)."""
+    opened: list[Ward] = []
+
+    async def open_(notifications: dict | None = None, pacing: dict | None = None, polling: bool = False) -> Ward:
+        settings = make_settings(
+            services.settings.database_url,
+            BOT_CONFIG=write_config(tmp_path, notifications, pacing),
+            TELEGRAM_BOT_TOKEN=TOKEN,
+            TELEGRAM_API_BASE_URL=f"{fake.url}/bot",
+        )
+        shown: list[str] = []
+        bot = Services.build(settings, show=shown.append)
+        channel = build_telegram(bot)
+        assert channel is not None
+        if polling:  # the bot answers relatives too, as `python -m bot run` does
+            await channel.start()
+        else:  # what `python -m bot worker` does: alerts only, no polling
+            await channel.application.initialize()
+        api = httpx.AsyncClient(transport=httpx.ASGITransport(app=build_web_app(bot)), base_url="http://testserver")
+        ward = Ward(bot, channel, api, fake, keys, shown)
+        opened.append(ward)
+        return ward
+
+    caplog.set_level(logging.WARNING)
+    yield open_
+    records = [*caplog.get_records("setup"), *caplog.get_records("call")]
+    for ward in reversed(opened):
+        for task in ward.tasks:
+            task.cancel()
+        await asyncio.gather(*ward.tasks, return_exceptions=True)
+        await ward.api.aclose()
+        await ward.channel.stop()
+        await ward.bot.close()
+    expected = tuple(message for ward in opened for message in ward.expected_errors)
+    errors = [r.getMessage() for r in records if r.levelno >= logging.ERROR]
+    assert [message for message in errors if not message.startswith(expected or ("\0",))] == []
+
+
+# --- a write that fails -----------------------------------------------------------------------------
+
+
+async def test_a_rolled_back_write_sends_nothing(open_ward):
+    ward = await open_ward()
+    await ward.admit("R-1", mobile(1))
+    relative = await ward.follow(mobile(1))
+    ward.run()
+
+    async with ward.bot.database.session() as session:
+        hospital = await get_hospital(session, "MRB")
+        admission = (await session.exec(select(Admission).where(Admission.registration_no == "R-1"))).one()
+        context = IntakeContext(region="IN", tz=timezone.utc, now=ward.bot.now())
+        data = ConditionUpdateIn(recorded_at=now_utc(), **CRITICAL).resolve(context)
+        latest = await intake.latest_update(session, admission.id)
+        await intake.record_update(session, hospital, admission, data, latest, "test", source="api")
+        assert len((await session.exec(select(Notification))).all()) == 1  # added, not committed
+        await session.rollback()
+
+    await asyncio.sleep(1.5)  # the dispatcher looks at least once a second
+    assert await ward.rows() == []
+    assert ward.fake.sent == []
+
+    await ward.update("R-1", **MODERATE)  # the next write that commits is told, alone
+    [alert] = await ward.fake.wait_messages(relative, 1)
+    assert "Moderate" in alert.plain and "Critical" not in alert.plain
+    await ward.settled()
+    await ward.assert_each_alert_once()
+
+
+# --- exactly once ------------------------------------------------------------------------------------
+
+
+async def test_every_change_reaches_every_subscribed_chat_exactly_once(open_ward, fake):
+    ward = await open_ward()
+    regs = [f"R-{n}" for n in range(12)]
+    numbers = {reg: mobile(max(n, 1)) for n, reg in enumerate(regs)}  # R-0 and R-1: one number
+    for reg in regs:
+        await ward.admit(reg, numbers[reg])
+    both = await ward.follow(mobile(1))  # follows R-0 and R-1
+    followers = {n: await ward.follow(mobile(n)) for n in range(2, 10)}  # R-10, R-11: nobody
+    family = await ward.follow(mobile(2))  # a second relative of R-2
+    stopped = await ward.follow(mobile(3), alerts=False)  # /stop: reads the card, hears nothing
+    stranger = fake.user().id  # talked to the bot, never verified
+    fake.known_chats.add(stranger)
+    expected = {(both, "Patient R-0"), (both, "Patient R-1"), (family, "Patient R-2")}
+    expected |= {(chat, f"Patient R-{n}") for n, chat in followers.items()}
+    ward.run()
+
+    # 1. One change for every admission: one alert for every chat that follows it.
+    for reg in regs:
+        await ward.update(reg, **MODERATE)
+    await ward.settled()
+    assert ward.alerts_received() == Counter(expected)
+    assert {shown_condition(message) for message in fake.sent} == {"Moderate"}
+
+    # 2. Two quick changes each for R-0 to R-5: told once or twice, the last alert shows the last.
+    seen = len(fake.sent)
+    for reg in regs[:6]:
+        await ward.update(reg, **CRITICAL)
+        await ward.update(reg, **STABLE)
+    await ward.settled()
+    later = fake.sent[seen:]
+    changed = {patient(reg) for reg in regs[:6]}
+    assert {(m.chat_id, about(m)) for m in later} == {pair for pair in expected if pair[1] in changed}
+    for chat_id, name in {(m.chat_id, about(m)) for m in later}:
+        last = [m for m in later if m.chat_id == chat_id and about(m) == name][-1]
+        assert shown_condition(last) == "Stable"
+
+    # 3. A discharge: the last alert, after which that chat's alerts for R-4 end.
+    await ward.set_status("R-4", "discharged")
+    await ward.settled()
+    [farewell] = [m for m in fake.sent[seen + len(later):]]
+    assert farewell.chat_id == followers[4] and "last message about this patient" in farewell.plain
+    async with ward.bot.database.session() as session:
+        alerts = await session.exec(
+            select(Subscription.alerts).join(Admission).where(Admission.registration_no == "R-4")
+        )
+        assert alerts.all() == [False]
+
+    assert not fake.messages_to(stopped) and not fake.messages_to(stranger)
+    await ward.assert_each_alert_once()
+    assert fake.rejected == []
+
+
+# --- pace --------------------------------------------------------------------------------------------
+
+
+def busiest_second(messages: list[SentMessage]) -> int:
+    """The most messages the fake accepted within any one second."""
+    times = sorted(message.at for message in messages)
+    return max(sum(1 for t in times[i:] if t - start < 1.0) for i, start in enumerate(times))
+
+
+async def test_the_pace_keeps_within_telegrams_limits(open_ward, fake):
+    """config.yaml's pacing (30/s in all, 1/s per chat) against a fake that answers 429 beyond
+    either, in any sliding second: not one 429, and close to the limit while there is a queue."""
+    ward = await open_ward()  # pacing as in config.yaml
+    assert ward.bot.settings.config.pacing.telegram.messages_per_second == 30
+    assert ward.bot.settings.config.pacing.telegram.per_chat_messages_per_second == 1
+    for n in range(45):
+        await ward.admit(f"R-{n}", mobile(n))
+    for n in range(10):  # ten relatives follow a second patient: two alerts to one chat at once
+        await ward.admit(f"S-{n}", mobile(n))
+    chats = [await ward.follow(mobile(n)) for n in range(45)]
+    fake.limits = True
+
+    for reg in [f"R-{n}" for n in range(45)] + [f"S-{n}" for n in range(10)]:  # a queue of 55
+        await ward.update(reg, **MODERATE)
+    ward.run()
+    await ward.settled()
+    burst = list(fake.sent)
+    assert len(burst) == 55
+    assert busiest_second(burst) == 30  # as fast as allowed, never faster
+    for chat in chats[:10]:
+        first, second = fake.messages_to(chat)
+        assert second.at - first.at >= 1.0
+
+    for n in range(45):  # and while it runs: changes one after another, a second relative's too
+        await ward.update(f"R-{n}", **CRITICAL)
+        if n % 3 == 0:
+            await ward.update(f"R-{n}", **STABLE)
+    await ward.settled()
+    assert fake.too_many_requests == 0, fake.throttled
+    assert fake.rejected == []
+    await ward.assert_each_alert_once()
+
+
+# --- failures ----------------------------------------------------------------------------------------
+
+
+async def test_a_429_is_waited_out_and_the_alert_arrives_once(open_ward, fake):
+    ward = await open_ward()
+    for n in (1, 2):
+        await ward.admit(f"R-{n}", mobile(n))
+    first, second = await ward.follow(mobile(1)), await ward.follow(mobile(2))
+    fake.fail_next(first, 429, retry_after=1)
+    ward.run()
+
+    await ward.update("R-1", **CRITICAL)
+    await until(lambda: bool(fake.throttled), "the 429")
+    await ward.update("R-2", **CRITICAL)  # the whole channel waits, not only that chat
+    await ward.settled()
+
+    (refused_at, refused), (sent_at, sent) = fake.attempts_to(first)
+    assert (refused, sent) == (429, 200) and sent_at - refused_at >= 1.0
+    [(other_at, other)] = fake.attempts_to(second)
+    assert other == 200 and other_at - refused_at >= 1.0
+    assert fake.too_many_requests == 1
+    assert [row.attempts for row in await ward.rows()] == [0, 0]  # slowing down is no failure
+    await ward.assert_each_alert_once()
+
+
+async def test_server_errors_are_retried_with_exponential_backoff(open_ward, fake):
+    ward = await open_ward(notifications={"backoff_first_seconds": 0.2, "backoff_max_seconds": 5})
+    await ward.admit("R-1", mobile(1))
+    chat = await ward.follow(mobile(1))
+    fake.fail_next(chat, 500, count=2)
+    fake.fail_next(chat, 502)
+    ward.run()
+    await ward.update("R-1", **CRITICAL)
+    await ward.settled()
+
+    attempts = fake.attempts_to(chat)
+    assert [status for _, status in attempts] == [500, 500, 502, 200]
+    gaps = [later - earlier for (earlier, _), (later, _) in zip(attempts, attempts[1:])]
+    # Backoff 0.2 s, doubling, each drawn between half and all of it: at least 0.1, 0.2, 0.4 s.
+    for gap, backoff in zip(gaps, (0.2, 0.4, 0.8)):
+        assert backoff / 2 <= gap <= backoff + 1.0, gaps
+    [row] = await ward.rows()
+    assert (row.status, row.attempts) == ("sent", 3)
+    await ward.assert_each_alert_once()
+
+
+async def test_random_server_errors_cost_retries_not_alerts(open_ward, fake):
+    ward = await open_ward(
+        notifications={"backoff_first_seconds": 0.05, "backoff_max_seconds": 0.5, "max_attempts": 12}
+    )
+    fake.error_rate = 0.3  # drawn from random.Random(fake.seed)
+    for n in range(20):
+        await ward.admit(f"R-{n}", mobile(n))
+        await ward.follow(mobile(n))
+    ward.run()
+    for n in range(20):
+        await ward.update(f"R-{n}", **CRITICAL)
+    await ward.settled()
+    failures = sum(1 for _, _, status in fake.attempts if status == 500)
+    assert failures >= 3  # 30% of the calls failed...
+    await ward.assert_each_alert_once()  # ...and every alert arrived once
+    assert len(fake.sent) == 20
+
+
+async def test_after_max_attempts_an_alert_is_dead_and_listed(open_ward, fake, monkeypatch, capsys):
+    ward = await open_ward(notifications={"max_attempts": 3, "backoff_first_seconds": 0.05})
+    for n in (1, 2):
+        await ward.admit(f"R-{n}", mobile(n))
+    unlucky, lucky = await ward.follow(mobile(1)), await ward.follow(mobile(2))
+    fake.fail_next(unlucky, 500, count=3)
+    ward.run()
+    await ward.update("R-1", **CRITICAL)
+    await ward.update("R-2", **CRITICAL)
+    await ward.settled()
+
+    assert [status for _, status in fake.attempts_to(unlucky)] == [500, 500, 500]
+    assert not fake.messages_to(unlucky) and len(fake.messages_to(lucky)) == 1
+    dead, sent = await ward.rows()
+    assert (dead.status, dead.attempts, dead.error) == ("dead", 3, "Internal Server Error")
+    assert sent.status == "sent"
+    assert (await ward.chat(unlucky)).unreachable_at is None  # a server's trouble, not the chat's
+
+    # `python -m bot outbox`, as an operator runs it.
+    for name in SETTINGS_ENVIRONMENT:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("BOT_CONFIG", str(PROJECT_ROOT / "config.yaml"))
+    monkeypatch.setenv("DATABASE_URL", ward.bot.settings.database_url)
+    monkeypatch.setenv("SECRET_KEY", "test-secret-key")
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        code = await asyncio.to_thread(cli.main, ["outbox"])
+    finally:
+        root.handlers[:], root.level = saved
+    out = capsys.readouterr().out
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[:4] == ["pending\t0", "sent\t1", "cancelled\t0", "dead\t1"]
+    assert lines[-2:] == [
+        "id\tchannel\thospital\tregistration\tattempts\terror",
+        f"{dead.id}\ttelegram\tMRB\tR-1\t3\tInternal Server Error",
+    ]
+    assert str(unlucky) not in out  # the chat's key is nobody's business here
+
+
+async def test_an_alert_waiting_for_its_retry_does_not_keep_the_dispatcher_busy(open_ward, fake):
+    ward = await open_ward(notifications={"backoff_first_seconds": 4, "backoff_max_seconds": 4})
+    await ward.admit("R-1", mobile(1))
+    chat = await ward.follow(mobile(1))
+    fake.fail_next(chat, 500)
+    passes: list[float] = []
+    claim = ward.bot.dispatcher._claim
+
+    async def counted():
+        passes.append(time.monotonic())
+        return await claim()
+
+    ward.bot.dispatcher._claim = counted
+    ward.run()
+    await ward.update("R-1", **CRITICAL)
+    await until(lambda: len(fake.attempts_to(chat)) == 1, "the first try")
+    await asyncio.sleep(1.5)  # the retry is 2 to 4 s away
+    looks = [at for at in passes if at > fake.attempts[0][0] + 0.2]
+    assert len(looks) <= 4  # about one a second, not a spin
+    await ward.settled(timeout=10)
+    assert [status for _, status in fake.attempts_to(chat)] == [500, 200]
+
+
+async def test_an_unforeseen_error_costs_its_own_alert_retries_and_nothing_else(open_ward, fake):
+    ward = await open_ward(notifications={"max_attempts": 2, "backoff_first_seconds": 0.05, "claim_seconds": 2})
+    ward.expected_errors.append("alert send failed on telegram")
+    telegram = ward.sender
+    chats = []
+    for n in range(5):
+        await ward.admit(f"R-{n}", mobile(n))
+        chats.append(await ward.follow(mobile(n)))
+
+    class Faulty:  # a sender with a bug for one chat
+        channel, pacer = telegram.channel, telegram.pacer
+
+        async def send(self, chat_key: str, replies: list[Reply]) -> None:
+            if chat_key == str(chats[2]):
+                raise RuntimeError("boom")
+            await telegram.send(chat_key, replies)
+
+    ward.bot.senders["telegram"] = Faulty()
+    for n in range(5):
+        await ward.update(f"R-{n}", **CRITICAL)
+    ward.run()
+    await ward.settled()
+    await asyncio.sleep(2.5)  # a lost chunk would be claimed and sent again by now
+
+    rows = await ward.rows()
+    assert [(row.status, row.attempts, row.error) for row in rows if row.status != "sent"] == [
+        ("dead", 2, "RuntimeError: boom")
+    ]
+    assert Counter(m.chat_id for m in fake.sent) == Counter(chats[:2] + chats[3:])
+
+
+@pytest.mark.parametrize("refusal", ["blocked", "gone"])
+async def test_a_blocked_or_vanished_chat_is_never_retried_and_its_alerts_end(open_ward, fake, refusal):
+    ward = await open_ward()
+    await ward.admit("R-1", mobile(1))
+    await ward.admit("R-2", mobile(1))
+    refusing, other = await ward.follow(mobile(1)), await ward.follow(mobile(1))
+    getattr(fake, refusal).add(refusing)
+    await ward.update("R-1", **CRITICAL)
+    await ward.update("R-2", **CRITICAL)
+    ward.run()  # both alerts to the refusing chat in one batch: the second is not even tried
+    await ward.settled()
+
+    [(_, status)] = fake.attempts_to(refusing)  # one try, never again
+    assert status == {"blocked": 403, "gone": 400}[refusal]
+    assert len(fake.messages_to(other)) == 2
+    chat = await ward.chat(refusing)
+    assert chat.unreachable_at is not None
+    async with ward.bot.database.session() as session:
+        alerts = (await session.exec(select(Subscription.alerts).where(Subscription.chat_id == chat.id))).all()
+    assert alerts == [False, False]
+    rows = [row for row in await ward.rows() if row.chat_id == chat.id]
+    assert sorted(row.status for row in rows) == ["cancelled", "dead"]
+    [dead] = [row for row in rows if row.status == "dead"]
+    assert dead.error == {"blocked": "Forbidden: bot was blocked by the user", "gone": "Chat not found"}[refusal]
+
+    await ward.update("R-1", **STABLE)  # later news: the refusing chat is no longer in the outbox
+    await ward.settled()
+    assert len(fake.attempts_to(refusing)) == 1
+    assert len(fake.messages_to(other)) == 3
+
+
+# --- priority ----------------------------------------------------------------------------------------
+
+
+async def test_critical_news_goes_ahead_of_routine_news_in_a_queue(open_ward, fake):
+    ward = await open_ward(pacing={"messages_per_second": 2})  # a queue forms at once
+    for n in range(6):
+        await ward.admit(f"R-{n}", mobile(n))
+        await ward.follow(mobile(n))
+    for n in range(4):  # routine news first...
+        await ward.update(f"R-{n}", **MODERATE)
+    for n in (4, 5):  # ...then critical news, behind it in the outbox
+        await ward.update(f"R-{n}", **CRITICAL)
+
+    # Within one claimed batch: the pacer lets critical news go first (2 places a second).
+    await ward.dispatcher(batch_size=10).dispatch_once()
+    assert sorted(about(m) for m in fake.sent[:2]) == ["Patient R-4", "Patient R-5"]
+    assert sorted(about(m) for m in fake.sent[2:]) == [f"Patient R-{n}" for n in range(4)]
+
+    # Across batches: critical news committed after routine news is claimed before it.
+    seen = len(fake.sent)
+    for n in range(4):
+        await ward.update(f"R-{n}", **STABLE)
+    small = ward.dispatcher(batch_size=1)
+    await small.dispatch_once()
+    await ward.update("R-5", **STABLE)  # critical → stable is routine
+    await ward.update("R-4", **{**CRITICAL, "care_area": "hdu"})
+    await small.dispatch_once()
+    assert [about(m) for m in fake.sent[seen:]] == ["Patient R-0", "Patient R-4"]
+    await ward.dispatcher().dispatch_once()
+    await ward.assert_each_alert_once()
+
+
+# --- crashes and a second process ------------------------------------------------------------------
+
+
+async def test_a_dispatcher_killed_mid_batch_loses_nothing_and_repeats_at_most_one_chunk(open_ward, fake):
+    """Duplicate window: the alerts of the one chunk that was being sent when the process died,
+    at most CHUNK (25), sent again after the claim lapses. Nothing is lost."""
+    ward = await open_ward(notifications={"claim_seconds": 3})
+    chats = []
+    for n in range(70):
+        await ward.admit(f"R-{n}", mobile(n))
+        chats.append(await ward.follow(mobile(n)))
+    for n in range(70):
+        await ward.update(f"R-{n}", **CRITICAL)
+
+    crashed = ward.run()
+    await until(lambda: len(fake.sent) >= CHUNK + 5, "the second chunk to start")
+    crashed.cancel()  # killed mid-chunk: some of it sent, none of it marked
+    await asyncio.gather(crashed, return_exceptions=True)
+    received_before = Counter(m.chat_id for m in fake.sent)
+    marked_before = {row.chat_id for row in await ward.rows(Notification.status == "sent")}
+    assert CHUNK <= len(marked_before) < len(received_before)
+
+    ward.run(ward.dispatcher(claim_seconds=3))  # the restarted process
+    await ward.settled(timeout=30)
+
+    rows = await ward.rows()
+    assert {row.status for row in rows} == {"sent"}  # nothing lost
+    received = Counter(m.chat_id for m in fake.sent)
+    assert set(received) == set(chats) and len(rows) == 70
+    repeated = {chat for chat, count in received.items() if count > 1}
+    assert all(received[chat] == 2 for chat in repeated)
+    async with ward.bot.database.session() as session:
+        keys = dict((await session.exec(select(Chat.id, Chat.chat_key))).all())
+    in_flight = {int(keys[chat_id]) for chat_id in set(keys) - marked_before} & set(received_before)
+    assert repeated <= in_flight  # only what was sent and not yet marked when it died
+    assert 1 <= len(repeated) <= CHUNK
+
+
+async def test_a_pause_longer_than_the_claim_does_not_let_another_process_send_twice(open_ward, fake):
+    """A 429 pauses this process longer than its claim on the alerts queued behind it: it gives
+    them up rather than send them after another process claimed them."""
+    settings = {"notifications": {"claim_seconds": 3}, "pacing": {"messages_per_second": 2}}
+    first, second = await open_ward(**settings), await open_ward(**settings)  # two processes
+    chats = []
+    for n in range(6):
+        await first.admit(f"R-{n}", mobile(n))
+        chats.append(await first.follow(mobile(n)))
+    for n in range(6):
+        await first.update(f"R-{n}", **CRITICAL)
+    fake.fail_next(chats[0], 429, retry_after=4)
+    first.run()
+    await until(lambda: bool(fake.throttled), "the 429")
+    second.run()
+    await first.settled(timeout=30)
+
+    assert Counter(m.chat_id for m in fake.sent) == Counter(chats)  # each once
+    assert fake.too_many_requests == 1
+    await first.assert_each_alert_once()
+
+
+@pytest.mark.skipif(not __import__("os").environ.get("TEST_DATABASE_URL"), reason="needs PostgreSQL")
+async def test_two_dispatchers_on_one_postgresql_never_send_a_row_twice(open_ward, fake, services):
+    if not services.database.is_postgresql:
+        pytest.skip("two processes share the outbox only on PostgreSQL")
+    ward = await open_ward(notifications={"batch_size": 3})
+    for n in range(60):
+        await ward.admit(f"R-{n}", mobile(n))
+        await ward.follow(mobile(n))
+    for n in range(60):
+        await ward.update(f"R-{n}", **MODERATE)
+    first, second = ward.bot.dispatcher, ward.dispatcher(batch_size=3)
+    sent_by: dict[str, int] = Counter()
+    for dispatcher in (first, second):
+        original = dispatcher._send
+
+        async def counted(result, send_before, original=original, name=dispatcher.name):
+            outcome = await original(result, send_before)
+            sent_by[name] += outcome.outcome == "sent"
+            return outcome
+
+        dispatcher._send = counted
+    ward.run(first)
+    ward.run(second)
+    for n in range(0, 60, 2):  # and more while both run
+        await ward.update(f"R-{n}", **CRITICAL)
+    await ward.settled()
+    assert sent_by[first.name] > 0 and sent_by[second.name] > 0  # both took part
+    await ward.assert_each_alert_once()
+    assert sum(sent_by.values()) == len(fake.sent)
+
+
+# --- waking up ---------------------------------------------------------------------------------------
+
+
+async def test_a_change_committed_here_is_sent_at_once_not_at_the_next_look(open_ward, fake, monkeypatch):
+    """With grace 0, the commit wakes the dispatcher: the alert is out well under 2 s although
+    the dispatcher would look by itself only every 30 s here (also when the commit lands while
+    a pass that found nothing is ending)."""
+    monkeypatch.setattr(dispatcher_module, "IDLE_LOOK_SECONDS", 30.0)
+    ward = await open_ward()
+    await ward.admit("R-1", mobile(1))
+    chat = await ward.follow(mobile(1))
+    ward.run()
+    await asyncio.sleep(0.3)  # idle
+
+    committed = time.monotonic()
+    await ward.update("R-1", **CRITICAL)
+    [alert] = await fake.wait_messages(chat, 1, timeout=5)
+    assert committed < alert.at < committed + 2.0
+
+    # A commit between a pass's empty claim and its going to sleep still wakes it.
+    claim = ward.bot.dispatcher._claim
+    committed_during_pass: list[float] = []
+
+    async def claim_then_commit():
+        groups = await claim()
+        if not groups and not committed_during_pass:
+            committed_during_pass.append(time.monotonic())
+            await ward.update("R-1", **STABLE)
+        return groups
+
+    ward.bot.dispatcher._claim = claim_then_commit
+    ward.bot.dispatcher.wake()
+    [_, alert] = await fake.wait_messages(chat, 2, timeout=5)
+    assert committed_during_pass[0] < alert.at < committed_during_pass[0] + 2.0
+    await ward.settled()
+    await ward.assert_each_alert_once()
+
+
+async def test_a_database_hiccup_does_not_stop_the_dispatcher(open_ward, fake):
+    ward = await open_ward()
+    ward.expected_errors.append("dispatcher pass failed")
+    await ward.admit("R-1", mobile(1))
+    chat = await ward.follow(mobile(1))
+    idle = ward.bot.dispatcher._idle_seconds
+    hiccups: list[float] = []
+
+    async def flaky() -> float:
+        if not hiccups:
+            hiccups.append(time.monotonic())
+            raise OperationalError("SELECT min(created_at) ...", {}, ConnectionError("the database is restarting"))
+        return await idle()
+
+    ward.bot.dispatcher._idle_seconds = flaky
+    running = ward.run()
+    await until(lambda: bool(hiccups), "the hiccup")
+    await ward.update("R-1", **CRITICAL)
+    await fake.wait_messages(chat, 1, timeout=5)
+    assert not running.done()
+    await ward.settled()
+    await ward.assert_each_alert_once()
+
+
+# --- the whole way, through the conversation -----------------------------------------------------------
+
+
+async def test_a_relative_verified_on_telegram_hears_of_a_change_by_itself(open_ward, fake):
+    ward = await open_ward(polling=True)
+    await ward.admit("R-1", mobile(1))
+    user = fake.user()
+    ward.run()
+
+    await fake.push(fake.updates.command(user, "/start"))
+    await fake.wait_messages(user.id, 1)
+    await fake.push(fake.updates.text(user, "98300 00001"))
+    await fake.wait_messages(user.id, 2)
+    await ward.bot.background.drain()
+    [code] = [match.group(2) for match in map(SMS.search, ward.shown) if match and match.group(1) == mobile(1)]
+    await fake.push(fake.updates.text(user, code))
+    replies = await fake.wait_messages(user.id, 4)
+    confirmation, card = replies[2:]
+    assert "confirmed" in confirmation.plain and "Patient R-1" in card.plain
+
+    await ward.update("R-1", **CRITICAL)  # the hospital's change; the relative asks nothing
+    alert = (await fake.wait_messages(user.id, 5))[4]
+    assert alert.plain.startswith(
+        "🔔 Update on Patient R-1: Critical, moved to ICU (intensive care unit), now on Oxygen"
+    )
+    assert shown_condition(alert) == "Critical"
+    await ward.settled()
+    await ward.assert_each_alert_once(replies)
+    assert fake.rejected == []
+
+
+# --- the sender and the fake ------------------------------------------------------------------------
+
+
+async def test_the_telegram_sender_tells_the_dispatcher_what_telegram_said(open_ward, fake):
+    ward = await open_ward()
+    sender = ward.sender
+    user = fake.user()
+    fake.known_chats.add(user.id)
+    alert = [Reply((Span("Update", bold=True), Span(" on R-1")))]
+
+    fake.fail_next(user.id, 429, retry_after=7)
+    started = time.monotonic()
+    with pytest.raises(RetryLater) as slow_down:
+        await sender.send(str(user.id), alert)
+    assert slow_down.value.seconds == 7
+    assert time.monotonic() - started < 2  # told at once, not slept through inside PTB
+    for code, failure in ((500, TemporaryFailure), (502, TemporaryFailure), (403, PermanentFailure), (400, PermanentFailure)):
+        fake.fail_next(user.id, code)
+        with pytest.raises(failure):
+            await sender.send(str(user.id), alert)
+    with pytest.raises(PermanentFailure):
+        await sender.send(str(fake.user().id), alert)  # never wrote to the bot: "chat not found"
+    await sender.send(str(user.id), alert)
+    [message] = fake.sent
+    assert (message.chat_id, message.plain, message.bold) == (user.id, "Update on R-1", ("Update",))
+
+
+async def test_the_fake_refuses_like_telegram(fake):
+    async with httpx.AsyncClient(base_url=f"{fake.url}/bot{TOKEN}") as http:
+
+        async def send(chat_id: int) -> httpx.Response:
+            return await http.post("/sendMessage", data={"chat_id": str(chat_id), "text": "hello"})
+
+        users = [fake.user().id for _ in range(32)]
+        fake.known_chats.update(users)
+        fake.limits = True
+        assert (await send(users[0])).status_code == 200
+        refused = await send(users[0])  # a second message to one chat within a second
+        assert refused.status_code == 429
+        assert refused.json() == {
+            "ok": False, "error_code": 429, "description": "Too Many Requests: retry after 1",
+            "parameters": {"retry_after": 1},
+        }  # fmt: skip
+        accepted = await asyncio.gather(*(send(user) for user in users[1:30]))
+        assert {response.status_code for response in accepted} == {200}
+        assert (await send(users[30])).status_code == 429  # the 31st within a second
+        assert [why for _, _, why in fake.throttled] == ["chat", "overall"]
+        await asyncio.sleep(1.05)
+        assert (await send(users[30])).status_code == 200
+
+        fake.limits = False
+        fake.blocked.add(users[1])
+        fake.gone.add(users[2])
+        blocked, gone = await send(users[1]), await send(users[2])
+        assert (blocked.status_code, blocked.json()["description"]) == (403, "Forbidden: bot was blocked by the user")
+        assert (gone.status_code, gone.json()["description"]) == (400, "Bad Request: chat not found")
+
+        fake.error_rate = 0.5
+        statuses = [(await send(users[3])).status_code for _ in range(40)]
+        assert set(statuses) == {200, 500} and 8 <= statuses.count(500) <= 32
+        assert fake.too_many_requests == 2
+        assert len(fake.sent) == 31 + statuses.count(200)
