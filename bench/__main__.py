@@ -336,7 +336,7 @@ async def run(args: argparse.Namespace) -> list[Result]:
                     async with database as url:
                         results.append(await scenario(url))
                 except Exception as exc:  # noqa: BLE001 - report and go on with the next one
-                    notes.append(f"{backend} {name} failed: {exc}")
+                    notes.append(f"{backend} {name} failed: {type(exc).__name__}: {exc}")
     print_table(results, notes)
     return results
 

@@ -39,6 +39,7 @@ import asyncio
 import contextlib
 import csv
 import json
+import logging
 import random
 import sqlite3
 import statistics
@@ -56,6 +57,7 @@ import yaml
 from sqlalchemy import func, insert
 from sqlalchemy.engine import make_url
 from sqlmodel import select
+from starlette.requests import ClientDisconnect
 
 from bench.common import (
     PROJECT_ROOT,
@@ -314,14 +316,27 @@ def enforces_limits() -> bool:
     return "limits" in getattr(FakeTelegram, "__dataclass_fields__", {})
 
 
+class _HalfReadRequests(logging.Filter):
+    """A dispatcher stopped in the middle of sending (at `--lifted-seconds`) leaves requests the
+    fake had begun to read: uvicorn logs each as an error, which is no news here."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], ClientDisconnect))
+
+
 @contextlib.asynccontextmanager
 async def fake_bot_api(limits: bool = False) -> AsyncIterator[FakeTelegram]:
     """The fake Bot API; with `limits`, it answers 429 beyond 30 messages in any second overall or
     1 to a chat (config.yaml's pacing must then be Telegram's)."""
-    async with FakeTelegram(TOKEN, **({"limits": True} if limits else {})) as fake:
-        for i in range(ADMISSIONS):
-            fake.known_chats.update(chat_ids(i))  # the relatives have talked to the bot
-        yield fake
+    quiet = _HalfReadRequests()
+    logging.getLogger("uvicorn.error").addFilter(quiet)
+    try:
+        async with FakeTelegram(TOKEN, **({"limits": True} if limits else {})) as fake:
+            for i in range(ADMISSIONS):
+                fake.known_chats.update(chat_ids(i))  # the relatives have talked to the bot
+            yield fake
+    finally:
+        logging.getLogger("uvicorn.error").removeFilter(quiet)
 
 
 class Arrivals:

@@ -87,6 +87,8 @@ class Conversation:
             await self._route(turn, inbound)
             if not turn.forgotten:
                 chat.last_inbound_at = chat.updated_at = turn.now
+                # Writing to us proves the chat reachable again (an unblocked bot): /start resumes alerts.
+                chat.unreachable_at = None
                 session.add(chat)
             await session.commit()
         for delivery, what in turn.after_commit:

@@ -1,9 +1,10 @@
 """The dispatcher: drains the outbox at each platform's pace, retrying what may succeed later.
 
-One loop per process. It claims due rows (PostgreSQL: `FOR UPDATE SKIP LOCKED`, so that two
-dispatchers never claim the same row; SQLite: one writer at a time does the same), merges the
-rows of one chat and admission into one alert with the latest state, sends each through its
-channel's `Sender` paced by its `Pacer`, and marks the rows in small chunks.
+One loop per process. It claims due rows of the channels it can send on (PostgreSQL: `FOR
+UPDATE SKIP LOCKED`, so that two dispatchers never claim the same row; SQLite: one writer at a
+time does the same), merges the rows of one chat and admission into one alert with the latest
+state, sends each through its channel's `Sender` paced by its `Pacer`, and marks the rows in
+small chunks.
 
 Failures: a 429 waits its retry_after (the whole channel pauses); a timeout or server error is
 retried with exponential backoff and jitter up to `notifications.max_attempts`, then kept as dead
@@ -269,7 +270,7 @@ class Dispatcher:
                         func.min(Notification.created_at).filter(free, or_(not_before.is_(None), not_before <= now)),
                         func.min(not_before).filter(free, not_before > now),
                         func.min(claimed_until).filter(claimed_until >= now),
-                    ).where(Notification.status == "pending")
+                    ).where(Notification.status == "pending", self._sendable())
                 )
             ).one()
         moments = [moment for moment in (held_until, claim_ends) if moment is not None]
@@ -329,6 +330,12 @@ class Dispatcher:
         log.debug("alert sent on %s", sender.channel)
         return _Result(group, "sent", **ready)
 
+    def _sendable(self):
+        """Rows for chats on a channel this process can send on: the others are left to the
+        processes that can (claiming them here would only keep them from those)."""
+        channels = select(Chat.id).where(col(Chat.channel).in_(sorted(self._senders)))
+        return col(Notification.chat_id).in_(channels)
+
     async def _claim(self) -> list[_Group]:
         now = self._clock()
         due = now - timedelta(seconds=self._policy.grace_seconds)
@@ -337,6 +344,7 @@ class Dispatcher:
                 select(Notification.id)
                 .where(
                     Notification.status == "pending",
+                    self._sendable(),
                     Notification.created_at <= due,
                     or_(col(Notification.not_before).is_(None), col(Notification.not_before) <= now),
                     or_(col(Notification.claimed_until).is_(None), col(Notification.claimed_until) < now),

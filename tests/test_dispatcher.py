@@ -47,6 +47,7 @@ from bot.dispatcher import CHUNK, Dispatcher, PermanentFailure, RetryLater, Temp
 from bot.hospitals import get_hospital
 from bot.replies import Reply, Span
 from bot.schemas import ConditionUpdateIn, IntakeContext
+from handlers.console import ConsoleSender
 from handlers.telegram import TelegramChannel, TelegramSender
 from models import Admission, Chat, Subscription
 from models.chat import Notification
@@ -528,6 +529,33 @@ async def test_an_alert_waiting_for_its_retry_does_not_keep_the_dispatcher_busy(
     assert len(looks) <= 4  # about one a second, not a spin
     await ward.settled(timeout=10)
     assert [status for _, status in fake.attempts_to(chat)] == [500, 200]
+
+
+async def test_a_process_without_the_chats_channel_leaves_its_alerts_to_one_with_it(open_ward, fake):
+    ward = await open_ward(notifications={"claim_seconds": 1})
+    await ward.admit("R-1", mobile(1))
+    chat = await ward.follow(mobile(1))
+    await ward.update("R-1", **CRITICAL)
+    console_only = Dispatcher(  # e.g. `python -m bot chat`: the console chat's dispatcher only
+        ward.bot.database, ward.bot.settings.config, ward.bot.catalogues,
+        {"console": ConsoleSender(lambda text: None)}, ward.bot.now,
+    )  # fmt: skip
+    claims: list[float] = []
+    claim = console_only._claim
+
+    async def counted():
+        claims.append(time.monotonic())
+        return await claim()
+
+    console_only._claim = counted
+    ward.run(console_only)
+    await asyncio.sleep(1.5)
+    assert fake.sent == [] and len(claims) <= 5  # it looks now and then, it does not spin
+
+    ward.run()  # a process with Telegram
+    [alert] = await fake.wait_messages(chat, 1, timeout=5)
+    await ward.settled()
+    await ward.assert_each_alert_once()
 
 
 async def test_an_unforeseen_error_costs_its_own_alert_retries_and_nothing_else(open_ward, fake):
