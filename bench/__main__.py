@@ -172,7 +172,11 @@ async def drive_api(client: httpx.AsyncClient, admissions: int, concurrency: int
 
     async def send(method: str, path: str, body: dict, expected: int) -> None:
         started = time.perf_counter()
-        response = await client.request(method, path, json=body)
+        try:
+            response = await client.request(method, path, json=body)
+        except httpx.TransportError as error:  # reported with the others, not the end of the run
+            problems.append(f"{method} {path}: {type(error).__name__} {error}".rstrip())
+            return
         latencies.append(time.perf_counter() - started)
         if response.status_code != expected:
             problems.append(f"{method} {path}: {response.status_code} {response.text[:200]}")
@@ -213,6 +217,7 @@ async def bench_api(database: str, url: str, admissions: int, concurrency: int, 
     finally:
         process.stdin.close()  # the server's signal to stop
     server = await child_result(process, log)
+    tail = log_tail(log, 5) if problems else ""
     latencies.sort()
     records = await stored_records(url)
     if records != 2 * admissions and not problems:
@@ -225,7 +230,9 @@ async def bench_api(database: str, url: str, admissions: int, concurrency: int, 
         seconds=seconds,
         peak_rss_kb=server["peak_rss_kb"],
         p95_ms=latencies[int(len(latencies) * 0.95)] * 1000 if latencies else None,
-        problems=f"{len(problems)} problems, first: {problems[0]}" if problems else "",
+        problems=(f"{len(problems)} problems, first: {problems[0]}" + (f"; the server's log ends: {tail}" if tail else ""))
+        if problems
+        else "",
     )
 
 
