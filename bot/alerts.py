@@ -14,14 +14,14 @@ from bot.i18n import Language
 from bot.outbox import snapshot
 from bot.replies import Reply, RichText, Span
 from bot.settings import OverdueConfig
-from bot.status_card import CardData, care_area_name, condition_name, helpline_text, render_card, support_name
+from bot.status_card import CardData, condition_name, helpline_text, render_card
 from models import Hospital
 from models.enums import AdmissionStatus
 
 
 def what_changed(language: Language, before: dict[str, Any], after: dict[str, Any]) -> list[str]:
-    """`["moderate → critical", "moved to ICU", "now on oxygen"]`, in the relative's language."""
-    _ = language.gettext
+    """`["Moderate → Critical", "moved to ICU (intensive care unit)", "now on oxygen"]`, in the
+    relative's language."""
     parts = []
     if after["condition"] and before["condition"] != after["condition"]:
         if before["condition"]:
@@ -29,13 +29,33 @@ def what_changed(language: Language, before: dict[str, Any], after: dict[str, An
         else:
             parts.append(condition_name(language, after["condition"]))
     if after["care_area"] and before["care_area"] != after["care_area"]:
-        parts.append(_("moved to {area}").format(area=care_area_name(language, after["care_area"])))
+        parts.append(_moved_to(language, after["care_area"]))
     if after["respiratory_support"] and before["respiratory_support"] != after["respiratory_support"]:
-        if after["respiratory_support"] == "none":
-            parts.append(_("no longer needs help to breathe"))
-        else:
-            parts.append(_("now on {support}").format(support=support_name(language, after["respiratory_support"])))
+        parts.append(_now_on(language, after["respiratory_support"]))
     return parts
+
+
+# Phrases of their own rather than the card's names inside "moved to {area}": the card's "General
+# ward" and "Oxygen" are headings, and a sentence needs "the general ward" and "oxygen".
+def _moved_to(language: Language, area: str) -> str:
+    _ = language.gettext
+    return {
+        "ward": _("moved to the general ward"),
+        "hdu": _("moved to HDU (high dependency unit)"),
+        "icu": _("moved to ICU (intensive care unit)"),
+        "ccu": _("moved to CCU (coronary care unit)"),
+    }[area]
+
+
+def _now_on(language: Language, support: str) -> str:
+    _ = language.gettext
+    return {
+        "none": _("no longer needs help to breathe"),
+        "oxygen": _("now on oxygen"),
+        "hfnc": _("now on high-flow oxygen (HFNC)"),
+        "niv": _("now on BiPAP mask ventilation (NIV)"),
+        "ventilator": _("now on a ventilator"),
+    }[support]
 
 
 def compose_alert(

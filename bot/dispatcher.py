@@ -31,7 +31,7 @@ from datetime import datetime, timedelta
 from typing import AsyncIterator, Callable, Protocol
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, or_, true, update
+from sqlalchemy import bindparam, func, insert, or_, true, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -181,6 +181,19 @@ class _Group:
 
 
 @dataclass
+class _Pending:
+    """The pending rows of one chat and admission, as `Dispatcher._pending` reads them."""
+
+    last_id: int | None = None
+    first_id: int | None = None
+    first_before: dict | None = None
+
+
+def _name_key(name: str | None) -> str:
+    return (name or "").strip().lower()
+
+
+@dataclass
 class _Outgoing:
     sender: Sender
     chat_key: str
@@ -289,20 +302,19 @@ class Dispatcher:
         send_before = loop.time() + self._policy.claim_seconds * CLAIM_USE
         self._refused = set()
         for start in range(0, len(groups), CHUNK):
-            chunk = groups[start : start + CHUNK]
             # Every alert of the chunk is composed first, then they queue for the pacer in the
             # claim's order: critical news first.
-            prepared = await asyncio.gather(*(self._prepare(group) for group in chunk))
+            prepared = await self._prepare(groups[start : start + CHUNK])
             results = await asyncio.gather(*(self._send(result, send_before) for result in prepared))
             await self._record(results)
         return len(groups)
 
-    async def _prepare(self, group: _Group) -> _Result:
+    async def _prepare(self, chunk: list[_Group]) -> list[_Result]:
         try:
-            return await self._deliver(group)
-        except Exception as error:  # noqa: BLE001 - one bad alert must not sink its whole chunk
-            log.exception("alert could not be composed")
-            return _Result(group, "failed", error=f"{type(error).__name__}: {error}")
+            return await self._deliver(chunk)
+        except Exception as error:  # noqa: BLE001 - a bad moment: the chunk is retried later
+            log.exception("alerts could not be composed")
+            return [_Result(group, "failed", error=f"{type(error).__name__}: {error}") for group in chunk]
 
     async def _send(self, result: _Result, send_before: float) -> _Result:
         if result.outcome != "ready" or result.outgoing is None:
@@ -375,128 +387,190 @@ class Dispatcher:
         ]
         return sorted(groups, key=lambda group: (group.priority, group.rows[0].id))
 
-    async def _deliver(self, group: _Group) -> _Result:
+    async def _deliver(self, chunk: list[_Group]) -> list[_Result]:
+        """What each alert of the chunk says, read in a few queries for the whole chunk."""
         now = self._clock()
+        chat_ids = {group.chat_id for group in chunk}
+        admission_ids = {group.admission_id for group in chunk}
         async with self._database.session() as session:
-            chat = await session.get(Chat, group.chat_id)
-            if chat is None or chat.unreachable_at is not None:
-                return _Result(group, "cancelled")
-            sender = self._senders.get(chat.channel)
-            if sender is None:  # that channel is not configured in this process: leave it
-                return _Result(group, "unsendable")
-            # Before the card is read: a row added after this query may tell of a change the card
-            # below does not show yet, so it must stay pending rather than be settled by this one.
-            covered = (
-                await session.exec(
-                    select(func.max(Notification.id)).where(
-                        Notification.chat_id == group.chat_id,
-                        Notification.admission_id == group.admission_id,
-                        Notification.status == "pending",
-                    )
-                )
-            ).one()
-            cards = await relatives.readable_cards(
-                session, chat, now, self._config.verification, [group.admission_id]
+            chats = {chat.id: chat for chat in (await session.exec(select(Chat).where(col(Chat.id).in_(chat_ids)))).all()}
+            # Before the cards are read: a row added after this query may tell of a change the
+            # card does not show yet, so it must stay pending rather than be settled by this alert.
+            pending = await self._pending(session, chat_ids, admission_ids, chunk[0].claim, now)
+            readable = await relatives.readable_by_chat(
+                session, chat_ids, now, self._config.verification, admission_ids, alerting_only=True
             )
-            if not cards:  # verification lapsed, or the number was corrected away
-                return _Result(group, "cancelled")
-            alerts_on = (
-                await session.exec(
-                    select(Subscription.alerts).where(
-                        Subscription.chat_id == group.chat_id, Subscription.admission_id == group.admission_id
-                    )
-                )
-            ).first()
-            if not alerts_on:  # /stop, or the alerts ended, while this waited
-                return _Result(group, "cancelled")
-            card = cards[0]
-            local = now.astimezone(ZoneInfo(card.hospital.time_zone))
-            if group.priority > 0 and in_quiet_hours(chat, local):
-                wait = (quiet_hours_end(chat, local) - local).total_seconds()
-                return _Result(group, "quiet", delay=wait)
-            destination = await self._destination(session, card)
-            language = self._catalogues.get(chat.language)
-            news = [row for row in group.rows if row.kind != DIGEST]
-            if news:
-                alert = compose_alert(card, news[0].before, language, now, self._config.overdue_hours, destination)
-            else:  # a digest says "no change": it settles nothing else that is pending
-                alert = compose_digest(card, group.rows[-1], language, now, self._config.overdue_hours)
-                covered = None
-            if alert is None:
-                return _Result(group, "cancelled", covers_up_to=covered)
-            channel, chat_key = chat.channel, chat.chat_key
-            audit = audit_values(
-                f"{channel}:{chat_key}", "alert.sent", card.hospital.id, card.admission.id, channel=channel,
-                kinds=sorted({row.kind for row in group.rows}), update_id=card.latest.id if card.latest else None,
-            )  # fmt: skip
-            last = card.admission.status in (AdmissionStatus.DISCHARGED, AdmissionStatus.DECEASED)
+            destinations = await self._destinations(session, readable)
+        results = []
+        for group in chunk:
+            card = next((c for c in readable.get(group.chat_id, ()) if c.admission.id == group.admission_id), None)
+            try:
+                results.append(self._compose(group, chats.get(group.chat_id), card, pending, destinations, now))
+            except Exception as error:  # noqa: BLE001 - one bad alert must not sink its whole chunk
+                log.exception("alert could not be composed")
+                results.append(_Result(group, "failed", error=f"{type(error).__name__}: {error}"))
+        return results
+
+    def _compose(
+        self,
+        group: _Group,
+        chat: Chat | None,
+        card: CardData | None,
+        pending: dict[tuple[int, int], "_Pending"],
+        destinations: dict[str, Hospital],
+        now: datetime,
+    ) -> _Result:
+        if chat is None or chat.unreachable_at is not None:
+            return _Result(group, "cancelled")
+        sender = self._senders.get(chat.channel)
+        if sender is None:  # that channel is not configured in this process: leave it
+            return _Result(group, "unsendable")
+        if card is None:  # verification lapsed, the number was corrected away, /stop, alerts ended
+            return _Result(group, "cancelled")
+        local = now.astimezone(ZoneInfo(card.hospital.time_zone))
+        if group.priority > 0 and in_quiet_hours(chat, local):
+            wait = (quiet_hours_end(chat, local) - local).total_seconds()
+            return _Result(group, "quiet", delay=wait)
+        language = self._catalogues.get(chat.language)
+        waiting = pending.get((group.chat_id, group.admission_id), _Pending())
+        covered = waiting.last_id
+        news = [row for row in group.rows if row.kind != DIGEST]
+        if news:
+            # What the relative knew before the oldest change still untold, which may be a row
+            # outside this claim (a routine change queued behind critical news).
+            before = waiting.first_before if waiting.first_id is not None and waiting.first_id < news[0].id else news[0].before
+            destination = destinations.get(_name_key(card.admission.transferred_to))
+            alert = compose_alert(card, before, language, now, self._config.overdue_hours, destination)
+        else:  # a digest says "no change": it settles nothing else that is pending
+            alert = compose_digest(card, group.rows[-1], language, now, self._config.overdue_hours)
+            covered = None
+        if alert is None:
+            return _Result(group, "cancelled", covers_up_to=covered)
+        channel, chat_key = chat.channel, chat.chat_key
+        audit = audit_values(
+            f"{channel}:{chat_key}", "alert.sent", card.hospital.id, card.admission.id, channel=channel,
+            kinds=sorted({row.kind for row in group.rows}), update_id=card.latest.id if card.latest else None,
+        )  # fmt: skip
+        last = card.admission.status in (AdmissionStatus.DISCHARGED, AdmissionStatus.DECEASED)
         return _Result(
             group, "ready", covers_up_to=covered, audit={**audit, "at": now}, last=last,
             outgoing=_Outgoing(sender, chat_key, alert),
         )  # fmt: skip
 
-    async def _destination(self, session: AsyncSession, card: CardData) -> Hospital | None:
-        """The hospital a patient was moved to, when it is one of ours (for its helpline)."""
-        name = card.admission.transferred_to
-        if card.admission.status != AdmissionStatus.TRANSFERRED or not name:
-            return None
-        result = await session.exec(select(Hospital).where(func.lower(Hospital.name) == name.strip().lower()))
-        return result.first()
+    async def _pending(
+        self, session: AsyncSession, chat_ids: set[int], admission_ids: set[int], claim: datetime | None, now: datetime
+    ) -> dict[tuple[int, int], "_Pending"]:
+        """For each chat and admission: the newest pending row (the alert settles those up to
+        it), and the oldest pending change no other dispatcher holds (where the alert starts)."""
+        claimed_until = col(Notification.claimed_until)
+        result = await session.exec(
+            select(
+                Notification.id, Notification.chat_id, Notification.admission_id, Notification.kind,
+                Notification.before, or_(claimed_until.is_(None), claimed_until < now, claimed_until == claim),
+            )  # fmt: skip
+            .where(
+                col(Notification.chat_id).in_(chat_ids),
+                col(Notification.admission_id).in_(admission_ids),
+                Notification.status == "pending",
+            )
+            .order_by(col(Notification.id))
+        )
+        found: dict[tuple[int, int], _Pending] = defaultdict(_Pending)
+        for row_id, chat_id, admission_id, kind, before, free in result.all():
+            pair = found[(chat_id, admission_id)]
+            pair.last_id = row_id
+            if free and kind != DIGEST and pair.first_id is None:
+                pair.first_id, pair.first_before = row_id, before
+        return found
+
+    async def _destinations(self, session: AsyncSession, readable: dict[int, list[CardData]]) -> dict[str, Hospital]:
+        """The hospitals patients were moved to, when they are ours (for their helplines), by name."""
+        names = {
+            _name_key(card.admission.transferred_to)
+            for cards in readable.values()
+            for card in cards
+            if card.admission.status == AdmissionStatus.TRANSFERRED and card.admission.transferred_to
+        }
+        if not names:
+            return {}
+        result = await session.exec(select(Hospital).where(func.lower(Hospital.name).in_(names)))
+        return {_name_key(hospital.name): hospital for hospital in result.all()}
 
     async def _record(self, results: list[_Result]) -> None:
+        """Mark the chunk's rows in one transaction: one statement for all rows that end alike
+        (the usual case: all sent), each group's own only where its values differ."""
         now = self._clock()
-        policy = self._policy
         unreachable: set[int] = set()
         if any(result.outcome == "unsendable" for result in results):
             log.warning("alerts for a channel this process cannot send on: left for another")
+        alike: dict[tuple, list[int]] = defaultdict(list)  # the rows' new values -> their ids
+        covers: list[dict] = []
+        audits: list[dict] = []
+        last: list[_Group] = []
+        for result in results:
+            if result.outcome in ("expired", "unsendable"):  # the claim lapses by itself
+                continue
+            values = self._marking(result, now)
+            group = result.group
+            alike[(group.claim, tuple(sorted(values.items())))].extend(row.id for row in group.rows)
+            if result.outcome == "sent":
+                if result.audit is not None:  # every disclosure is audited
+                    audits.append(result.audit)
+                if result.last:
+                    last.append(group)
+            elif result.outcome == "blocked":
+                unreachable.add(group.chat_id)
+            if result.covers_up_to is not None:
+                covers.append({"chat": group.chat_id, "admission": group.admission_id,
+                               "up_to": result.covers_up_to, "status": values["status"],
+                               "sent_at": values.get("sent_at")})  # fmt: skip
+        table = Notification.__table__
         async with self._database.session() as session:
-            for result in results:
-                group = result.group
-                if result.outcome in ("expired", "unsendable"):  # the claim lapses by itself
-                    continue
-                ids = [row.id for row in group.rows]
-                values: dict = {"claimed_until": None}
-                if result.outcome == "sent":
-                    values |= {"status": "sent", "sent_at": now}
-                    if result.audit is not None:  # every disclosure is audited
-                        session.add(AuditEvent(**result.audit))
-                    if result.last:
-                        await self._end_alerts(session, group)
-                elif result.outcome == "cancelled":
-                    values |= {"status": "cancelled"}
-                elif result.outcome in ("retry", "quiet"):
-                    values |= {"not_before": now + timedelta(seconds=result.delay)}
-                elif result.outcome == "blocked":
-                    values |= {"status": "dead", "error": (result.error or "")[:300]}
-                    unreachable.add(group.chat_id)
-                elif result.outcome == "failed":
-                    attempts = max(row.attempts for row in group.rows) + 1
-                    if attempts >= policy.max_attempts:
-                        values |= {"status": "dead", "attempts": attempts, "error": (result.error or "")[:300]}
-                    else:
-                        backoff = min(policy.backoff_max_seconds, policy.backoff_first_seconds * 2 ** (attempts - 1))
-                        jittered = random.uniform(backoff / 2, backoff)
-                        values |= {"attempts": attempts, "not_before": now + timedelta(seconds=jittered),
-                                   "error": (result.error or "")[:300]}  # fmt: skip
-                mine = col(Notification.claimed_until) == group.claim if group.claim is not None else true()
-                await session.exec(update(Notification).where(col(Notification.id).in_(ids), mine).values(**values))
-                if result.covers_up_to is not None:
-                    await session.exec(
-                        update(Notification)
-                        .where(
-                            col(Notification.chat_id) == group.chat_id,
-                            col(Notification.admission_id) == group.admission_id,
-                            col(Notification.id) <= result.covers_up_to,
-                            Notification.status == "pending",
-                            col(Notification.id).not_in(ids),
-                            # another dispatcher's: it settles them itself
-                            or_(col(Notification.claimed_until).is_(None), col(Notification.claimed_until) < now),
-                        )
-                        .values(status=values["status"], sent_at=values.get("sent_at"))
+            for (claim, values), ids in alike.items():
+                mine = col(Notification.claimed_until) == claim if claim is not None else true()
+                await session.exec(update(Notification).where(col(Notification.id).in_(ids), mine).values(**dict(values)))
+            if covers:  # after the rows above, which are no longer pending then
+                await session.exec(
+                    update(table)
+                    .where(
+                        table.c.chat_id == bindparam("chat"),
+                        table.c.admission_id == bindparam("admission"),
+                        table.c.id <= bindparam("up_to"),
+                        table.c.status == "pending",
+                        # another dispatcher's: it settles them itself
+                        or_(table.c.claimed_until.is_(None), table.c.claimed_until < now),
                     )
+                    .values(status=bindparam("status"), sent_at=bindparam("sent_at")),
+                    params=covers,
+                )
+            if audits:
+                await session.exec(insert(AuditEvent.__table__), params=audits)
+            for group in last:
+                await self._end_alerts(session, group)
             for chat_id in unreachable:  # after the rows above: it cancels the chat's pending rest
                 await self._unreachable(session, chat_id, now)
             await session.commit()
+
+    def _marking(self, result: _Result, now: datetime) -> dict:
+        """The new values of a group's rows after its outcome."""
+        policy = self._policy
+        values: dict = {"claimed_until": None}
+        if result.outcome == "sent":
+            return values | {"status": "sent", "sent_at": now}
+        if result.outcome == "cancelled":
+            return values | {"status": "cancelled"}
+        if result.outcome in ("retry", "quiet"):
+            return values | {"status": "pending", "not_before": now + timedelta(seconds=result.delay)}
+        error = (result.error or "")[:300]
+        if result.outcome == "blocked":
+            return values | {"status": "dead", "error": error}
+        # failed: counted, then dead
+        attempts = max(row.attempts for row in result.group.rows) + 1
+        if attempts >= policy.max_attempts:
+            return values | {"status": "dead", "attempts": attempts, "error": error}
+        backoff = min(policy.backoff_max_seconds, policy.backoff_first_seconds * 2 ** (attempts - 1))
+        not_before = now + timedelta(seconds=random.uniform(backoff / 2, backoff))
+        return values | {"status": "pending", "attempts": attempts, "not_before": not_before, "error": error}
 
     async def _end_alerts(self, session: AsyncSession, group: _Group) -> None:
         """The alert told of a discharge or a death, the last one: the chat's alerts for it end.

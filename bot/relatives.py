@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
 from datetime import datetime, timedelta
+from typing import Collection
 
 from sqlalchemy import delete
 from sqlmodel import col, or_, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.intake import latest_update
+from bot.intake import latest_updates
 from bot.settings import VerificationConfig
 from bot.status_card import CardData
 from models import Admission, AlternateMobile, AuditEvent, Hospital
@@ -78,29 +80,48 @@ async def readable_cards(
     """What this chat may read now: subscribed admissions under a verification that holds, and
     still under the number that was verified (a hospital that corrects a mistyped number takes
     the patient away from whoever confirmed the wrong one). `admission_ids` narrows it down."""
+    readable = await readable_by_chat(session, [chat.id], now, policy, admission_ids)
+    return readable.get(chat.id, [])
+
+
+async def readable_by_chat(
+    session: AsyncSession,
+    chat_ids: Collection[int],
+    now: datetime,
+    policy: VerificationConfig,
+    admission_ids: Collection[int] | None = None,
+    alerting_only: bool = False,
+) -> dict[int, list[CardData]]:
+    """`readable_cards` of many chats in two queries, by chat id; with `alerting_only`, only the
+    subscriptions whose alerts are on."""
     still_an_alternate = (
         select(AlternateMobile.id)
         .where(AlternateMobile.admission_id == Admission.id, AlternateMobile.mobile == Verification.mobile)
         .exists()
     )
+    narrower = [col(Admission.id).in_(admission_ids)] if admission_ids is not None else []
+    if alerting_only:
+        narrower.append(col(Subscription.alerts).is_(True))
     result = await session.exec(
-        select(Admission, Hospital)
+        select(Subscription.chat_id, Admission, Hospital)
         .join(Subscription, col(Subscription.admission_id) == col(Admission.id))
         .join(Verification, col(Verification.id) == col(Subscription.verification_id))
         .join(Hospital, col(Hospital.id) == col(Admission.hospital_id))
         .where(
-            Subscription.chat_id == chat.id,
+            col(Subscription.chat_id).in_(chat_ids),
             Verification.expires_at > now,
             or_(col(Admission.contact_mobile) == col(Verification.mobile), still_an_alternate),
-            *([col(Admission.id).in_(admission_ids)] if admission_ids is not None else []),
+            *narrower,
         )
-        .order_by(col(Admission.id))
+        .order_by(col(Subscription.chat_id), col(Admission.id))
     )
-    cards = []
-    for admission, hospital in result.all():
-        if _still_current(admission, now, policy):
-            cards.append(CardData(hospital, admission, await latest_update(session, admission.id)))
-    return cards
+    current = [(chat_id, admission, hospital) for chat_id, admission, hospital in result.all()
+               if _still_current(admission, now, policy)]  # fmt: skip
+    latest = await latest_updates(session, {admission.id for _chat_id, admission, _hospital in current})
+    readable: dict[int, list[CardData]] = defaultdict(list)
+    for chat_id, admission, hospital in current:
+        readable[chat_id].append(CardData(hospital, admission, latest.get(admission.id)))
+    return dict(readable)
 
 
 def record_disclosure(session: AsyncSession, chat: Chat, card: CardData, now: datetime) -> None:

@@ -28,7 +28,6 @@ from telegram import (
 from telegram.constants import MessageLimit, ParseMode
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError, TimedOut
 from telegram.warnings import PTBDeprecationWarning
-from telegram.error import BadRequest
 from telegram.ext import (
     AIORateLimiter,
     Application,
@@ -44,6 +43,7 @@ from bot.dispatcher import Pacer, PermanentFailure, RetryLater, TemporaryFailure
 from bot.i18n import Catalogues, Language
 from bot.replies import Inbound, Reply, Span
 from bot.settings import Settings
+from handlers.telegram_request import AiohttpRequest
 
 log = logging.getLogger(__name__)
 CHANNEL = "telegram"
@@ -182,6 +182,7 @@ def build_application(settings: Settings, conversation: Conversation) -> Applica
         Application.builder()
         .token(settings.secrets.telegram_bot_token)
         .base_url(settings.env.telegram_api_base_url)
+        .request(AiohttpRequest())
         # A 429 waits its retry_after and tries again rather than losing the reply.
         .rate_limiter(
             AIORateLimiter(overall_max_rate=pacing.messages_per_second, overall_time_period=1, max_retries=3)

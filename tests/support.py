@@ -5,10 +5,12 @@ from __future__ import annotations
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect
-from sqlmodel import SQLModel
+from sqlmodel import SQLModel, select
 
 import models  # noqa: F401  (registers every table on SQLModel.metadata)
 from bot import db
+from handlers.console import ConsoleChat
+from models.chat import Chat
 
 # Every variable load_settings reads, so that a test does not depend on the shell that runs it.
 SETTINGS_ENVIRONMENT = (
@@ -43,3 +45,30 @@ async def table_names(url: str) -> set[str]:
             return set(await connection.run_sync(lambda sync: inspect(sync).get_table_names()))
     finally:
         await database.dispose()
+
+
+async def _no_input() -> str | None:
+    return None
+
+
+class ConsoleRelative:
+    """One relative in the local console chat of `world.bot` (a `bot.app.Services`): what they
+    type, and the lines the console writes back."""
+
+    def __init__(self, world, key: str) -> None:
+        self.world = world
+        self.key = key
+        self.lines: list[str] = []
+        self.console = ConsoleChat(world.bot.conversation, _no_input, self.lines.append, chat_key=key)
+
+    async def say(self, line: str) -> str:
+        """Type one line; the answer as the console shows it (replies, then their choices)."""
+        start = len(self.lines)
+        await self.console.say(line)
+        await self.world.bot.background.drain()
+        return "\n".join(self.lines[start:]).strip()
+
+    async def chat(self) -> Chat | None:
+        async with self.world.bot.database.session() as session:
+            result = await session.exec(select(Chat).where(Chat.channel == "console", Chat.chat_key == self.key))
+            return result.first()

@@ -23,10 +23,11 @@ from bot.dispatcher import Dispatcher
 from bot.hospitals import get_hospital
 from bot.replies import Reply
 from bot.schemas import ConditionUpdateIn, IntakeContext
-from handlers.console import CHANNEL, ConsoleChat, ConsoleSender
+from handlers.console import CHANNEL, ConsoleSender
 from models import Admission, AuditEvent, Chat, ConditionUpdate, Subscription
 from models.chat import Notification
 from tests.conftest import auth
+from tests.support import ConsoleRelative
 
 # 12:00 in Kolkata.
 START = datetime(2024, 7, 2, 6, 30, tzinfo=timezone.utc)
@@ -67,32 +68,16 @@ class RecordingSender(ConsoleSender):
         self.sent.extend((chat_key, reply.plain) for reply in replies)
 
 
-async def _no_input() -> str | None:
-    return None
-
-
-class Relative:
-    def __init__(self, world: "World", key: str) -> None:
-        self.world = world
-        self.key = key
-        self.lines: list[str] = []
-        self.console = ConsoleChat(world.bot.conversation, _no_input, self.lines.append, chat_key=key)
-
-    async def say(self, line: str) -> str:
-        start = len(self.lines)
-        await self.console.say(line)
-        await self.world.bot.background.drain()
-        return "\n".join(self.lines[start:]).strip()
-
+class Relative(ConsoleRelative):
     async def verify(self, typed: str = MOBILE_TYPED, mobile: str = MOBILE) -> None:
         await self.say(typed)
         answer = await self.say(self.world.code_for(mobile))
         assert answer.startswith("Thank you, your number is confirmed."), answer
 
     async def chat(self) -> Chat:
-        async with self.world.bot.database.session() as session:
-            result = await session.exec(select(Chat).where(Chat.channel == CHANNEL, Chat.chat_key == self.key))
-            return result.one()
+        chat = await super().chat()
+        assert chat is not None
+        return chat
 
 
 @dataclass
@@ -210,7 +195,7 @@ async def test_one_alert_says_what_changed_with_the_card_and_the_time(world):
     assert len(await pending(world)) == 1
     (alert,) = await world.dispatch(after=2)
     assert alert.strip().splitlines() == [
-        "🔔 Update on Ratan Das: Moderate → Critical, moved to ICU (intensive care unit), now on Oxygen",
+        "🔔 Update on Ratan Das: Moderate → Critical, moved to ICU (intensive care unit), now on oxygen",
         "",
         "🔴 Ratan Das: Critical",
         "M.R. Bangur Hospital, Covid Ward 2, bed B-14",
@@ -258,11 +243,33 @@ async def test_several_pending_changes_go_out_as_one_message_with_the_latest_sta
 
     (alert,) = await world.dispatch(key=relative.key)
     assert alert.strip().splitlines()[0] == (
-        "🔔 Update on Ratan Das: Moderate → Critical, moved to ICU (intensive care unit), now on Ventilator"
+        "🔔 Update on Ratan Das: Moderate → Critical, moved to ICU (intensive care unit), now on a ventilator"
     )
     assert "Breathing support: Ventilator" in alert and "SpO2 88%" in alert
     assert len(world.sender.sent) == 1
     assert [row.status for row in await world.rows(Notification)] == ["sent"] * 3
+    assert await world.dispatch(after=3600) == []
+
+
+async def test_a_merged_alert_starts_from_the_oldest_change_not_yet_told(world):
+    """In a queue, critical news is claimed ahead of an older routine change of the same patient;
+    the alert still tells what changed since the relative last heard, the routine change included."""
+    await followed(world)
+    await world.update(condition="moderate", care_area="hdu")  # routine
+    world.clock.advance(seconds=10)
+    await world.update(condition="critical", care_area="hdu")  # critical: claimed first
+    config = world.bot.settings.config
+    one_at_a_time = config.model_copy(
+        update={"notifications": config.notifications.model_copy(update={"batch_size": 1})}
+    )
+    world.bot.dispatcher = Dispatcher(
+        world.bot.database, one_at_a_time, world.bot.catalogues, world.bot.senders, world.bot.now
+    )
+    (alert,) = await world.dispatch()
+    assert alert.strip().splitlines()[0] == (
+        "🔔 Update on Ratan Das: Moderate → Critical, moved to HDU (high dependency unit)"
+    )
+    assert await pending(world) == []  # the routine change was told with it
     assert await world.dispatch(after=3600) == []
 
 
@@ -347,7 +354,7 @@ async def test_a_retraction_after_the_alert_tells_the_corrected_state(world):
     assert await world.dispatch(after=GRACE - 1) == []  # a retraction has its window too
     (second,) = await world.dispatch(after=2)
     assert second.strip().splitlines()[0] == (
-        "🔔 Update on Ratan Das: Critical → Stable, moved to General ward, no longer needs help to breathe"
+        "🔔 Update on Ratan Das: Critical → Stable, moved to the general ward, no longer needs help to breathe"
     )
     assert "🟢 Ratan Das: Stable" in second and "SpO2 98%" in second
     assert len(await world.rows(AuditEvent, AuditEvent.action == "alert.sent")) == 2
@@ -575,7 +582,7 @@ async def test_a_csv_import_of_a_changed_condition_alerts_once(world, tmp_path: 
     (alert,) = await world.dispatch(key=relative.key)
     assert alert.strip().splitlines()[0] == (
         "🔔 Update on Ratan Das: Moderate → Critical, moved to HDU (high dependency unit), "
-        "now on High-flow oxygen (HFNC)"
+        "now on high-flow oxygen (HFNC)"
     )
 
     # The same file again changes nothing and tells nobody anything.
@@ -656,21 +663,21 @@ async def test_a_change_recorded_while_an_alert_is_composed_is_not_lost(world, m
     not among them, and is told at the next pass."""
     await followed(world)
     await world.update(condition="critical")
-    read_cards = dispatcher_module.relatives.readable_cards
+    read_cards = dispatcher_module.relatives.readable_by_chat
 
     async def then_a_new_update(*args, **kwargs):
         cards = await read_cards(*args, **kwargs)
-        monkeypatch.setattr(dispatcher_module.relatives, "readable_cards", read_cards)
+        monkeypatch.setattr(dispatcher_module.relatives, "readable_by_chat", read_cards)
         await world.update(condition="critical", care_area="icu", respiratory_support="ventilator")
         return cards
 
-    monkeypatch.setattr(dispatcher_module.relatives, "readable_cards", then_a_new_update)
+    monkeypatch.setattr(dispatcher_module.relatives, "readable_by_chat", then_a_new_update)
     (first,) = await world.dispatch()
     assert first.strip().splitlines()[0] == "🔔 Update on Ratan Das: Moderate → Critical"
     assert len(await pending(world)) == 1
     (second,) = await world.dispatch()
     assert second.strip().splitlines()[0] == (
-        "🔔 Update on Ratan Das: moved to ICU (intensive care unit), now on Ventilator"
+        "🔔 Update on Ratan Das: moved to ICU (intensive care unit), now on a ventilator"
     )
 
 

@@ -22,9 +22,9 @@ from bot.conversation import Conversation
 from bot.hospitals import get_hospital
 from bot.otp import OtpService
 from bot.replies import Inbound
-from handlers.console import ConsoleChat
 from models import Admission, AuditEvent, Chat, OtpChallenge, Subscription, Verification
 from tests.conftest import auth
+from tests.support import ConsoleRelative
 
 # 12:00 in Kolkata.
 START = datetime(2024, 7, 2, 6, 30, tzinfo=timezone.utc)
@@ -61,41 +61,17 @@ class Clock:
         self.now += timedelta(**delta)
 
 
-class Relative:
-    """One console chat: what the relative types, and the lines the console writes back."""
-
-    def __init__(self, world: "World", key: str) -> None:
-        self.world = world
-        self.key = key
-        self.lines: list[str] = []
-        self.console = ConsoleChat(world.bot.conversation, _no_input, self.lines.append, chat_key=key)
-
-    async def say(self, line: str) -> str:
-        """Type one line; the answer as the console shows it (replies, then their choices)."""
-        start = len(self.lines)
-        await self.console.say(line)
-        await self.world.bot.background.drain()
-        return "\n".join(self.lines[start:]).strip()
-
+class Relative(ConsoleRelative):
     async def verify(self, typed: str = MOBILE_TYPED, mobile: str = MOBILE) -> str:
         """Give the number, read the SMS, type the code; the answer to the code."""
         answer = await self.say(typed)
         assert CODE_ON_ITS_WAY.format(number=_national(mobile)) in answer, answer
         return await self.say(self.world.code_for(mobile))
 
-    async def chat(self) -> Chat | None:
-        async with self.world.bot.database.session() as session:
-            result = await session.exec(select(Chat).where(Chat.channel == "console", Chat.chat_key == self.key))
-            return result.first()
-
     async def state(self) -> tuple[str, str | None]:
         chat = await self.chat()
         assert chat is not None
         return chat.state, chat.pending_mobile
-
-
-async def _no_input() -> str | None:
-    return None
 
 
 def _national(mobile: str) -> str:

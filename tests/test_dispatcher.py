@@ -828,7 +828,7 @@ async def test_a_relative_verified_on_telegram_hears_of_a_change_by_itself(open_
     await ward.update("R-1", **CRITICAL)  # the hospital's change; the relative asks nothing
     alert = (await fake.wait_messages(user.id, 5))[4]
     assert alert.plain.startswith(
-        "🔔 Update on Patient R-1: Critical, moved to ICU (intensive care unit), now on Oxygen"
+        "🔔 Update on Patient R-1: Critical, moved to ICU (intensive care unit), now on oxygen"
     )
     assert shown_condition(alert) == "Critical"
     await ward.settled()
