@@ -667,7 +667,7 @@ async def run(
         for r in rows
     ])
     notes.append(
-        "CPU/msg and peak RSS are the dispatcher process's (python-telegram-bot and httpx included; for "
+        "CPU/msg and peak RSS are the dispatcher process's (python-telegram-bot and aiohttp included; for "
         "the latency, recording the updates too); the fake Bot API runs in the benchmark's own process"
     )
     for r in rows:

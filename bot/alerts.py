@@ -9,14 +9,17 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from bot.i18n import Language
 from bot.outbox import snapshot
 from bot.replies import Reply, RichText, Span
 from bot.settings import OverdueConfig
-from bot.status_card import CardData, condition_name, helpline_text, render_card
+from bot.status_card import CardData, care_area_name, condition_name, helpline_text, render_card, support_name
 from models import Hospital
 from models.enums import AdmissionStatus
+
+NOTHING = "-"  # WhatsApp refuses a template variable left empty
 
 
 def what_changed(language: Language, before: dict[str, Any], after: dict[str, Any]) -> list[str]:
@@ -94,3 +97,35 @@ def compose_alert(
     if changes:
         header += ": " + ", ".join(changes)
     return Reply((Span("🔔 " + header, bold=True), Span("\n\n"), *current.spans))
+
+
+def alert_kind(card: CardData) -> str:
+    """Which of `bot.settings.ALERT_KINDS` (but the digest) an alert about this card is."""
+    return {
+        AdmissionStatus.DISCHARGED: "discharge",
+        AdmissionStatus.TRANSFERRED: "transfer",
+        AdmissionStatus.DECEASED: "death",
+    }.get(AdmissionStatus(card.admission.status), "update")
+
+
+def template_fields(
+    card: CardData, before: dict[str, Any], language: Language, destination: Hospital | None = None
+) -> dict[str, str]:
+    """The values of `bot.settings.TEMPLATE_FIELDS` for this alert, in the relative's language. `hospital` and
+    `helpline` are whom to call: after a transfer, the new hospital when it is one of ours."""
+    admission, latest = card.admission, card.latest
+    to_call = destination or card.hospital
+    fields = {"patient": admission.patient_name, "hospital": to_call.name, "helpline": helpline_text(to_call)}
+    if admission.status == AdmissionStatus.DECEASED:
+        return fields
+    zone = ZoneInfo(card.hospital.time_zone)
+    after = snapshot(latest, admission.status)
+    return fields | {
+        "changes": ", ".join(what_changed(language, before, after)) or NOTHING,
+        "condition": condition_name(language, latest.condition) if latest else NOTHING,
+        "care_area": care_area_name(language, latest.care_area) if latest and latest.care_area else NOTHING,
+        "support": support_name(language, latest.respiratory_support)
+        if latest and latest.respiratory_support
+        else NOTHING,
+        "updated_at": language.time(latest.recorded_at, zone) if latest else NOTHING,
+    }

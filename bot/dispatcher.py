@@ -36,7 +36,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot import relatives
-from bot.alerts import compose_alert
+from bot.alerts import alert_kind, compose_alert, template_fields
 from bot.db import Database
 from bot.digest import DIGEST, compose_digest
 from bot.i18n import Catalogues
@@ -70,11 +70,26 @@ class PermanentFailure(Exception):
     """The chat can never receive messages again (blocked, deactivated, not found, opted out)."""
 
 
+@dataclass(frozen=True)
+class Alert:
+    """One alert for one chat: its text, and what fills a template in its stead on a channel that
+    needs one (WhatsApp, more than 24 hours after the relative's last message)."""
+
+    chat_key: str
+    reply: Reply
+    kind: str  # bot.settings.ALERT_KINDS
+    language: str
+    fields: dict[str, str]  # bot.alerts.template_fields
+    last_inbound_at: datetime | None = None  # when the relative last wrote to us
+    template_only: bool = False  # the platform refused the text outside its window: resent
+
+
 class Sender(Protocol):
     channel: str
     pacer: "Pacer"
 
-    async def send(self, chat_key: str, replies: list[Reply]) -> None: ...
+    async def send(self, alert: Alert) -> str | None:
+        """Send it; the platform's id of the message when its delivery is reported later."""
 
 
 class Pacer:
@@ -196,8 +211,7 @@ def _name_key(name: str | None) -> str:
 @dataclass
 class _Outgoing:
     sender: Sender
-    chat_key: str
-    alert: Reply
+    alert: Alert
 
 
 @dataclass
@@ -216,6 +230,7 @@ class _Result:
     audit: dict | None = None
     last: bool = False
     outgoing: _Outgoing | None = None  # a ready alert
+    message_id: str | None = None  # a sent alert's, as its platform named it
 
 
 def in_quiet_hours(chat: Chat, local: datetime) -> bool:
@@ -321,18 +336,19 @@ class Dispatcher:
             return result
         group, outgoing = result.group, result.outgoing
         sender, ready = outgoing.sender, dict(covers_up_to=result.covers_up_to, audit=result.audit, last=result.last)
-        async with sender.pacer.slot(outgoing.chat_key, send_before) as granted:
+        chat_key = outgoing.alert.chat_key
+        async with sender.pacer.slot(chat_key, send_before) as granted:
             if not granted:  # not before the claim runs short: left for the next claim
                 return _Result(group, "expired")
-            if (sender.channel, outgoing.chat_key) in self._refused:  # its other alert just did
+            if (sender.channel, chat_key) in self._refused:  # its other alert just did
                 return _Result(group, "cancelled")
             try:
-                await sender.send(outgoing.chat_key, [outgoing.alert])
+                message_id = await sender.send(outgoing.alert)
             except RetryLater as error:
                 sender.pacer.pause(error.seconds)
                 return _Result(group, "retry", delay=error.seconds, error=str(error))
             except PermanentFailure as error:
-                self._refused.add((sender.channel, outgoing.chat_key))
+                self._refused.add((sender.channel, chat_key))
                 return _Result(group, "blocked", error=str(error))
             except TemporaryFailure as error:
                 return _Result(group, "failed", error=str(error))
@@ -340,7 +356,7 @@ class Dispatcher:
                 log.exception("alert send failed on %s", sender.channel)
                 return _Result(group, "failed", error=f"{type(error).__name__}: {error}")
         log.debug("alert sent on %s", sender.channel)
-        return _Result(group, "sent", **ready)
+        return _Result(group, "sent", message_id=message_id, **ready)
 
     def _sendable(self):
         """Rows for chats on a channel this process can send on: the others are left to the
@@ -435,26 +451,33 @@ class Dispatcher:
         waiting = pending.get((group.chat_id, group.admission_id), _Pending())
         covered = waiting.last_id
         news = [row for row in group.rows if row.kind != DIGEST]
+        destination = None
         if news:
             # What the relative knew before the oldest change still untold, which may be a row
             # outside this claim (a routine change queued behind critical news).
             before = waiting.first_before if waiting.first_id is not None and waiting.first_id < news[0].id else news[0].before
             destination = destinations.get(_name_key(card.admission.transferred_to))
-            alert = compose_alert(card, before, language, now, self._config.overdue_hours, destination)
+            reply = compose_alert(card, before, language, now, self._config.overdue_hours, destination)
+            kind = alert_kind(card)
         else:  # a digest says "no change": it settles nothing else that is pending
-            alert = compose_digest(card, group.rows[-1], language, now, self._config.overdue_hours)
-            covered = None
-        if alert is None:
+            before = group.rows[-1].before
+            reply = compose_digest(card, group.rows[-1], language, now, self._config.overdue_hours)
+            kind, covered = DIGEST, None
+        if reply is None:
             return _Result(group, "cancelled", covers_up_to=covered)
-        channel, chat_key = chat.channel, chat.chat_key
+        alert = Alert(
+            chat.chat_key, reply, kind, language.code, template_fields(card, before, language, destination),
+            last_inbound_at=chat.last_inbound_at, template_only=any(row.template_only for row in group.rows),
+        )  # fmt: skip
+        channel = chat.channel
         audit = audit_values(
-            f"{channel}:{chat_key}", "alert.sent", card.hospital.id, card.admission.id, channel=channel,
+            f"{channel}:{chat.chat_key}", "alert.sent", card.hospital.id, card.admission.id, channel=channel,
             kinds=sorted({row.kind for row in group.rows}), update_id=card.latest.id if card.latest else None,
         )  # fmt: skip
         last = card.admission.status in (AdmissionStatus.DISCHARGED, AdmissionStatus.DECEASED)
         return _Result(
             group, "ready", covers_up_to=covered, audit={**audit, "at": now}, last=last,
-            outgoing=_Outgoing(sender, chat_key, alert),
+            outgoing=_Outgoing(sender, alert),
         )  # fmt: skip
 
     async def _pending(
@@ -556,7 +579,7 @@ class Dispatcher:
         policy = self._policy
         values: dict = {"claimed_until": None}
         if result.outcome == "sent":
-            return values | {"status": "sent", "sent_at": now}
+            return values | {"status": "sent", "sent_at": now, "message_id": result.message_id, "delivery": None}
         if result.outcome == "cancelled":
             return values | {"status": "cancelled"}
         if result.outcome in ("retry", "quiet"):

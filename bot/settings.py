@@ -93,6 +93,56 @@ class NotificationsConfig(_Section):
     retention_days_after_discharge: int = Field(ge=0)
 
 
+# WhatsApp templates, for alerts outside the 24 hours after the relative's last message.
+ALERT_KINDS = ("update", "discharge", "transfer", "death", "digest")
+# What a template's variables may be filled with (bot.alerts.template_fields).
+TEMPLATE_FIELDS = ("patient", "hospital", "helpline", "changes", "condition", "care_area", "support", "updated_at")
+# A death is never told by a bot: its template names the patient and whom to call, nothing else.
+DEATH_FIELDS = ("patient", "hospital", "helpline")
+
+
+class WhatsAppTemplate(_Section):
+    content_sid: str = Field(pattern=r"^HX[0-9a-fA-F]{32}$")
+    # The template's placeholders ("1", "2", ...) and the field that fills each.
+    variables: dict[str, str]
+
+    @field_validator("variables")
+    @classmethod
+    def _known_fields(cls, variables: dict[str, str]) -> dict[str, str]:
+        for placeholder, name in variables.items():
+            if not placeholder.replace("_", "").isalnum():
+                raise ValueError(f"placeholder {placeholder!r}: letters, digits and _ only")
+            if name not in TEMPLATE_FIELDS:
+                raise ValueError(f"{placeholder}: unknown field {name!r} (one of {', '.join(TEMPLATE_FIELDS)})")
+        return variables
+
+
+class WhatsAppTemplates(_Section):
+    """By kind of alert, by language."""
+
+    update: dict[str, WhatsAppTemplate]
+    discharge: dict[str, WhatsAppTemplate]
+    transfer: dict[str, WhatsAppTemplate]
+    death: dict[str, WhatsAppTemplate]
+    digest: dict[str, WhatsAppTemplate]
+
+    @model_validator(mode="after")
+    def _death_says_nothing_more(self) -> "WhatsAppTemplates":
+        for language, template in self.death.items():
+            extra = sorted(set(template.variables.values()) - set(DEATH_FIELDS))
+            if extra:
+                raise ValueError(
+                    f"death.{language}: a death's template may name only {', '.join(DEATH_FIELDS)}, "
+                    f"not {', '.join(extra)}"
+                )
+        return self
+
+    def find(self, kind: str, language: str) -> WhatsAppTemplate:
+        """The template of that kind in that language, else in English (required at start)."""
+        by_language: dict[str, WhatsAppTemplate] = getattr(self, kind)
+        return by_language.get(language) or by_language["en"]
+
+
 class DisclosureConfig(_Section):
     show_vitals: bool
     show_remarks: bool
@@ -111,6 +161,7 @@ class FileConfig(_Section):
     overdue_hours: OverdueConfig
     pacing: PacingConfig
     notifications: NotificationsConfig
+    whatsapp_templates: WhatsAppTemplates
     disclosure_defaults: DisclosureConfig
 
     @field_validator("hospital_time_zone")
@@ -281,6 +332,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     except ValidationError as exc:
         raise SettingsError(_format_error("environment", exc, env_names=True)) from None
     _check_combinations(settings)
+    if settings.env.twilio_whatsapp_from:
+        _check_templates(path, settings.config)
     return settings
 
 
@@ -312,6 +365,23 @@ def _check_combinations(settings: Settings) -> None:
     for applies, name, reason in needs:
         if applies and not given[name]:
             raise SettingsError(f"environment: {name}: {reason}")
+
+
+def _check_templates(path: Path, config: FileConfig) -> None:
+    """WhatsApp delivers an alert outside 24 hours of the relative's last message only as an
+    approved template: each kind needs at least its English one, in a language we speak."""
+    for kind in ALERT_KINDS:
+        by_language: dict[str, WhatsAppTemplate] = getattr(config.whatsapp_templates, kind)
+        for language in by_language:
+            if language not in config.languages.available:
+                raise SettingsError(
+                    f"{path}: whatsapp_templates.{kind}.{language}: not one of languages.available"
+                )
+        if "en" not in by_language:
+            raise SettingsError(
+                f"{path}: whatsapp_templates.{kind}.en: required when TWILIO_WHATSAPP_FROM is set "
+                "(the approved Content template for this alert outside the 24-hour window)"
+            )
 
 
 def _check_phone_region(path: Path, region: str) -> None:

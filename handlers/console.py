@@ -11,7 +11,7 @@ import sys
 from typing import Awaitable, Callable
 
 from bot.conversation import Conversation
-from bot.dispatcher import Pacer
+from bot.dispatcher import Alert, Pacer
 from bot.replies import Button, Inbound, Reply
 
 CHANNEL = "console"
@@ -81,9 +81,8 @@ class ConsoleSender:
         self._write = write
         self.pacer = Pacer(per_second=100)
 
-    async def send(self, chat_key: str, replies: list[Reply]) -> None:
-        for reply in replies:
-            self._write("\n" + reply.plain)
+    async def send(self, alert: Alert) -> None:
+        self._write("\n" + alert.reply.plain)
 
 
 async def read_stdin_line() -> str | None:

@@ -39,7 +39,7 @@ from telegram.ext import (
 )
 
 from bot.conversation import Conversation
-from bot.dispatcher import Pacer, PermanentFailure, RetryLater, TemporaryFailure
+from bot.dispatcher import Alert, Pacer, PermanentFailure, RetryLater, TemporaryFailure
 from bot.i18n import Catalogues, Language
 from bot.replies import Inbound, Reply, Span
 from bot.settings import Settings
@@ -221,9 +221,9 @@ class TelegramSender:
         )
         self.pacer = Pacer(pacing.messages_per_second, pacing.per_chat_messages_per_second)
 
-    async def send(self, chat_key: str, replies: list[Reply]) -> None:
+    async def send(self, alert: Alert) -> None:
         try:
-            await send_with(self.bot, int(chat_key), replies)
+            await send_with(self.bot, int(alert.chat_key), [alert.reply])
         except RetryAfter as error:
             with warnings.catch_warnings():  # PTB 22 warns that retry_after will be a timedelta
                 warnings.simplefilter("ignore", PTBDeprecationWarning)

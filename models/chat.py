@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Optional
 
-from sqlalchemy import JSON, Column, Index, UniqueConstraint
+from sqlalchemy import JSON, Column, Index, UniqueConstraint, false
 from sqlmodel import Field, SQLModel
 
 from models.tables import utcnow
@@ -113,3 +113,9 @@ class Notification(SQLModel, table=True):
     claimed_until: Optional[datetime] = None
     sent_at: Optional[datetime] = None
     error: Optional[str] = Field(default=None, max_length=300)
+    # The platform's id of the message that carried it, and what the platform last reported of its
+    # delivery (WhatsApp: "delivered", "read", "failed 63016"...).
+    message_id: Optional[str] = Field(default=None, max_length=64, index=True)
+    delivery: Optional[str] = Field(default=None, max_length=40)
+    # WhatsApp refused the free text (63016, outside its 24-hour window): send the template.
+    template_only: bool = Field(default=False, sa_column_kwargs={"server_default": false()})

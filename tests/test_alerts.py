@@ -19,7 +19,7 @@ from bot import dispatcher as dispatcher_module
 from bot import intake
 from bot.app import Services
 from bot.csv_import import import_csv
-from bot.dispatcher import Dispatcher
+from bot.dispatcher import Alert, Dispatcher
 from bot.hospitals import get_hospital
 from bot.replies import Reply
 from bot.schemas import ConditionUpdateIn, IntakeContext
@@ -60,12 +60,12 @@ class RecordingSender(ConsoleSender):
         self.sent: list[tuple[str, str]] = []
         self.while_sending: Callable[[], Awaitable[None]] | None = None  # runs once, during the next send
 
-    async def send(self, chat_key: str, replies: list[Reply]) -> None:
+    async def send(self, alert: Alert) -> None:
         if self.while_sending is not None:
             hook, self.while_sending = self.while_sending, None
             await hook()
-        await super().send(chat_key, replies)
-        self.sent.extend((chat_key, reply.plain) for reply in replies)
+        await super().send(alert)
+        self.sent.append((alert.chat_key, alert.reply.plain))
 
 
 class Relative(ConsoleRelative):

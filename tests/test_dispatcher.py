@@ -43,7 +43,7 @@ from bot import cli, intake, relatives
 from bot import dispatcher as dispatcher_module
 from bot.app import Services, build_telegram, build_web_app
 from bot.conversation import State
-from bot.dispatcher import CHUNK, Dispatcher, PermanentFailure, RetryLater, TemporaryFailure
+from bot.dispatcher import CHUNK, Alert, Dispatcher, PermanentFailure, RetryLater, TemporaryFailure
 from bot.hospitals import get_hospital
 from bot.replies import Reply, Span
 from bot.schemas import ConditionUpdateIn, IntakeContext
@@ -570,10 +570,10 @@ async def test_an_unforeseen_error_costs_its_own_alert_retries_and_nothing_else(
     class Faulty:  # a sender with a bug for one chat
         channel, pacer = telegram.channel, telegram.pacer
 
-        async def send(self, chat_key: str, replies: list[Reply]) -> None:
-            if chat_key == str(chats[2]):
+        async def send(self, alert: Alert) -> None:
+            if alert.chat_key == str(chats[2]):
                 raise RuntimeError("boom")
-            await telegram.send(chat_key, replies)
+            await telegram.send(alert)
 
     ward.bot.senders["telegram"] = Faulty()
     for n in range(5):
@@ -844,21 +844,25 @@ async def test_the_telegram_sender_tells_the_dispatcher_what_telegram_said(open_
     sender = ward.sender
     user = fake.user()
     fake.known_chats.add(user.id)
-    alert = [Reply((Span("Update", bold=True), Span(" on R-1")))]
+    reply = Reply((Span("Update", bold=True), Span(" on R-1")))
+
+    def alert(chat_id: int) -> Alert:
+        return Alert(str(chat_id), reply, "update", "en", {})
+
 
     fake.fail_next(user.id, 429, retry_after=7)
     started = time.monotonic()
     with pytest.raises(RetryLater) as slow_down:
-        await sender.send(str(user.id), alert)
+        await sender.send(alert(user.id))
     assert slow_down.value.seconds == 7
     assert time.monotonic() - started < 2  # told at once, not slept through inside PTB
     for code, failure in ((500, TemporaryFailure), (502, TemporaryFailure), (403, PermanentFailure), (400, PermanentFailure)):
         fake.fail_next(user.id, code)
         with pytest.raises(failure):
-            await sender.send(str(user.id), alert)
+            await sender.send(alert(user.id))
     with pytest.raises(PermanentFailure):
-        await sender.send(str(fake.user().id), alert)  # never wrote to the bot: "chat not found"
-    await sender.send(str(user.id), alert)
+        await sender.send(alert(fake.user().id))  # never wrote to the bot: "chat not found"
+    await sender.send(alert(user.id))
     [message] = fake.sent
     assert (message.chat_id, message.plain, message.bold) == (user.id, "Update on R-1", ("Update",))
 
