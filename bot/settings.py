@@ -141,9 +141,11 @@ class Environment(_Section):
     twilio_api_base_url: str | None = None
     twilio_sms_from: str | None = None
     twilio_messaging_service_sid: str | None = None
-    twilio_whatsapp_from: str | None = None
+    # The WhatsApp sender as Twilio writes it: `whatsapp:` and the number in E.164.
+    twilio_whatsapp_from: str | None = Field(default=None, pattern=r"^whatsapp:\+[1-9]\d{7,14}$")
     twilio_verify_service_sid: str | None = None
-    public_base_url: str | None = None
+    # Scheme, host and optional path prefix only: Twilio signs the full URL it calls.
+    public_base_url: str | None = Field(default=None, pattern=r"^https?://[^/?#\s]+(/[^?#\s]*)?$")
     otp_provider: Literal["console", "twilio_sms", "twilio_verify"] | None = None
 
 
@@ -291,6 +293,8 @@ def _check_combinations(settings: Settings) -> None:
         (bool(env.telegram_webhook_url), "TELEGRAM_BOT_TOKEN", "required with TELEGRAM_WEBHOOK_URL"),
         (bool(env.telegram_webhook_url), "TELEGRAM_WEBHOOK_SECRET", "required with TELEGRAM_WEBHOOK_URL"),
     ]
+    for name in ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "PUBLIC_BASE_URL"):
+        needs.append((bool(env.twilio_whatsapp_from), name, "required with TWILIO_WHATSAPP_FROM"))
     provider = settings.otp_provider
     if provider in ("twilio_sms", "twilio_verify"):
         needs += [
@@ -308,6 +312,7 @@ def _check_combinations(settings: Settings) -> None:
         "TWILIO_AUTH_TOKEN": secrets_.twilio_auth_token,
         "TWILIO_SMS_FROM": env.twilio_sms_from or env.twilio_messaging_service_sid,
         "TWILIO_VERIFY_SERVICE_SID": env.twilio_verify_service_sid,
+        "PUBLIC_BASE_URL": env.public_base_url,
     }
     for applies, name, reason in needs:
         if applies and not given[name]:

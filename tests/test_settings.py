@@ -18,6 +18,10 @@ from tests.support import SETTINGS_ENVIRONMENT
 
 REPO_CONFIG = PROJECT_ROOT / "config.yaml"
 DROP = object()
+WHATSAPP = {
+    "TWILIO_WHATSAPP_FROM": "whatsapp:+14155238886", "TWILIO_ACCOUNT_SID": "AC1", "TWILIO_AUTH_TOKEN": "t",
+    "PUBLIC_BASE_URL": "https://example.org",
+}  # fmt: skip
 
 
 def changed_config(key: str | None = None, value: Any = None) -> dict:
@@ -246,12 +250,35 @@ def test_a_bad_port_names_port(tmp_path, port):
             {"OTP_PROVIDER": "twilio_verify", "TWILIO_ACCOUNT_SID": "AC1", "TWILIO_AUTH_TOKEN": "t"},
             "TWILIO_VERIFY_SERVICE_SID",
         ),
+        ({**WHATSAPP, "PUBLIC_BASE_URL": ""}, "PUBLIC_BASE_URL"),
+        ({**WHATSAPP, "TWILIO_ACCOUNT_SID": ""}, "TWILIO_ACCOUNT_SID"),
+        ({**WHATSAPP, "TWILIO_AUTH_TOKEN": ""}, "TWILIO_AUTH_TOKEN"),
         ({"TELEGRAM_WEBHOOK_URL": "https://example.org/webhooks/telegram", "TELEGRAM_BOT_TOKEN": "1:a"}, "TELEGRAM_WEBHOOK_SECRET"),
         ({"TELEGRAM_WEBHOOK_URL": "https://example.org/webhooks/telegram", "TELEGRAM_WEBHOOK_SECRET": "s"}, "TELEGRAM_BOT_TOKEN"),
     ],
 )
 def test_a_variable_needed_by_another_is_named_when_missing(tmp_path, environ, missing):
     assert error(tmp_path, SECRET_KEY="k", **environ).startswith(f"environment: {missing}: ")
+
+
+def test_a_whatsapp_channel_with_every_variable_loads(tmp_path):
+    settings = load(tmp_path, SECRET_KEY="k", **WHATSAPP)
+
+    assert settings.channels_configured and not settings.is_local
+    assert settings.env.public_base_url == "https://example.org"
+
+
+@pytest.mark.parametrize(
+    "name, value",
+    [
+        ("TWILIO_WHATSAPP_FROM", "+14155238886"),  # without "whatsapp:"
+        ("TWILIO_WHATSAPP_FROM", "whatsapp:14155238886"),
+        ("PUBLIC_BASE_URL", "example.org"),
+        ("PUBLIC_BASE_URL", "https://example.org/?x=1"),
+    ],
+)
+def test_a_malformed_whatsapp_variable_is_named(tmp_path, name, value):
+    assert error(tmp_path, SECRET_KEY="k", **{**WHATSAPP, name: value}).startswith(f"environment: {name}: ")
 
 
 def test_a_bad_otp_provider_names_it(tmp_path):
@@ -313,7 +340,7 @@ def test_secret_key_from_the_environment_is_used_and_nothing_is_written(tmp_path
     [
         {"DATABASE_URL": "postgresql://db/ww"},
         {"TELEGRAM_BOT_TOKEN": "123:abc"},
-        {"TWILIO_WHATSAPP_FROM": "whatsapp:+14155238886"},
+        WHATSAPP,
     ],
     ids=["postgresql", "telegram", "whatsapp"],
 )
