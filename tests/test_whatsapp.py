@@ -6,8 +6,14 @@ local fake Twilio API of tests/fake_twilio.py."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import os
 import re
+import signal
+import socket
+import subprocess
+import sys
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import AsyncIterator
@@ -16,14 +22,16 @@ import httpx
 import pytest
 from sqlalchemy import func
 from sqlmodel import select
+from twilio.base.exceptions import TwilioRestException
 
-from bot import housekeeping
+from bot import db, housekeeping
 from bot.app import Services, build_web_app
 from bot.demo import load_demo
 from bot.replies import Button, Reply, RichText
+from bot.sms import twilio_client
 from handlers.whatsapp import EMPTY_TWIML, MAX_LENGTH, WEBHOOK_PATH, render
 from models.chat import Chat, InboundMessage, Subscription
-from tests.conftest import make_settings, now_utc
+from tests.conftest import PROJECT_ROOT, SECRET, make_settings, now_utc
 from tests.fake_twilio import (
     ACCOUNT_SID,
     AUTH_TOKEN,
@@ -34,6 +42,7 @@ from tests.fake_twilio import (
     sign,
     whatsapp_form,
 )
+from tests.support import SETTINGS_ENVIRONMENT
 
 PUBLIC_BASE_URL = "https://example.org"
 # What the app sees behind a TLS proxy: plain http, another host and port.
@@ -421,3 +430,88 @@ def test_a_long_reply_is_split_between_lines():
 def test_a_single_enormous_line_is_cut():
     messages = render(Reply.text("y" * (MAX_LENGTH * 2 + 10)))
     assert [len(message) for message in messages] == [MAX_LENGTH, MAX_LENGTH, 10]
+
+
+# --- the fake Twilio's WhatsApp side, through the real client ------------------------------------
+
+
+@pytest.fixture
+async def client_of(fake):
+    client = twilio_client(ACCOUNT_SID, AUTH_TOKEN, fake.url)
+    yield client.messages
+    await client.http_client.close()
+
+
+async def test_the_fake_takes_content_templates_with_their_variables(client_of, fake):
+    content_sid = "HX" + "c" * 32
+    await client_of.create_async(
+        from_=WHATSAPP_FROM, to=f"whatsapp:{RELATIVE}", content_sid=content_sid,
+        content_variables=json.dumps({"1": "Ratan Das", "2": "ICU"}),
+    )  # fmt: skip
+    [message] = fake.messages_to(f"whatsapp:{RELATIVE}")
+    assert (message.content_sid, message.content_variables, message.body) == (
+        content_sid, {"1": "Ratan Das", "2": "ICU"}, ""
+    )
+
+
+@pytest.mark.parametrize(
+    "fields, code",
+    [
+        ({"content_sid": "HX" + "c" * 32, "content_variables": "[1, 2]"}, 21656),
+        ({"content_sid": "HX" + "c" * 32, "content_variables": "{not json"}, 21656),
+        ({"content_sid": "not-a-content-sid"}, 21655),
+        ({"body": "hello", "to": RELATIVE}, 21910),  # WhatsApp sender, SMS recipient
+        ({"body": "hello", "from_": SMS_FROM}, 21910),  # SMS sender, WhatsApp recipient
+        ({"body": "hello", "to": "whatsapp:12345"}, 21211),
+    ],
+)
+async def test_the_fake_refuses_what_twilio_refuses(client_of, fake, fields, code):
+    with pytest.raises(TwilioRestException) as refused:
+        await client_of.create_async(**{"from_": WHATSAPP_FROM, "to": f"whatsapp:{RELATIVE}", **fields})
+    assert refused.value.code == code and fake.messages == []
+
+
+# --- python -m bot run ----------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+async def test_python_m_bot_run_serves_the_webhook(fake, tmp_path):
+    url = f"sqlite+aiosqlite:///{tmp_path / 'ward.sqlite3'}"
+    await db.upgrade_async(url)
+    port = _free_port()
+    environ = {key: value for key, value in os.environ.items() if key not in SETTINGS_ENVIRONMENT}
+    environ |= {
+        "BOT_CONFIG": str(PROJECT_ROOT / "config.yaml"), "DATABASE_URL": url, "SECRET_KEY": SECRET,
+        "HOST": "127.0.0.1", "PORT": str(port), "TWILIO_API_BASE_URL": fake.url, **WHATSAPP,
+    }  # fmt: skip
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", "run", cwd=PROJECT_ROOT, env=environ,
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+            for _ in range(200):
+                try:
+                    if (await http.get("/healthz")).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert process.returncode is None, (await process.stdout.read()).decode()
+                await asyncio.sleep(0.05)
+            response = await post_whatsapp(http, "Hello", RELATIVE, PUBLIC_BASE_URL)
+        assert response.status_code == 200
+        [welcome] = fake.messages_to(f"whatsapp:{RELATIVE}")
+        assert WELCOME in welcome.body
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGTERM)
+        output = (await asyncio.wait_for(process.stdout.read(), 30)).decode()
+        await process.wait()
+    assert process.returncode == 0, output
+    assert "WhatsApp webhook at https://example.org/webhooks/twilio/whatsapp" in output
+    assert "console" not in output.lower() and RELATIVE not in output
