@@ -86,7 +86,7 @@ def inbound_from(form: Mapping[str, str]) -> Inbound:
         command, _, argument = text[1:].partition(" ")
         return Inbound(**common, command=command, argument=argument.strip() or None, language_hint=hint)
     digit = ascii_digits(text)
-    choice = int(digit) if len(digit) == 1 and digit.isdigit() else None
+    choice = int(digit) if len(digit) == 1 and digit.isdecimal() else None
     return Inbound(**common, text=text, choice=choice, language_hint=hint)
 
 

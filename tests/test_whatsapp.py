@@ -27,6 +27,7 @@ from twilio.base.exceptions import TwilioRestException
 from bot import db, housekeeping
 from bot.app import Services, build_web_app
 from bot.demo import load_demo
+from bot.i18n import language_of_script
 from bot.replies import Button, Reply, RichText
 from bot.sms import twilio_client
 from handlers.whatsapp import EMPTY_TWIML, MAX_LENGTH, WEBHOOK_PATH, render
@@ -221,6 +222,9 @@ async def test_a_digit_that_picks_nothing_is_read_as_an_answer(wa):
     await wa.send("/language")
     [answer] = await wa.send("7")  # three choices
     assert (await wa.chat()).language == "en" and "1. English" not in answer
+    await wa.send("/language")
+    [answer] = await wa.send("²")  # a digit, but no decimal one
+    assert (await wa.chat()).language == "en" and "mobile number" in answer
 
 
 async def test_the_numbered_choices_of_the_code_step(wa, fake):
@@ -270,10 +274,11 @@ async def test_keywords_and_slash_commands_begin_a_new_chat(wa):
     assert "/status" in help_text
 
 
-async def test_the_first_message_in_bengali_script_chooses_bengali(wa):
-    [welcome] = await wa.send("সাহায্য")
-    assert (await wa.chat()).language == "bn"
-    assert "/status" in welcome and welcome == wa._(welcome, "bn")
+@pytest.mark.parametrize("first, language", [("সাহায্য", "bn"), ("मदद", "hi"), ("help", "en")])
+async def test_the_script_of_the_first_message_chooses_the_language(wa, first, language):
+    [help_text] = await wa.send(first)
+    assert (await wa.chat()).language == language
+    assert "/status" in help_text and language_of_script(help_text) == (None if language == "en" else language)
 
 
 # --- signatures ----------------------------------------------------------------------------------
