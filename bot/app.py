@@ -37,13 +37,16 @@ from handlers.console import ConsoleChat, ConsoleSender, read_stdin_line, write_
 from handlers.hospital_api import hospital_api, request_validation_response
 from handlers.telegram import CHANNEL as TELEGRAM
 from handlers.telegram import TelegramChannel, TelegramSender, build_application
+from handlers.whatsapp import WEBHOOK_PATH as WHATSAPP_WEBHOOK_PATH
+from handlers.whatsapp import WhatsAppChannel, WhatsAppSender
 
 log = logging.getLogger(__name__)
 
 HOW_TO_CONNECT = """\
 No messaging channel is configured, so this is the local console chat on fictional demo data.
-To connect Telegram: set TELEGRAM_BOT_TOKEN (from @BotFather). For SMS codes: TWILIO_ACCOUNT_SID,
-TWILIO_AUTH_TOKEN and TWILIO_SMS_FROM. The README explains both."""
+To connect Telegram: set TELEGRAM_BOT_TOKEN (from @BotFather). For WhatsApp: TWILIO_WHATSAPP_FROM,
+TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN and PUBLIC_BASE_URL. For SMS codes: TWILIO_ACCOUNT_SID,
+TWILIO_AUTH_TOKEN and TWILIO_SMS_FROM. The README explains each."""
 
 
 def utc_clock() -> datetime:
@@ -95,13 +98,21 @@ class Services:
         provider = settings.otp_provider
         if provider == "console":
             return OtpService(policy, self.secret_key, self.now, sender=ConsoleCodes(self.show))
-        env, secrets = settings.env, settings.secrets
-        self.twilio = twilio_client(secrets.twilio_account_sid, secrets.twilio_auth_token, env.twilio_api_base_url)
+        env = settings.env
         if provider == "twilio_verify":
-            verifier = TwilioVerifyCodes(self.twilio, env.twilio_verify_service_sid)
+            verifier = TwilioVerifyCodes(self.twilio_client(), env.twilio_verify_service_sid)
             return OtpService(policy, self.secret_key, self.now, verifier=verifier)
-        sender = TwilioSmsCodes(self.twilio, env.twilio_sms_from, env.twilio_messaging_service_sid)
+        sender = TwilioSmsCodes(self.twilio_client(), env.twilio_sms_from, env.twilio_messaging_service_sid)
         return OtpService(policy, self.secret_key, self.now, sender=sender)
+
+    def twilio_client(self) -> TwilioClient:
+        """The one Twilio client of this process (codes and WhatsApp share its HTTP client)."""
+        if self.twilio is None:
+            secrets = self.settings.secrets
+            self.twilio = twilio_client(
+                secrets.twilio_account_sid, secrets.twilio_auth_token, self.settings.env.twilio_api_base_url
+            )
+        return self.twilio
 
     async def close(self) -> None:
         await self.background.drain()
@@ -122,8 +133,27 @@ def build_telegram(services: Services) -> TelegramChannel | None:
     )
 
 
+def build_whatsapp(services: Services) -> WhatsAppChannel | None:
+    """The WhatsApp webhook, when TWILIO_WHATSAPP_FROM is set (settings then require the Twilio
+    account and PUBLIC_BASE_URL)."""
+    settings = services.settings
+    own_number = settings.env.twilio_whatsapp_from
+    if not own_number:
+        return None
+    return WhatsAppChannel(
+        services.conversation,
+        WhatsAppSender(services.twilio_client(), own_number),
+        services.database,
+        services.now,
+        settings.secrets.twilio_auth_token or "",
+        settings.env.public_base_url or "",
+        own_number,
+    )
+
+
 def build_web_app(services: Services, telegram: TelegramChannel | None = None) -> FastAPI:
-    """The web server: the hospital API, the health check, and Telegram's webhook if used."""
+    """The web server: the hospital API, the health check, and the Telegram and WhatsApp webhooks
+    if used."""
     app = FastAPI(
         title="Ward Watch hospital API",
         description="Hospitals send admissions and condition updates; relatives are told.",
@@ -135,6 +165,10 @@ def build_web_app(services: Services, telegram: TelegramChannel | None = None) -
     )
     if telegram is not None and services.settings.env.telegram_webhook_url:
         app.include_router(telegram.webhook_router())
+    whatsapp = build_whatsapp(services)
+    if whatsapp is not None:
+        app.include_router(whatsapp.webhook_router())
+        log.info("WhatsApp webhook at %s", whatsapp.signed_url(WHATSAPP_WEBHOOK_PATH))
 
     @app.get("/healthz", tags=["operations"])
     async def healthz():
@@ -154,6 +188,9 @@ def build_scheduler(services: Services) -> AsyncIOScheduler:
     async def purge_code_requests() -> None:
         await housekeeping.purge_code_requests(services.database, config.otp, services.now())
 
+    async def purge_inbound_messages() -> None:
+        await housekeeping.purge_inbound_messages(services.database, services.now())
+
     async def end_lapsed_verifications() -> None:
         await housekeeping.end_lapsed_verifications(services.database, config.verification, services.now())
 
@@ -163,7 +200,7 @@ def build_scheduler(services: Services) -> AsyncIOScheduler:
     async def daily_digest() -> None:
         await digest.enqueue_digests(services.database, config, services.now())
 
-    for job in (purge_code_requests, end_lapsed_verifications, delete_after_retention):
+    for job in (purge_code_requests, purge_inbound_messages, end_lapsed_verifications, delete_after_retention):
         scheduler.add_job(job, "interval", hours=1, id=job.__name__, coalesce=True)
     hour, minute = (int(part) for part in config.notifications.digest_at.split(":"))
     # In hospital time; a worker busy or down at that minute still sends it within the hour.

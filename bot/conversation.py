@@ -11,12 +11,14 @@ adapters give an `Inbound` and render the `Reply`s.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Awaitable, Callable
 
 from sqlalchemy import update
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -29,7 +31,9 @@ from bot.phones import PhoneNumberError, ascii_digits, mask, national, normalise
 from bot.replies import Button, Inbound, Reply
 from bot.settings import FileConfig
 from bot.status_card import render_card
-from models.chat import Chat, Notification
+from models.chat import Chat, InboundMessage, Notification
+
+log = logging.getLogger(__name__)
 
 # Longer than any number or code: a pasted letter, not an answer.
 LONGEST_ANSWER = 200
@@ -80,8 +84,12 @@ class Conversation:
         self._clock = clock
 
     async def handle(self, inbound: Inbound) -> list[Reply]:
-        """Answer one message: read the chat's state, take the step, save, reply."""
+        """Answer one message: read the chat's state, take the step, save, reply. A message
+        already handled (same `message_id`) gets no reply and changes nothing."""
         async with self._database.session() as session:
+            if inbound.message_id is not None and not await self._first_delivery(session, inbound):
+                log.info("%s message %s already handled", inbound.channel, inbound.message_id)
+                return []
             chat = await self._chat(session, inbound)
             turn = Turn(session, chat, self._catalogues.get(chat.language), self._clock())
             await self._route(turn, inbound)
@@ -89,11 +97,25 @@ class Conversation:
                 chat.last_inbound_at = chat.updated_at = turn.now
                 # Writing to us proves the chat reachable again (an unblocked bot): /start resumes alerts.
                 chat.unreachable_at = None
+                chat.choices = _offered(turn.replies)
                 session.add(chat)
             await session.commit()
         for delivery, what in turn.after_commit:
             self._background.start(delivery(), what)
         return turn.replies
+
+    @staticmethod
+    async def _first_delivery(session: AsyncSession, inbound: Inbound) -> bool:
+        """Claim the message id in this turn's transaction. A second delivery handled at the same
+        time (another process) waits on the unique key until the first commits, then fails here;
+        if the first rolls back, the second is handled."""
+        session.add(InboundMessage(channel=inbound.channel, message_id=inbound.message_id))
+        try:
+            await session.flush()
+        except IntegrityError:
+            await session.rollback()
+            return False
+        return True
 
     async def _chat(self, session: AsyncSession, inbound: Inbound) -> Chat:
         result = await session.exec(
@@ -116,6 +138,8 @@ class Conversation:
     async def _route(self, turn: Turn, inbound: Inbound) -> None:
         if inbound.unsupported:
             return self._unsupported(turn)
+        if inbound.choice is not None and 1 <= inbound.choice <= len(turn.chat.choices or []):
+            return await self._button(turn, turn.chat.choices[inbound.choice - 1])
         if inbound.command is not None:
             return await self._command(turn, inbound.command, inbound.argument)
         if inbound.button is not None:
@@ -469,6 +493,13 @@ class Conversation:
     @staticmethod
     def _change_number_button(turn: Turn) -> Button:
         return Button(turn._("Change number"), "change_number")
+
+
+def _offered(replies: list[Reply]) -> list[str] | None:
+    """The payloads of the last buttons offered (each reply numbers its own from 1, so the last
+    ones are those a number answers), or None when this turn offered none."""
+    offered = [reply.buttons for reply in replies if reply.buttons]
+    return [button.payload for button in offered[-1]] if offered else None
 
 
 def _looks_like_a_number(text: str) -> bool:

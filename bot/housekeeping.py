@@ -12,7 +12,9 @@ from sqlmodel import col, select
 
 from bot.db import Database
 from bot.settings import NotificationsConfig, OtpConfig, VerificationConfig
-from models import Admission, AlternateMobile, Chat, Notification, OtpChallenge, Subscription, Verification
+from models import (
+    Admission, AlternateMobile, Chat, InboundMessage, Notification, OtpChallenge, Subscription, Verification,
+)  # fmt: skip
 from models.enums import AdmissionStatus
 
 # Rows per statement: well below the bound-parameter limits of SQLite and asyncpg.
@@ -26,6 +28,21 @@ async def purge_code_requests(database: Database, policy: OtpConfig, now: dateti
     keep = timedelta(hours=max(24.0, policy.wrong_tries_window_hours))
     async with database.session() as session:
         result = await session.exec(delete(OtpChallenge).where(col(OtpChallenge.created_at) < now - keep))
+        await session.commit()
+    return result.rowcount
+
+
+# Twilio delivers a webhook again within minutes when our answer was slow or failed; a day
+# covers every retry, and the ids of older messages serve nothing.
+KEEP_INBOUND_MESSAGE_IDS = timedelta(days=1)
+
+
+async def purge_inbound_messages(database: Database, now: datetime) -> int:
+    """Delete the ids of messages handled more than a day ago (see `models.chat.InboundMessage`)."""
+    async with database.session() as session:
+        result = await session.exec(
+            delete(InboundMessage).where(col(InboundMessage.received_at) < now - KEEP_INBOUND_MESSAGE_IDS)
+        )
         await session.commit()
     return result.rowcount
 

@@ -76,6 +76,18 @@ class Language:
 
 _BENGALI_DIGITS = str.maketrans("0123456789", "০১২৩৪৫৬৭৮৯")
 
+# Unicode blocks of the scripts our languages are written in.
+_SCRIPTS = {"bn": ("\u0980", "\u09ff"), "hi": ("\u0900", "\u097f")}
+
+
+def language_of_script(text: str) -> str | None:
+    """`bn` for text in Bengali script, `hi` for Devanagari, None for any other: a language hint
+    for channels that give none (WhatsApp). Bengali digits alone count too."""
+    for code, (first, last) in _SCRIPTS.items():
+        if any(first <= char <= last for char in text):
+            return code
+    return None
+
 
 class Catalogues:
     """The languages configured, loaded once at start."""

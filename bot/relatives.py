@@ -6,7 +6,7 @@ from collections import defaultdict
 from datetime import datetime, timedelta
 from typing import Collection
 
-from sqlalchemy import delete
+from sqlalchemy import delete, update
 from sqlmodel import col, or_, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -152,6 +152,25 @@ async def stop_alerts(session: AsyncSession, chat: Chat) -> int:
 
 async def resume_alerts(session: AsyncSession, chat: Chat) -> int:
     return await _set_alerts(session, chat, True)
+
+
+async def mark_unreachable(session: AsyncSession, channel: str, chat_key: str, now: datetime) -> bool:
+    """The platform refused the chat for good (on WhatsApp: the number sent STOP to Twilio):
+    alerts end and those waiting are cancelled, as the dispatcher does on a permanent refusal.
+    The chat's next message makes it reachable again; START (/start) resumes the alerts.
+    False when there is no such chat."""
+    chat = (await session.exec(select(Chat).where(Chat.channel == channel, Chat.chat_key == chat_key))).first()
+    if chat is None:
+        return False
+    chat.unreachable_at = now
+    session.add(chat)
+    await stop_alerts(session, chat)
+    await session.exec(
+        update(Notification)
+        .where(col(Notification.chat_id) == chat.id, Notification.status == "pending")
+        .values(status="cancelled", claimed_until=None)
+    )
+    return True
 
 
 async def forget(session: AsyncSession, chat: Chat) -> None:

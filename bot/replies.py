@@ -22,6 +22,11 @@ class Inbound:
     foreign_contact: bool = False  # a shared contact that is not the sender's
     unsupported: bool = False  # sticker, photo, voice, ...
     language_hint: str | None = None  # e.g. Telegram's language_code
+    # A number that may pick one of the buttons last offered (channels without buttons); `text`
+    # holds the same message, read as an answer when it picks none.
+    choice: int | None = None
+    # The platform's id of the message, when it may deliver one twice: handled once.
+    message_id: str | None = None
 
 
 @dataclass(frozen=True)

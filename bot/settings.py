@@ -126,16 +126,16 @@ class WhatsAppTemplates(_Section):
     death: dict[str, WhatsAppTemplate]
     digest: dict[str, WhatsAppTemplate]
 
-    @model_validator(mode="after")
-    def _death_says_nothing_more(self) -> "WhatsAppTemplates":
-        for language, template in self.death.items():
+    @field_validator("death")
+    @classmethod
+    def _death_says_nothing_more(cls, death: dict[str, WhatsAppTemplate]) -> dict[str, WhatsAppTemplate]:
+        for language, template in death.items():
             extra = sorted(set(template.variables.values()) - set(DEATH_FIELDS))
             if extra:
                 raise ValueError(
-                    f"death.{language}: a death's template may name only {', '.join(DEATH_FIELDS)}, "
-                    f"not {', '.join(extra)}"
+                    f"{language}: a death's template may name only {', '.join(DEATH_FIELDS)}, not {', '.join(extra)}"
                 )
-        return self
+        return death
 
     def find(self, kind: str, language: str) -> WhatsAppTemplate:
         """The template of that kind in that language, else in English (required at start)."""
@@ -192,9 +192,11 @@ class Environment(_Section):
     twilio_api_base_url: str | None = None
     twilio_sms_from: str | None = None
     twilio_messaging_service_sid: str | None = None
-    twilio_whatsapp_from: str | None = None
+    # The WhatsApp sender as Twilio writes it: `whatsapp:` and the number in E.164.
+    twilio_whatsapp_from: str | None = Field(default=None, pattern=r"^whatsapp:\+[1-9]\d{7,14}$")
     twilio_verify_service_sid: str | None = None
-    public_base_url: str | None = None
+    # Scheme, host and optional path prefix only: Twilio signs the full URL it calls.
+    public_base_url: str | None = Field(default=None, pattern=r"^https?://[^/?#\s]+(/[^?#\s]*)?$")
     otp_provider: Literal["console", "twilio_sms", "twilio_verify"] | None = None
 
 
@@ -344,6 +346,8 @@ def _check_combinations(settings: Settings) -> None:
         (bool(env.telegram_webhook_url), "TELEGRAM_BOT_TOKEN", "required with TELEGRAM_WEBHOOK_URL"),
         (bool(env.telegram_webhook_url), "TELEGRAM_WEBHOOK_SECRET", "required with TELEGRAM_WEBHOOK_URL"),
     ]
+    for name in ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "PUBLIC_BASE_URL"):
+        needs.append((bool(env.twilio_whatsapp_from), name, "required with TWILIO_WHATSAPP_FROM"))
     provider = settings.otp_provider
     if provider in ("twilio_sms", "twilio_verify"):
         needs += [
@@ -361,6 +365,7 @@ def _check_combinations(settings: Settings) -> None:
         "TWILIO_AUTH_TOKEN": secrets_.twilio_auth_token,
         "TWILIO_SMS_FROM": env.twilio_sms_from or env.twilio_messaging_service_sid,
         "TWILIO_VERIFY_SERVICE_SID": env.twilio_verify_service_sid,
+        "PUBLIC_BASE_URL": env.public_base_url,
     }
     for applies, name, reason in needs:
         if applies and not given[name]:

@@ -26,9 +26,9 @@ TWILIO_TIMEOUT_SECONDS = 15.0
 
 # Twilio's error answers (the classic JSON error, or RFC 9457 problem details); both carry
 # `status` and `code`.
-_TWILIO_ERRORS = (TwilioRestException, TwilioServiceException)
+TWILIO_ERRORS = (TwilioRestException, TwilioServiceException)
 # What a failed request can raise: Twilio's answer, or no answer at all.
-_SEND_ERRORS = (TwilioException, ClientError, TimeoutError)
+SEND_ERRORS = (TwilioException, ClientError, TimeoutError)
 
 
 class CheckUnavailable(Exception):
@@ -85,9 +85,9 @@ def twilio_client(account_sid: str, auth_token: str, base_url: str | None) -> Cl
     return client
 
 
-def _failure(error: Exception) -> str:
+def describe_failure(error: Exception) -> str:
     """One line about a failed Twilio request, with any phone number in it masked."""
-    if isinstance(error, _TWILIO_ERRORS):
+    if isinstance(error, TWILIO_ERRORS):
         what = getattr(error, "msg", None) or getattr(error, "detail", None) or getattr(error, "title", "")
         return mask_phones(f"Twilio error {error.code} (HTTP {error.status}): {what}")
     return mask_phones(f"{type(error).__name__}: {error}")
@@ -107,8 +107,8 @@ class TwilioSmsCodes:
     async def send(self, mobile: str, body: str) -> None:
         try:
             message = await self._client.messages.create_async(to=mobile, body=body, **self._sender)
-        except _SEND_ERRORS as error:
-            log.warning("SMS code to %s not sent: %s", mask(mobile), _failure(error))
+        except SEND_ERRORS as error:
+            log.warning("SMS code to %s not sent: %s", mask(mobile), describe_failure(error))
             return
         log.info("SMS code to %s accepted by Twilio as %s (%s)", mask(mobile), message.sid, message.status)
 
@@ -125,30 +125,30 @@ class TwilioVerifyCodes:
         try:
             try:
                 await self._service.verifications.create_async(to=mobile, channel="sms", locale=locale)
-            except _TWILIO_ERRORS as error:
+            except TWILIO_ERRORS as error:
                 # Verify answers 404 to a locale it has no translation for, and advises asking
                 # again without one: the message then follows the number's country, or English.
                 if error.status != 404:
                     raise
-                log.warning("Twilio Verify refused locale %r (%s); sending without it", locale, _failure(error))
+                log.warning("Twilio Verify refused locale %r (%s); sending without it", locale, describe_failure(error))
                 await self._service.verifications.create_async(to=mobile, channel="sms")
-        except _SEND_ERRORS as error:
-            log.warning("Verify code to %s not sent: %s", mask(mobile), _failure(error))
+        except SEND_ERRORS as error:
+            log.warning("Verify code to %s not sent: %s", mask(mobile), describe_failure(error))
             return
         log.info("Verify code to %s started", mask(mobile))
 
     async def check(self, mobile: str, code: str) -> bool:
         try:
             result = await self._service.verification_checks.create_async(to=mobile, code=code)
-        except _TWILIO_ERRORS as error:
+        except TWILIO_ERRORS as error:
             # 404: no pending verification any more (expired, approved, or cancelled at Twilio);
             # 60202: Twilio's own limit of checks. Either way the code is not accepted.
             if error.status == 404 or error.code == 60202:
-                log.info("Verify check for %s not accepted: %s", mask(mobile), _failure(error))
+                log.info("Verify check for %s not accepted: %s", mask(mobile), describe_failure(error))
                 return False
-            log.warning("Verify check for %s failed: %s", mask(mobile), _failure(error))
+            log.warning("Verify check for %s failed: %s", mask(mobile), describe_failure(error))
             raise CheckUnavailable from None
-        except _SEND_ERRORS as error:
-            log.warning("Verify check for %s failed: %s", mask(mobile), _failure(error))
+        except SEND_ERRORS as error:
+            log.warning("Verify check for %s failed: %s", mask(mobile), describe_failure(error))
             raise CheckUnavailable from None
         return result.status == "approved"

@@ -1,7 +1,8 @@
 """The local console chat: the relative's conversation in a terminal.
 
 Commands are typed as on Telegram (`/status`); buttons become numbered choices answered with a
-digit. The "SMS" carrying the code is printed in the same terminal by `bot.sms.ConsoleCodes`.
+digit (the dialogue keeps the choices offered with the chat, as for WhatsApp). The "SMS" carrying
+the code is printed in the same terminal by `bot.sms.ConsoleCodes`.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Awaitable, Callable
 
 from bot.conversation import Conversation
 from bot.dispatcher import Alert, Pacer
-from bot.replies import Button, Inbound, Reply
+from bot.replies import Inbound, Reply
 
 CHANNEL = "console"
 QUIT_WORDS = {"/quit", "/exit"}
@@ -32,7 +33,6 @@ class ConsoleChat:
         self._write = write
         self._chat_key = chat_key
         self._bold = bold
-        self._choices: list[Button] = []
 
     def _show(self, reply: Reply) -> None:
         text = "".join(
@@ -40,7 +40,6 @@ class ConsoleChat:
         )
         self._write(f"\n{text}")
         if reply.buttons:
-            self._choices = list(reply.buttons)
             self._write("  ".join(f"[{index}] {button.label}" for index, button in enumerate(reply.buttons, 1)))
 
     def _inbound(self, line: str) -> Inbound:
@@ -49,15 +48,13 @@ class ConsoleChat:
             return Inbound(
                 CHANNEL, self._chat_key, command=parts[0] if parts else "", argument=parts[1] if parts[1:] else None
             )
-        # A choice is the bare digit of a listed button: "000001" is a code, not choice 1.
-        if line in {str(index) for index in range(1, len(self._choices) + 1)}:
-            return Inbound(CHANNEL, self._chat_key, button=self._choices[int(line) - 1].payload)
-        return Inbound(CHANNEL, self._chat_key, text=line)
+        # A choice is a bare digit: "000001" is a code, not choice 1.
+        choice = int(line) if len(line) == 1 and line.isdecimal() else None
+        return Inbound(CHANNEL, self._chat_key, text=line, choice=choice)
 
     async def say(self, line: str) -> None:
         """Send one line as the relative, and show the answers."""
         inbound = self._inbound(line.strip())
-        self._choices = []
         for reply in await self._conversation.handle(inbound):
             self._show(reply)
 

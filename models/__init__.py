@@ -1,6 +1,6 @@
 """SQLModel tables and the queries over them."""
 
-from models.chat import Chat, Notification, OtpChallenge, Subscription, Verification
+from models.chat import Chat, InboundMessage, Notification, OtpChallenge, Subscription, Verification
 from models.tables import (
     Admission,
     AlternateMobile,
@@ -11,6 +11,6 @@ from models.tables import (
 )
 
 __all__ = [
-    "Admission", "AlternateMobile", "AuditEvent", "Chat", "ConditionUpdate", "Hospital",
+    "Admission", "AlternateMobile", "AuditEvent", "Chat", "ConditionUpdate", "Hospital", "InboundMessage",
     "Notification", "OtpChallenge", "Subscription", "Verification", "utcnow",
 ]  # fmt: skip

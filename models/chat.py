@@ -32,8 +32,25 @@ class Chat(SQLModel, table=True):
     quiet_until: Optional[int] = None
     # The platform refused this chat for good (blocked the bot, chat gone): nothing more is sent.
     unreachable_at: Optional[datetime] = None
+    # Payloads of the buttons last offered, in order: on channels without buttons (WhatsApp) the
+    # relative answers with the choice's number, which may arrive at another process.
+    choices: Optional[list[str]] = Field(default=None, sa_column=Column(JSON, nullable=True))
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
+
+
+class InboundMessage(SQLModel, table=True):
+    """A message id the platform gave, once handled. Inserted in the transaction of the turn it
+    starts, so a message delivered twice (Twilio retries a webhook that timed out) is answered once,
+    whichever process gets the second delivery; housekeeping purges old rows."""
+
+    __tablename__ = "inbound_message"
+    __table_args__ = (UniqueConstraint("channel", "message_id"),)
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    channel: str = Field(max_length=16)
+    message_id: str = Field(max_length=64)
+    received_at: datetime = Field(default_factory=utcnow, index=True)
 
 
 class OtpChallenge(SQLModel, table=True):

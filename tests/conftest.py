@@ -20,8 +20,8 @@ from bot import db
 from bot.app import Services, build_web_app
 from bot.hospitals import add_hospital
 from bot.settings import Settings, async_database_url, load_settings
+from tests.support import PROJECT_ROOT
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 SECRET = "test-secret-key"
 

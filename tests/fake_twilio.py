@@ -7,16 +7,21 @@ over HTTP (DESIGN.md: real libraries against fake servers at the HTTP boundary).
         twilio.verifications, twilio.checks # Verify v2
 
 Served, with Twilio's paths, answers and error JSON:
-- `POST /2010-04-01/Accounts/{AccountSid}/Messages.json` (To, From or MessagingServiceSid, Body);
+- `POST /2010-04-01/Accounts/{AccountSid}/Messages.json` (To, From or MessagingServiceSid, Body
+  or ContentSid with ContentVariables); SMS, or WhatsApp when From and To are `whatsapp:+...`;
 - `POST /v2/Services/{ServiceSid}/Verifications` (To, Channel, Locale): makes a code, pending;
 - `POST /v2/Services/{ServiceSid}/VerificationCheck` (To or VerificationSid, Code).
 Every request needs HTTP basic auth with the account SID and auth token (else 401, code 20003).
 
 Steering a test:
-- `fail(number, code, status)`: requests for that number get that Twilio error;
+- `fail(number, code, status)`: requests for that number get that Twilio error (a WhatsApp
+  number as Twilio writes it: `fail("whatsapp:+91...", 21610)`);
 - `hold()` ... `release()`: requests are received (`arrived` is set) but not answered until
   released (`answered` is set after each answer), to see who waits for whom;
 - `expire(number)`: Twilio's side of a pending verification ends (checks then get 404).
+
+Twilio's side of our webhooks: `post_whatsapp(http, text, sender)` posts a relative's WhatsApp
+message to the app as Twilio does, signed with twilio's own `RequestValidator`.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import base64
 import binascii
 import contextlib
 import hmac
+import json
 import re
 import secrets
 import socket
@@ -33,21 +39,26 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from email.utils import format_datetime
 
+import httpx
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
+from twilio.request_validator import RequestValidator
 
 ACCOUNT_SID = "AC" + "5" * 32
 AUTH_TOKEN = "fake-twilio-auth-token-0123456789"
 SMS_FROM = "+15005550006"
+WHATSAPP_FROM = "whatsapp:+14155238886"  # the number of Twilio's WhatsApp sandbox
+WHATSAPP_WEBHOOK_PATH = "/webhooks/twilio/whatsapp"
 MESSAGING_SERVICE_SID = "MG" + "6" * 32
 VERIFY_SERVICE_SID = "VA" + "7" * 32
 # Locales this fake's Verify has translations for; any other gets 404, as Twilio answers.
 VERIFY_LOCALES = frozenset({"en", "en-GB", "hi", "mr", "kn", "te"})
 
 _E164 = re.compile(r"^\+[1-9]\d{7,14}$")
+_CONTENT_SID = re.compile(r"^HX[0-9a-f]{32}$")
 _VERIFY_CHANNELS = {"sms", "call", "email", "whatsapp", "sna"}
 MAX_BODY = 1600
 MAX_CHECKS = 5  # Verify: wrong checks of one verification before 60202
@@ -90,6 +101,8 @@ class Message:
     messaging_service_sid: str | None
     body: str
     status: str
+    content_sid: str | None = None
+    content_variables: dict[str, str] | None = None
 
 
 @dataclass
@@ -147,7 +160,7 @@ class FakeTwilio:
         self,
         account_sid: str = ACCOUNT_SID,
         auth_token: str = AUTH_TOKEN,
-        senders: frozenset[str] = frozenset({SMS_FROM}),
+        senders: frozenset[str] = frozenset({SMS_FROM, WHATSAPP_FROM}),
         messaging_services: frozenset[str] = frozenset({MESSAGING_SERVICE_SID}),
         verify_services: frozenset[str] = frozenset({VERIFY_SERVICE_SID}),
         verify_locales: frozenset[str] = VERIFY_LOCALES,
@@ -199,6 +212,10 @@ class FakeTwilio:
     def release(self) -> None:
         if self._gate is not None:
             self._gate.set()
+
+    def messages_to(self, to: str) -> list[Message]:
+        """The messages accepted for `to` (`+91...` for SMS, `whatsapp:+91...`), oldest first."""
+        return [message for message in self.messages if message.to == to]
 
     def pending_verification(self, to: str) -> Verification | None:
         for verification in reversed(self.verifications):
@@ -283,14 +300,20 @@ class FakeTwilio:
             raise _not_found(request)
         to, body = form.get("To", ""), form.get("Body", "")
         sender, service = form.get("From"), form.get("MessagingServiceSid")
+        content_sid, variables = form.get("ContentSid"), self._content_variables(form)
         if not to:
             raise _TwilioError(400, 21604, "A 'To' phone number is required.")
-        if not body:
+        if not body and not content_sid:
             raise _TwilioError(400, 21602, "Message body is required.")
+        if content_sid is not None and not _CONTENT_SID.match(content_sid):
+            raise _TwilioError(400, 21655, "The ContentSid is Invalid.")
         if not sender and not service:
             raise _TwilioError(400, 21603, "A 'From' phone number is required.")
-        if not _E164.match(to):
+        whatsapp = to.startswith("whatsapp:")
+        if not _E164.match(to.removeprefix("whatsapp:")):
             raise _TwilioError(400, 21211, f"The 'To' number {to} is not a valid phone number.")
+        if sender and whatsapp != sender.startswith("whatsapp:"):
+            raise _TwilioError(400, 21910, "Invalid From and To pair. From and To should be of the same channel")
         if sender and sender not in self.senders:
             raise _TwilioError(
                 400, 21606,
@@ -305,7 +328,7 @@ class FakeTwilio:
 
         # With a Messaging Service and no From, Twilio picks the sender later: "accepted".
         status = "accepted" if service and not sender else "queued"
-        message = Message(_sid("SM"), to, sender, service, body, status)
+        message = Message(_sid("SM"), to, sender, service, body, status, content_sid, variables)
         self.messages.append(message)
         now = _rfc2822(datetime.now(timezone.utc))
         uri = f"/2010-04-01/Accounts/{self.account_sid}/Messages/{message.sid}"
@@ -331,6 +354,19 @@ class FakeTwilio:
             "to": to,
             "uri": f"{uri}.json",
         }
+
+    @staticmethod
+    def _content_variables(form: dict[str, str]) -> dict[str, str] | None:
+        """ContentVariables: a JSON object of the template's placeholders, as a string."""
+        if "ContentVariables" not in form:
+            return None
+        try:
+            variables = json.loads(form["ContentVariables"])
+        except ValueError:
+            variables = None
+        if not isinstance(variables, dict):
+            raise _TwilioError(400, 21656, "The ContentVariables Parameter is invalid.")
+        return variables
 
     # Verify v2
 
@@ -426,3 +462,42 @@ class FakeTwilio:
             verification.wrong_checks += 1
         self.checks.append(Check(verification.to, code, verification.status))
         return 200, self._verification_json(verification, check=True)
+
+
+# --- Twilio calling our webhooks ----------------------------------------------------------------
+
+
+def sign(url: str, params: dict[str, str], auth_token: str = AUTH_TOKEN) -> str:
+    """The X-Twilio-Signature Twilio sends with a webhook to `url`."""
+    return RequestValidator(auth_token).compute_signature(url, params)
+
+
+def whatsapp_form(text: str, sender: str, message_sid: str | None = None, **more: str) -> dict[str, str]:
+    """The parameters of Twilio's webhook for a WhatsApp message from `sender` (E.164), with a
+    fresh MessageSid unless one is given; `more` adds or replaces any (NumMedia, ButtonPayload)."""
+    sid = message_sid or _sid("SM")
+    return {
+        "SmsMessageSid": sid, "NumMedia": "0", "ProfileName": "Ananya", "MessageType": "text",
+        "SmsSid": sid, "WaId": sender.lstrip("+"), "SmsStatus": "received", "Body": text,
+        "To": WHATSAPP_FROM, "NumSegments": "1", "ReferralNumMedia": "0", "MessageSid": sid,
+        "AccountSid": ACCOUNT_SID, "From": f"whatsapp:{sender}", "ApiVersion": "2010-04-01", **more,
+    }  # fmt: skip
+
+
+async def post_whatsapp(
+    http: httpx.AsyncClient,
+    text: str,
+    sender: str,
+    public_base_url: str,
+    message_sid: str | None = None,
+    signature: str | None = None,
+    **more: str,
+) -> httpx.Response:
+    """Post a relative's WhatsApp message to the app as Twilio does: form-encoded, signed for
+    the URL Twilio was given (`public_base_url` + the webhook's path), whatever URL `http`
+    reaches the app at. `signature` replaces the right one (None: sign)."""
+    form = whatsapp_form(text, sender, message_sid, **more)
+    url = public_base_url.rstrip("/") + WHATSAPP_WEBHOOK_PATH
+    header = sign(url, form) if signature is None else signature
+    headers = {"X-Twilio-Signature": header} if header else {}
+    return await http.post(WHATSAPP_WEBHOOK_PATH, data=form, headers=headers)

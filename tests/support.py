@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import yaml
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect
@@ -12,6 +15,7 @@ from bot import db
 from handlers.console import ConsoleChat
 from models.chat import Chat
 
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # Every variable load_settings reads, so that a test does not depend on the shell that runs it.
 SETTINGS_ENVIRONMENT = (
     "BOT_CONFIG", "DATABASE_URL", "HOST", "PORT", "SECRET_KEY", "TELEGRAM_BOT_TOKEN",
@@ -19,6 +23,34 @@ SETTINGS_ENVIRONMENT = (
     "TWILIO_AUTH_TOKEN", "TWILIO_API_BASE_URL", "TWILIO_SMS_FROM", "TWILIO_MESSAGING_SERVICE_SID",
     "TWILIO_WHATSAPP_FROM", "TWILIO_VERIFY_SERVICE_SID", "PUBLIC_BASE_URL", "OTP_PROVIDER",
 )  # fmt: skip
+
+
+# Approved WhatsApp templates, as an operator writes them into config.yaml (made-up SIDs): what
+# TWILIO_WHATSAPP_FROM requires. Updates have one per language; the other kinds English only.
+def _template(number: int, *fields: str) -> dict:
+    return {"content_sid": f"HX{number:032x}", "variables": {str(i): name for i, name in enumerate(fields, 1)}}
+
+
+WHATSAPP_TEMPLATES = {
+    "update": {
+        "en": _template(1, "patient", "changes", "condition", "updated_at"),
+        "bn": _template(2, "patient", "changes", "condition", "updated_at"),
+        "hi": _template(3, "patient", "changes", "condition", "updated_at"),
+    },
+    "discharge": {"en": _template(4, "patient", "hospital")},
+    "transfer": {"en": _template(5, "patient", "hospital", "helpline")},
+    "death": {"en": _template(6, "patient", "hospital", "helpline")},
+    "digest": {"en": _template(7, "patient", "condition", "updated_at")},
+}
+
+
+def config_with_templates(directory: Path) -> Path:
+    """A copy of config.yaml with `WHATSAPP_TEMPLATES`, in `directory`."""
+    config = yaml.safe_load((PROJECT_ROOT / "config.yaml").read_text(encoding="utf-8"))
+    config["whatsapp_templates"] = WHATSAPP_TEMPLATES
+    path = directory / "config-whatsapp.yaml"
+    path.write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
+    return path
 
 
 async def schema_differences(url: str) -> list:

@@ -14,10 +14,14 @@ from bot import cli
 from bot.app import Services
 from bot.settings import Settings, SettingsError, load_settings
 from tests.conftest import PROJECT_ROOT
-from tests.support import SETTINGS_ENVIRONMENT
+from tests.support import SETTINGS_ENVIRONMENT, WHATSAPP_TEMPLATES
 
 REPO_CONFIG = PROJECT_ROOT / "config.yaml"
 DROP = object()
+WHATSAPP = {
+    "TWILIO_WHATSAPP_FROM": "whatsapp:+14155238886", "TWILIO_ACCOUNT_SID": "AC1", "TWILIO_AUTH_TOKEN": "t",
+    "PUBLIC_BASE_URL": "https://example.org",
+}  # fmt: skip
 
 
 def changed_config(key: str | None = None, value: Any = None) -> dict:
@@ -246,12 +250,66 @@ def test_a_bad_port_names_port(tmp_path, port):
             {"OTP_PROVIDER": "twilio_verify", "TWILIO_ACCOUNT_SID": "AC1", "TWILIO_AUTH_TOKEN": "t"},
             "TWILIO_VERIFY_SERVICE_SID",
         ),
+        ({**WHATSAPP, "PUBLIC_BASE_URL": ""}, "PUBLIC_BASE_URL"),
+        ({**WHATSAPP, "TWILIO_ACCOUNT_SID": ""}, "TWILIO_ACCOUNT_SID"),
+        ({**WHATSAPP, "TWILIO_AUTH_TOKEN": ""}, "TWILIO_AUTH_TOKEN"),
         ({"TELEGRAM_WEBHOOK_URL": "https://example.org/webhooks/telegram", "TELEGRAM_BOT_TOKEN": "1:a"}, "TELEGRAM_WEBHOOK_SECRET"),
         ({"TELEGRAM_WEBHOOK_URL": "https://example.org/webhooks/telegram", "TELEGRAM_WEBHOOK_SECRET": "s"}, "TELEGRAM_BOT_TOKEN"),
     ],
 )
 def test_a_variable_needed_by_another_is_named_when_missing(tmp_path, environ, missing):
     assert error(tmp_path, SECRET_KEY="k", **environ).startswith(f"environment: {missing}: ")
+
+
+def test_a_whatsapp_channel_with_every_variable_loads(tmp_path):
+    settings = load(tmp_path, "whatsapp_templates", WHATSAPP_TEMPLATES, SECRET_KEY="k", **WHATSAPP)
+
+    assert settings.channels_configured and not settings.is_local
+    assert settings.env.public_base_url == "https://example.org"
+
+
+def test_whatsapp_needs_an_english_template_for_each_kind_of_alert(tmp_path):
+    assert error(tmp_path, SECRET_KEY="k", **WHATSAPP).endswith(
+        "config.yaml: whatsapp_templates.update.en: required when TWILIO_WHATSAPP_FROM is set "
+        "(the approved Content template for this alert outside the 24-hour window)"
+    )
+    without_digest = {**WHATSAPP_TEMPLATES, "digest": {"bn": WHATSAPP_TEMPLATES["update"]["bn"]}}
+    message = error(tmp_path, "whatsapp_templates", without_digest, SECRET_KEY="k", **WHATSAPP)
+    assert message.endswith("config.yaml: whatsapp_templates.digest.en: required when TWILIO_WHATSAPP_FROM is set "
+                            "(the approved Content template for this alert outside the 24-hour window)")  # fmt: skip
+    # Without WhatsApp, none is needed (config.yaml ships without).
+    assert load(tmp_path, SECRET_KEY="k").config.whatsapp_templates.update == {}
+
+
+@pytest.mark.parametrize(
+    "kind, language, template, reason",
+    [
+        ("update", "en", {"content_sid": "HX123", "variables": {}}, "content_sid: String should match pattern"),
+        ("update", "en", {"content_sid": "HX" + "a" * 32, "variables": {"1": "diagnosis"}}, "unknown field 'diagnosis'"),
+        ("update", "en", {"content_sid": "HX" + "a" * 32, "variables": {"1 ": "patient"}}, "placeholder '1 '"),
+        ("update", "en", {"content_sid": "HX" + "a" * 32}, "update.en.variables: missing"),
+        ("death", "en", {"content_sid": "HX" + "a" * 32, "variables": {"1": "patient", "2": "condition"}},
+         "death: Value error, en: a death's template may name only patient, hospital, helpline, not condition"),
+        ("update", "ta", WHATSAPP_TEMPLATES["update"]["en"], "whatsapp_templates.update.ta: not one of languages.available"),
+    ],
+)  # fmt: skip
+def test_a_wrong_whatsapp_template_is_named(tmp_path, kind, language, template, reason):
+    templates = {**WHATSAPP_TEMPLATES, kind: {**WHATSAPP_TEMPLATES[kind], language: template}}
+    message = error(tmp_path, "whatsapp_templates", templates, SECRET_KEY="k", **WHATSAPP)
+    assert "whatsapp_templates." in message and reason in message, message
+
+
+@pytest.mark.parametrize(
+    "name, value",
+    [
+        ("TWILIO_WHATSAPP_FROM", "+14155238886"),  # without "whatsapp:"
+        ("TWILIO_WHATSAPP_FROM", "whatsapp:14155238886"),
+        ("PUBLIC_BASE_URL", "example.org"),
+        ("PUBLIC_BASE_URL", "https://example.org/?x=1"),
+    ],
+)
+def test_a_malformed_whatsapp_variable_is_named(tmp_path, name, value):
+    assert error(tmp_path, SECRET_KEY="k", **{**WHATSAPP, name: value}).startswith(f"environment: {name}: ")
 
 
 def test_a_bad_otp_provider_names_it(tmp_path):
@@ -313,12 +371,12 @@ def test_secret_key_from_the_environment_is_used_and_nothing_is_written(tmp_path
     [
         {"DATABASE_URL": "postgresql://db/ww"},
         {"TELEGRAM_BOT_TOKEN": "123:abc"},
-        {"TWILIO_WHATSAPP_FROM": "whatsapp:+14155238886"},
+        WHATSAPP,
     ],
     ids=["postgresql", "telegram", "whatsapp"],
 )
 def test_secret_key_is_required_outside_local_mode(tmp_path, environ):
-    settings = load(tmp_path, **environ)
+    settings = load(tmp_path, "whatsapp_templates", WHATSAPP_TEMPLATES, **environ)
 
     assert not settings.is_local
     with pytest.raises(SettingsError, match="SECRET_KEY"):

@@ -1,0 +1,220 @@
+"""WhatsApp adapter (Twilio): the webhook Twilio calls with each message a relative sends, and the
+replies, sent back through Twilio's Messages API on its async client.
+
+- Twilio signs every webhook (`X-Twilio-Signature`). The signature covers the URL Twilio called,
+  so it is checked against PUBLIC_BASE_URL plus the path, not the URL this server sees behind a
+  TLS proxy. A bad or missing signature gets 403 before anything is read or changed.
+- Twilio delivers a message again when our answer is slow or fails; the dialogue handles each
+  `MessageSid` once (`Inbound.message_id`).
+- Free-form WhatsApp messages have no buttons: a reply's buttons become numbered lines, and a
+  relative's one-digit answer picks one (the dialogue keeps the choices with the chat).
+- WhatsApp users expect the keywords STOP, START and HELP; `KEYWORDS` has them in Bengali and
+  Hindi too. Slash commands typed as text (`/status`) work as on Telegram.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import unicodedata
+from datetime import datetime
+from typing import Callable, Mapping
+
+from fastapi import APIRouter, Request, Response
+from starlette.datastructures import ImmutableMultiDict
+from twilio.base.exceptions import TwilioRestException
+from twilio.request_validator import RequestValidator
+from twilio.rest import Client
+
+from bot import relatives
+from bot.conversation import Conversation
+from bot.db import Database
+from bot.dispatcher import PermanentFailure, TemporaryFailure
+from bot.i18n import language_of_script
+from bot.phones import ascii_digits, mask
+from bot.replies import Inbound, Reply, Span
+from bot.sms import SEND_ERRORS, describe_failure
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "whatsapp"
+WEBHOOK_PATH = "/webhooks/twilio/whatsapp"
+SIGNATURE_HEADER = "X-Twilio-Signature"
+# Twilio refuses a longer body (error 21617).
+MAX_LENGTH = 1600
+# Twilio's error when the recipient has opted out (sent STOP to the sender): permanent.
+OPTED_OUT = 21610
+# Nothing for Twilio to send itself: the replies go through the Messages API.
+EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
+
+# The whole message, in any case, with or without a final full stop or danda.
+KEYWORDS = {
+    "stop": "stop", "বন্ধ": "stop", "बंद": "stop", "रोकें": "stop",
+    "start": "start", "শুরু": "start", "शुरू": "start",
+    "help": "help", "সাহায্য": "help", "मदद": "help",
+}  # fmt: skip
+_ADDRESS = re.compile(r"^whatsapp:(\+[1-9]\d{7,14})$")
+_MESSAGE_SID = re.compile(r"^[A-Z]{2}[0-9a-fA-F]{32}$")  # two letters and 32 hex digits
+
+
+class BadMessage(ValueError):
+    """A signed webhook that is not a relative's WhatsApp message; the message says why."""
+
+
+def inbound_from(form: Mapping[str, str]) -> Inbound:
+    """Twilio's webhook parameters as the dialogue's `Inbound`; the chat is the sender's number."""
+    address = _ADDRESS.match(form.get("From", ""))
+    if address is None:
+        raise BadMessage("From: not a WhatsApp number (whatsapp:+<country><number>)")
+    message_sid = form.get("MessageSid", "")
+    if not _MESSAGE_SID.match(message_sid):
+        raise BadMessage("MessageSid: missing or malformed")
+    common = {"channel": CHANNEL, "chat_key": address.group(1), "message_id": message_sid}
+    # A Content quick reply sends its button's id as ButtonPayload (and its label as Body).
+    payload = form.get("ButtonPayload", "").strip()
+    if payload:
+        return Inbound(**common, button=payload)
+    text = unicodedata.normalize("NFC", form.get("Body", "")).strip()
+    if not text:  # a photo, a voice note, a location, a contact card: nothing to read
+        return Inbound(**common, unsupported=True)
+    # WhatsApp tells nothing of the phone's language: the script of the first message decides.
+    hint = language_of_script(text)
+    keyword = KEYWORDS.get(text.rstrip(".!।").strip().casefold())
+    if keyword is not None:
+        return Inbound(**common, command=keyword, language_hint=hint)
+    if text.startswith("/"):
+        command, _, argument = text[1:].partition(" ")
+        return Inbound(**common, command=command, argument=argument.strip() or None, language_hint=hint)
+    digit = ascii_digits(text)
+    choice = int(digit) if len(digit) == 1 and digit.isdecimal() else None
+    return Inbound(**common, text=text, choice=choice, language_hint=hint)
+
+
+# --- rendering ----------------------------------------------------------------------------------
+
+
+def _bold(text: str) -> str:
+    """WhatsApp bolds `*text*` only when the asterisks touch the words, and not across lines."""
+    lines = []
+    for line in text.split("\n"):
+        words = line.strip()
+        lines.append(line.replace(words, f"*{words}*", 1) if words else line)
+    return "\n".join(lines)
+
+
+def _text(spans: tuple[Span, ...]) -> str:
+    return "".join(_bold(span.text) if span.bold else span.text for span in spans)
+
+
+def render(reply: Reply) -> list[str]:
+    """The reply as WhatsApp messages of at most `MAX_LENGTH` characters, cut between lines:
+    bold spans as *bold*, buttons as numbered lines ("1. Send a new code") under the text."""
+    text = _text(reply.spans)
+    if reply.buttons:
+        choices = "\n".join(f"{number}. {button.label}" for number, button in enumerate(reply.buttons, 1))
+        text = f"{text}\n\n{choices}"
+    messages, current = [], ""
+    for line in text.split("\n"):
+        while len(line) > MAX_LENGTH:  # one enormous line: cut it in pieces
+            messages += [current, line[:MAX_LENGTH]]
+            current, line = "", line[MAX_LENGTH:]
+        if current and len(current) + 1 + len(line) > MAX_LENGTH:
+            messages.append(current)
+            current = line
+        else:
+            current = f"{current}\n{line}" if current else line
+    messages.append(current)
+    return [message.strip() for message in messages if message.strip()]
+
+
+# --- sending ------------------------------------------------------------------------------------
+
+
+class WhatsAppSender:
+    """Sends replies through Twilio's Messages API, in the dispatcher's terms: a recipient who
+    opted out (21610) is a `PermanentFailure`; any other refusal or a network error is a
+    `TemporaryFailure`."""
+
+    channel = CHANNEL
+
+    def __init__(self, client: Client, sender: str) -> None:
+        self._client = client
+        self._from = sender
+
+    async def send(self, chat_key: str, replies: list[Reply]) -> None:
+        for reply in replies:
+            for body in render(reply):
+                try:
+                    await self._client.messages.create_async(from_=self._from, to=f"whatsapp:{chat_key}", body=body)
+                except TwilioRestException as error:
+                    if error.code == OPTED_OUT:
+                        raise PermanentFailure(describe_failure(error)) from None
+                    raise TemporaryFailure(describe_failure(error)) from None
+                except SEND_ERRORS as error:
+                    raise TemporaryFailure(describe_failure(error)) from None
+
+
+class WhatsAppChannel:
+    """The webhook: checks Twilio's signature, hands the message to the dialogue, sends the
+    replies, and answers Twilio with empty TwiML."""
+
+    def __init__(
+        self,
+        conversation: Conversation,
+        sender: WhatsAppSender,
+        database: Database,
+        clock: Callable[[], datetime],
+        auth_token: str,
+        public_base_url: str,
+        own_number: str,
+    ) -> None:
+        self._conversation = conversation
+        self._sender = sender
+        self._database = database
+        self._clock = clock
+        self._validator = RequestValidator(auth_token)
+        self._public_base_url = public_base_url.rstrip("/")
+        self._own_number = own_number
+
+    def signed_url(self, path: str, query: str = "") -> str:
+        """The URL Twilio called and signed: PUBLIC_BASE_URL, the path, the query if any."""
+        return f"{self._public_base_url}{path}" + (f"?{query}" if query else "")
+
+    async def _reply(self, chat_key: str, replies: list[Reply]) -> None:
+        """Send the replies; a refusal is logged (number masked) and never fails the webhook,
+        which Twilio would only deliver again."""
+        try:
+            await self._sender.send(chat_key, replies)
+        except PermanentFailure as error:
+            async with self._database.session() as session:
+                await relatives.mark_unreachable(session, CHANNEL, chat_key, self._clock())
+                await session.commit()
+            log.warning("WhatsApp %s has opted out, its alerts end: %s", mask(chat_key), error)
+        except TemporaryFailure as error:
+            log.warning("reply to WhatsApp %s not sent: %s", mask(chat_key), error)
+
+    def webhook_router(self) -> APIRouter:
+        """`POST /webhooks/twilio/whatsapp`: a relative's message, accepted only with Twilio's
+        signature."""
+        router = APIRouter(include_in_schema=False)
+
+        @router.post(WEBHOOK_PATH)
+        async def twilio_whatsapp_webhook(request: Request) -> Response:
+            params = ImmutableMultiDict([(key, str(value)) for key, value in (await request.form()).multi_items()])
+            signature = request.headers.get(SIGNATURE_HEADER, "")
+            url = self.signed_url(request.url.path, request.url.query)
+            if not signature or not self._validator.validate(url, params, signature):
+                log.warning("WhatsApp webhook refused: %s signature", "wrong" if signature else "no")
+                return Response(status_code=403)
+            try:
+                if params.get("From") == self._own_number:  # a status callback sent to this URL
+                    raise BadMessage("From: this service's own number; status callbacks go elsewhere")
+                inbound = inbound_from(params)
+            except BadMessage as error:
+                log.warning("WhatsApp webhook refused: %s", error)
+                return Response(str(error), status_code=400, media_type="text/plain")
+            replies = await self._conversation.handle(inbound)
+            await self._reply(inbound.chat_key, replies)
+            return Response(EMPTY_TWIML, media_type="text/xml")
+
+        return router
