@@ -37,6 +37,8 @@ from handlers.console import ConsoleChat, ConsoleSender, read_stdin_line, write_
 from handlers.hospital_api import hospital_api, request_validation_response
 from handlers.telegram import CHANNEL as TELEGRAM
 from handlers.telegram import TelegramChannel, TelegramSender, build_application
+from handlers.whatsapp import CHANNEL as WHATSAPP
+from handlers.whatsapp import STATUS_PATH as WHATSAPP_STATUS_PATH
 from handlers.whatsapp import WEBHOOK_PATH as WHATSAPP_WEBHOOK_PATH
 from handlers.whatsapp import WhatsAppChannel, WhatsAppSender
 
@@ -68,7 +70,8 @@ class Services:
     catalogues: Catalogues = field(init=False)
     otp: OtpService = field(init=False)
     conversation: Conversation = field(init=False)
-    # The channels alerts can go out on in this process; build_telegram adds Telegram's.
+    # The channels alerts can go out on in this process (WhatsApp's when configured); build_telegram
+    # adds Telegram's.
     senders: dict[str, Sender] = field(init=False)
     dispatcher: Dispatcher = field(init=False)
 
@@ -89,6 +92,8 @@ class Services:
             self.database, config, self.otp, self.catalogues, self.background, self.now
         )
         self.senders = {CONSOLE: ConsoleSender(self.show)}
+        if self.settings.env.twilio_whatsapp_from:  # no lifecycle of its own: the Twilio client's
+            self.senders[WHATSAPP] = self._whatsapp_sender()
         self.dispatcher = Dispatcher(self.database, config, self.catalogues, self.senders, self.now)
         self.database.outbox_listeners.append(self.dispatcher.wake)
         self.database.clock = self.now  # outbox rows are held back by the dispatcher's clock
@@ -104,6 +109,13 @@ class Services:
             return OtpService(policy, self.secret_key, self.now, verifier=verifier)
         sender = TwilioSmsCodes(self.twilio_client(), env.twilio_sms_from, env.twilio_messaging_service_sid)
         return OtpService(policy, self.secret_key, self.now, sender=sender)
+
+    def _whatsapp_sender(self) -> WhatsAppSender:
+        env, config = self.settings.env, self.settings.config
+        return WhatsAppSender(
+            self.twilio_client(), env.twilio_whatsapp_from, config.whatsapp_templates, config.pacing.whatsapp,
+            f"{(env.public_base_url or '').rstrip('/')}{WHATSAPP_STATUS_PATH}", self.now,
+        )  # fmt: skip
 
     def twilio_client(self) -> TwilioClient:
         """The one Twilio client of this process (codes and WhatsApp share its HTTP client)."""
@@ -134,20 +146,21 @@ def build_telegram(services: Services) -> TelegramChannel | None:
 
 
 def build_whatsapp(services: Services) -> WhatsAppChannel | None:
-    """The WhatsApp webhook, when TWILIO_WHATSAPP_FROM is set (settings then require the Twilio
-    account and PUBLIC_BASE_URL)."""
-    settings = services.settings
-    own_number = settings.env.twilio_whatsapp_from
-    if not own_number:
+    """Twilio's WhatsApp webhooks, when TWILIO_WHATSAPP_FROM is set (settings then require the
+    Twilio account, PUBLIC_BASE_URL and the alert templates)."""
+    sender = services.senders.get(WHATSAPP)
+    if not isinstance(sender, WhatsAppSender):
         return None
+    settings = services.settings
     return WhatsAppChannel(
         services.conversation,
-        WhatsAppSender(services.twilio_client(), own_number),
+        sender,
         services.database,
+        settings.config.notifications,
         services.now,
         settings.secrets.twilio_auth_token or "",
         settings.env.public_base_url or "",
-        own_number,
+        settings.env.twilio_whatsapp_from or "",
     )
 
 

@@ -14,10 +14,11 @@ replies, sent back through Twilio's Messages API on its async client.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import unicodedata
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Callable, Mapping
 
 from fastapi import APIRouter, Request, Response
@@ -29,21 +30,31 @@ from twilio.rest import Client
 from bot import relatives
 from bot.conversation import Conversation
 from bot.db import Database
-from bot.dispatcher import PermanentFailure, TemporaryFailure
+from bot.delivery import OUTSIDE_WINDOW, PERMANENT, record_delivery
+from bot.dispatcher import Alert, Pacer, PermanentFailure, RetryLater, TemporaryFailure
 from bot.i18n import language_of_script
 from bot.phones import ascii_digits, mask
 from bot.replies import Inbound, Reply, Span
+from bot.settings import NotificationsConfig, WhatsAppPacing, WhatsAppTemplates
 from bot.sms import SEND_ERRORS, describe_failure
 
 log = logging.getLogger(__name__)
 
 CHANNEL = "whatsapp"
 WEBHOOK_PATH = "/webhooks/twilio/whatsapp"
+STATUS_PATH = "/webhooks/twilio/status"
 SIGNATURE_HEADER = "X-Twilio-Signature"
 # Twilio refuses a longer body (error 21617).
 MAX_LENGTH = 1600
-# Twilio's error when the recipient has opted out (sent STOP to the sender): permanent.
-OPTED_OUT = 21610
+# WhatsApp takes free text only within 24 hours of the relative's last message.
+SESSION_WINDOW = timedelta(hours=24)
+# Twilio's "too many requests" (its API's concurrency, the WhatsApp sender's rate): no retry_after.
+TOO_MANY = frozenset({20429, 63018})
+RETRY_AFTER_SECONDS = 1.0
+# What Twilio's status callbacks report of a message.
+MESSAGE_STATUSES = frozenset(
+    {"accepted", "scheduled", "queued", "sending", "sent", "delivered", "read", "undelivered", "failed", "canceled"}
+)
 # Nothing for Twilio to send itself: the replies go through the Messages API.
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
 
@@ -130,39 +141,94 @@ def render(reply: Reply) -> list[str]:
 # --- sending ------------------------------------------------------------------------------------
 
 
+class _OutsideWindow(Exception):
+    """WhatsApp refused free text: the relative last wrote more than 24 hours ago."""
+
+
 class WhatsAppSender:
-    """Sends replies through Twilio's Messages API, in the dispatcher's terms: a recipient who
-    opted out (21610) is a `PermanentFailure`; any other refusal or a network error is a
-    `TemporaryFailure`."""
+    """Sends through Twilio's Messages API: the replies to a relative's message, and the
+    dispatcher's alerts (`send`). An alert within 24 hours of the relative's last message goes as
+    free text; later, WhatsApp accepts only an approved template: the one config.yaml gives for
+    that kind of alert and language (`whatsapp_templates`), filled with the alert's fields. Its
+    delivery is reported to `status_callback` (see `WhatsAppChannel.status_router`).
+
+    Twilio's refusals in the dispatcher's terms: a number that opted out or cannot get WhatsApp
+    messages is a `PermanentFailure`; Twilio's "too many requests" a `RetryLater`; any other
+    refusal or a network error a `TemporaryFailure`."""
 
     channel = CHANNEL
 
-    def __init__(self, client: Client, sender: str) -> None:
+    def __init__(
+        self,
+        client: Client,
+        sender: str,
+        templates: WhatsAppTemplates,
+        pacing: WhatsAppPacing,
+        status_callback: str,
+        clock: Callable[[], datetime],
+    ) -> None:
         self._client = client
         self._from = sender
+        self._templates = templates
+        self._status_callback = status_callback
+        self._clock = clock
+        self.pacer = Pacer(pacing.messages_per_second)
 
-    async def send(self, chat_key: str, replies: list[Reply]) -> None:
-        for reply in replies:
-            for body in render(reply):
-                try:
-                    await self._client.messages.create_async(from_=self._from, to=f"whatsapp:{chat_key}", body=body)
-                except TwilioRestException as error:
-                    if error.code == OPTED_OUT:
-                        raise PermanentFailure(describe_failure(error)) from None
-                    raise TemporaryFailure(describe_failure(error)) from None
-                except SEND_ERRORS as error:
-                    raise TemporaryFailure(describe_failure(error)) from None
+    async def send_replies(self, chat_key: str, replies: list[Reply]) -> None:
+        try:
+            for reply in replies:
+                for body in render(reply):
+                    await self._create(chat_key, body=body)
+        except _OutsideWindow:  # the relative has just written: should WhatsApp still refuse, say so
+            raise TemporaryFailure("WhatsApp refused the reply as outside its 24-hour window") from None
+
+    async def send(self, alert: Alert) -> str:
+        """The alert as text or as its template; the id Twilio gave the message."""
+        if self._window_open(alert):
+            try:
+                sids = [await self._create(alert.chat_key, body=body) for body in render(alert.reply)]
+                return sids[-1]
+            except _OutsideWindow:  # the relative's last message was longer ago than we knew
+                pass
+        template = self._templates.find(alert.kind, alert.language)
+        variables = {placeholder: alert.fields[name] for placeholder, name in template.variables.items()}
+        return await self._create(
+            alert.chat_key, content_sid=template.content_sid, content_variables=json.dumps(variables, ensure_ascii=False)
+        )
+
+    def _window_open(self, alert: Alert) -> bool:
+        if alert.template_only or alert.last_inbound_at is None:
+            return False
+        return self._clock() - alert.last_inbound_at < SESSION_WINDOW
+
+    async def _create(self, chat_key: str, **content: str) -> str:
+        try:
+            message = await self._client.messages.create_async(
+                from_=self._from, to=f"whatsapp:{chat_key}", status_callback=self._status_callback, **content
+            )
+        except TwilioRestException as error:
+            if error.code == OUTSIDE_WINDOW:
+                raise _OutsideWindow from None
+            if error.code in PERMANENT:
+                raise PermanentFailure(describe_failure(error)) from None
+            if error.status == 429 or error.code in TOO_MANY:
+                raise RetryLater(RETRY_AFTER_SECONDS) from None
+            raise TemporaryFailure(describe_failure(error)) from None
+        except SEND_ERRORS as error:
+            raise TemporaryFailure(describe_failure(error)) from None
+        return message.sid
 
 
 class WhatsAppChannel:
-    """The webhook: checks Twilio's signature, hands the message to the dialogue, sends the
-    replies, and answers Twilio with empty TwiML."""
+    """Twilio's webhooks: a relative's message (checked, handed to the dialogue, the replies sent,
+    empty TwiML answered) and the delivery reports of our alerts. Both need Twilio's signature."""
 
     def __init__(
         self,
         conversation: Conversation,
         sender: WhatsAppSender,
         database: Database,
+        policy: NotificationsConfig,
         clock: Callable[[], datetime],
         auth_token: str,
         public_base_url: str,
@@ -171,6 +237,7 @@ class WhatsAppChannel:
         self._conversation = conversation
         self._sender = sender
         self._database = database
+        self._policy = policy
         self._clock = clock
         self._validator = RequestValidator(auth_token)
         self._public_base_url = public_base_url.rstrip("/")
@@ -184,7 +251,7 @@ class WhatsAppChannel:
         """Send the replies; a refusal is logged (number masked) and never fails the webhook,
         which Twilio would only deliver again."""
         try:
-            await self._sender.send(chat_key, replies)
+            await self._sender.send_replies(chat_key, replies)
         except PermanentFailure as error:
             async with self._database.session() as session:
                 await relatives.mark_unreachable(session, CHANNEL, chat_key, self._clock())
@@ -193,18 +260,25 @@ class WhatsAppChannel:
         except TemporaryFailure as error:
             log.warning("reply to WhatsApp %s not sent: %s", mask(chat_key), error)
 
+    async def _signed_form(self, request: Request) -> ImmutableMultiDict | None:
+        """The form Twilio posted, or None when Twilio's signature does not hold for it."""
+        params = ImmutableMultiDict([(key, str(value)) for key, value in (await request.form()).multi_items()])
+        signature = request.headers.get(SIGNATURE_HEADER, "")
+        url = self.signed_url(request.url.path, request.url.query)
+        if not signature or not self._validator.validate(url, params, signature):
+            log.warning("Twilio webhook %s refused: %s signature", request.url.path, "wrong" if signature else "no")
+            return None
+        return params
+
     def webhook_router(self) -> APIRouter:
-        """`POST /webhooks/twilio/whatsapp`: a relative's message, accepted only with Twilio's
-        signature."""
+        """`POST /webhooks/twilio/whatsapp`, a relative's message, and `POST /webhooks/twilio/status`,
+        the delivery report of an alert: accepted only with Twilio's signature."""
         router = APIRouter(include_in_schema=False)
 
         @router.post(WEBHOOK_PATH)
         async def twilio_whatsapp_webhook(request: Request) -> Response:
-            params = ImmutableMultiDict([(key, str(value)) for key, value in (await request.form()).multi_items()])
-            signature = request.headers.get(SIGNATURE_HEADER, "")
-            url = self.signed_url(request.url.path, request.url.query)
-            if not signature or not self._validator.validate(url, params, signature):
-                log.warning("WhatsApp webhook refused: %s signature", "wrong" if signature else "no")
+            params = await self._signed_form(request)
+            if params is None:
                 return Response(status_code=403)
             try:
                 if params.get("From") == self._own_number:  # a status callback sent to this URL
@@ -216,5 +290,17 @@ class WhatsAppChannel:
             replies = await self._conversation.handle(inbound)
             await self._reply(inbound.chat_key, replies)
             return Response(EMPTY_TWIML, media_type="text/xml")
+
+        @router.post(STATUS_PATH)
+        async def twilio_status_callback(request: Request) -> Response:
+            params = await self._signed_form(request)
+            if params is None:
+                return Response(status_code=403)
+            sid, status, code = (params.get(name, "") for name in ("MessageSid", "MessageStatus", "ErrorCode"))
+            if not _MESSAGE_SID.match(sid) or status not in MESSAGE_STATUSES or (code and not code.isdigit()):
+                log.warning("Twilio status callback refused: MessageSid, MessageStatus or ErrorCode malformed")
+                return Response("MessageSid, MessageStatus or ErrorCode: malformed", status_code=400)
+            await record_delivery(self._database, self._policy, sid, status, int(code) if code else None, self._clock())
+            return Response(status_code=200)
 
         return router

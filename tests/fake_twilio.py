@@ -20,8 +20,9 @@ Steering a test:
   released (`answered` is set after each answer), to see who waits for whom;
 - `expire(number)`: Twilio's side of a pending verification ends (checks then get 404).
 
-Twilio's side of our webhooks: `post_whatsapp(http, text, sender)` posts a relative's WhatsApp
-message to the app as Twilio does, signed with twilio's own `RequestValidator`.
+Twilio's side of our webhooks, signed with twilio's own `RequestValidator`: `post_whatsapp(http,
+text, sender)` posts a relative's WhatsApp message to the app as Twilio does, `post_status(http,
+message, status)` the delivery report of a message the fake accepted.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ AUTH_TOKEN = "fake-twilio-auth-token-0123456789"
 SMS_FROM = "+15005550006"
 WHATSAPP_FROM = "whatsapp:+14155238886"  # the number of Twilio's WhatsApp sandbox
 WHATSAPP_WEBHOOK_PATH = "/webhooks/twilio/whatsapp"
+STATUS_CALLBACK_PATH = "/webhooks/twilio/status"
 MESSAGING_SERVICE_SID = "MG" + "6" * 32
 VERIFY_SERVICE_SID = "VA" + "7" * 32
 # Locales this fake's Verify has translations for; any other gets 404, as Twilio answers.
@@ -103,6 +105,7 @@ class Message:
     status: str
     content_sid: str | None = None
     content_variables: dict[str, str] | None = None
+    status_callback: str | None = None  # where Twilio would report its delivery
 
 
 @dataclass
@@ -328,7 +331,9 @@ class FakeTwilio:
 
         # With a Messaging Service and no From, Twilio picks the sender later: "accepted".
         status = "accepted" if service and not sender else "queued"
-        message = Message(_sid("SM"), to, sender, service, body, status, content_sid, variables)
+        message = Message(
+            _sid("SM"), to, sender, service, body, status, content_sid, variables, form.get("StatusCallback")
+        )
         self.messages.append(message)
         now = _rfc2822(datetime.now(timezone.utc))
         uri = f"/2010-04-01/Accounts/{self.account_sid}/Messages/{message.sid}"
@@ -501,3 +506,26 @@ async def post_whatsapp(
     header = sign(url, form) if signature is None else signature
     headers = {"X-Twilio-Signature": header} if header else {}
     return await http.post(WHATSAPP_WEBHOOK_PATH, data=form, headers=headers)
+
+
+async def post_status(
+    http: httpx.AsyncClient,
+    message: Message,
+    status: str,
+    public_base_url: str,
+    error_code: int | None = None,
+    signature: str | None = None,
+) -> httpx.Response:
+    """Report `message`'s delivery to the app as Twilio does, signed for its status callback URL
+    (`public_base_url` + the callback's path); `signature` replaces the right one."""
+    form = {
+        "MessageSid": message.sid, "SmsSid": message.sid, "MessageStatus": status, "SmsStatus": status,
+        "AccountSid": ACCOUNT_SID, "From": message.from_ or "", "To": message.to, "ApiVersion": "2010-04-01",
+        "ChannelPrefix": "whatsapp", "ChannelToAddress": message.to.removeprefix("whatsapp:"),
+    }  # fmt: skip
+    if error_code is not None:
+        form["ErrorCode"] = str(error_code)
+    url = public_base_url.rstrip("/") + STATUS_CALLBACK_PATH
+    header = sign(url, form) if signature is None else signature
+    headers = {"X-Twilio-Signature": header} if header else {}
+    return await http.post(STATUS_CALLBACK_PATH, data=form, headers=headers)

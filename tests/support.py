@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import yaml
@@ -77,6 +78,19 @@ async def table_names(url: str) -> set[str]:
             return set(await connection.run_sync(lambda sync: inspect(sync).get_table_names()))
     finally:
         await database.dispose()
+
+
+class Clock:
+    """A test's clock, for `Services.clock`: it moves only when told."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
 
 
 async def _no_input() -> str | None:

@@ -27,7 +27,7 @@ from handlers.console import CHANNEL, ConsoleSender
 from models import Admission, AuditEvent, Chat, ConditionUpdate, Subscription
 from models.chat import Notification
 from tests.conftest import auth
-from tests.support import ConsoleRelative
+from tests.support import Clock, ConsoleRelative
 
 # 12:00 in Kolkata.
 START = datetime(2024, 7, 2, 6, 30, tzinfo=timezone.utc)
@@ -39,17 +39,6 @@ SMS = re.compile(r"^\[SMS to (\+\d+)\] (\d{6}) is your Ward Watch code")
 MODERATE_WARD = {"condition": "moderate", "care_area": "ward", "respiratory_support": "none", "spo2": 95}
 CRITICAL_ICU = {"condition": "critical", "care_area": "icu", "respiratory_support": "oxygen", "spo2": 89, "pulse": 112}
 STABLE = {"condition": "stable", "care_area": "ward", "respiratory_support": "none", "spo2": 98}
-
-
-class Clock:
-    def __init__(self, now: datetime = START) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
 
 
 class RecordingSender(ConsoleSender):
@@ -157,7 +146,7 @@ class World:
 async def world(services, client, keys):
     """The hospital API (`client`, on `services`) and the console bot with its dispatcher share
     one database and one clock; the console's "SMS" and alerts are kept in `shown`."""
-    clock = Clock()
+    clock = Clock(START)
     services.clock = clock
     shown: list[str] = []
     bot = Services.build(services.settings, show=shown.append)

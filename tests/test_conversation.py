@@ -24,7 +24,7 @@ from bot.otp import OtpService
 from bot.replies import Inbound
 from models import Admission, AuditEvent, Chat, OtpChallenge, Subscription, Verification
 from tests.conftest import auth
-from tests.support import ConsoleRelative
+from tests.support import Clock, ConsoleRelative
 
 # 12:00 in Kolkata.
 START = datetime(2024, 7, 2, 6, 30, tzinfo=timezone.utc)
@@ -48,17 +48,6 @@ LOCKED = "Too many wrong codes were typed for this number. Please try again tomo
 NUMBER_HINT = "Please send the mobile number that was written down at admission, for example 98300 12345."
 TOO_LONG = "That message is too long for me. Please send only the number or the code."
 SMS = re.compile(r"^\[SMS to (\+\d+)\] (\d{6}) is your Ward Watch code")
-
-
-class Clock:
-    def __init__(self, now: datetime = START) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
 
 
 class Relative(ConsoleRelative):
@@ -143,7 +132,7 @@ class World:
 async def world(services, client, keys):
     """The hospital API (`client`, on `services`) and the console bot share one database and one
     clock; the console's "SMS" are kept in `sms`."""
-    clock = Clock()
+    clock = Clock(START)
     services.clock = clock
     sms: list[str] = []
     bot = Services.build(services.settings, show=sms.append)

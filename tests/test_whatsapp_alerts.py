@@ -1,0 +1,240 @@
+"""Alerts on WhatsApp: the hospital records a change through its API, the dispatcher sends it
+through the real twilio client to the fake Twilio API; within 24 hours of the relative's last
+message as free text, later as the approved template of its kind and language; Twilio's delivery
+reports come back to `POST /webhooks/twilio/status`, signed with twilio's `RequestValidator`.
+The clock is the test's. SQLite, and PostgreSQL when TEST_DATABASE_URL is set."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from sqlmodel import select
+
+from bot.hospitals import rotate_key
+from models.chat import Notification
+from tests.conftest import auth
+from tests.fake_twilio import Message, post_status
+from tests.support import WHATSAPP_TEMPLATES, Clock
+from tests.test_whatsapp import PUBLIC_BASE_URL, RELATIVE, WhatsApp, fake, start  # noqa: F401 (fixtures)
+
+RATAN = "MRB-20-0413"  # Ratan Das, ICU at M.R. Bangur Hospital (bot/demo.py), under the number TYPED
+TYPED, MRB_HELPLINE = "090000 00002", "033 2400 1000"
+TO = f"whatsapp:{RELATIVE}"
+STATUS_CALLBACK = f"{PUBLIC_BASE_URL}/webhooks/twilio/status"
+GENERAL_WARD = {"condition": "stable", "care_area": "ward", "respiratory_support": "none"}
+HELLO = {"en": "Hello", "bn": "নমস্কার", "hi": "नमस्ते"}
+JUST_UNDER, JUST_OVER = timedelta(hours=23, minutes=59), timedelta(hours=24, minutes=1)
+
+
+class Hospital:
+    """M.R. Bangur Hospital's system, calling the API of the same web instance with its key."""
+
+    def __init__(self, wa: WhatsApp, clock: Clock, key: str) -> None:
+        self.wa, self.clock, self.key = wa, clock, key
+
+    async def update(self, **fields) -> None:
+        body = {"recorded_at": self.clock.now.isoformat(), **fields}
+        response = await self.wa.http.post(f"/api/v1/admissions/{RATAN}/updates", json=body, headers=auth(self.key))
+        assert response.status_code == 201, response.text
+
+    async def status(self, status: str) -> None:
+        body = {"status": status, "at": self.clock.now.isoformat()}
+        response = await self.wa.http.post(f"/api/v1/admissions/{RATAN}/status", json=body, headers=auth(self.key))
+        assert response.status_code == 200, response.text
+
+
+@pytest.fixture
+async def ward(start):
+    """A WhatsApp web instance on the test's clock, and the hospital's system."""
+    wa = await start()
+    clock = Clock(datetime.now(timezone.utc).replace(microsecond=0))
+    wa.services.clock = clock
+    async with wa.services.database.session() as session:
+        issued = await rotate_key(session, wa.services.secret_key, "MRB")
+        await session.commit()
+    return wa, clock, Hospital(wa, clock, issued.api_key)
+
+
+async def follow(wa: WhatsApp, language: str = "en") -> None:
+    """The relative writes in `language`, gives Ratan's number and the code: verified, following."""
+    await wa.send(HELLO[language])
+    await wa.send(TYPED)
+    await wa.send(wa.code_for())
+    assert (await wa.chat()).language == language and await wa.alerts() == [True]
+
+
+async def after(wa: WhatsApp, clock: Clock, since_last_message: timedelta, change) -> list[Message]:
+    """Let `since_last_message` pass since the relative wrote, the change being recorded one
+    correction window before its end; one dispatcher pass; the WhatsApp messages it sent."""
+    grace = wa.services.settings.config.notifications.grace_seconds
+    clock.advance(seconds=since_last_message.total_seconds() - grace - 1)
+    await change()
+    clock.advance(seconds=grace + 1)
+    return await dispatched(wa)
+
+
+async def dispatched(wa: WhatsApp) -> list[Message]:
+    before = len(wa.fake.messages_to(TO))
+    await wa.services.dispatcher.dispatch_once()
+    return wa.fake.messages_to(TO)[before:]
+
+
+async def rows(wa: WhatsApp) -> list[Notification]:
+    async with wa.services.database.session() as session:
+        return list((await session.exec(select(Notification).order_by(Notification.id))).all())
+
+
+# --- the 24-hour window ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("language", ["en", "bn", "hi"])
+async def test_within_24_hours_of_the_relatives_message_the_alert_is_free_text(ward, language):
+    wa, clock, hospital = ward
+    await follow(wa, language)
+
+    [alert] = await after(wa, clock, JUST_UNDER, lambda: hospital.update(**GENERAL_WARD))
+    assert alert.content_sid is None and alert.from_ == wa.services.settings.env.twilio_whatsapp_from
+    first = alert.body.splitlines()[0]
+    assert first.startswith("*🔔") and "Ratan Das" in first
+    assert wa._("moved to the general ward", language) in first
+    assert alert.status_callback == STATUS_CALLBACK
+    [row] = await rows(wa)
+    assert (row.status, row.message_id) == ("sent", alert.sid)
+
+
+@pytest.mark.parametrize("language", ["en", "bn", "hi"])
+async def test_after_24_hours_the_alert_is_the_template_of_its_language(ward, language):
+    wa, clock, hospital = ward
+    await follow(wa, language)
+
+    [alert] = await after(wa, clock, JUST_OVER, lambda: hospital.update(**GENERAL_WARD))
+    template = WHATSAPP_TEMPLATES["update"][language]
+    assert alert.content_sid == template["content_sid"] and alert.body == ""
+    variables = alert.content_variables
+    assert sorted(variables) == ["1", "2", "3", "4"]  # patient, changes, condition, updated_at
+    assert variables["1"] == "Ratan Das"
+    assert wa._("moved to the general ward", language) in variables["2"]
+    assert variables["3"] == wa._("Stable", language)
+    assert variables["4"]  # the time the hospital recorded it, as the relative reads times
+    assert alert.status_callback == STATUS_CALLBACK
+
+
+async def test_a_death_outside_the_window_names_only_whom_to_call(ward):
+    wa, clock, hospital = ward
+    await follow(wa, "bn")  # no Bengali death template configured: the English one
+
+    [alert] = await after(wa, clock, JUST_OVER, lambda: hospital.status("deceased"))
+    assert alert.content_sid == WHATSAPP_TEMPLATES["death"]["en"]["content_sid"]
+    assert alert.content_variables == {"1": "Ratan Das", "2": "M.R. Bangur Hospital", "3": MRB_HELPLINE}
+    assert await wa.alerts() == [False]  # the last alert about him
+
+
+# --- delivery reports ------------------------------------------------------------------------------
+
+
+async def report(wa: WhatsApp, message: Message, status: str, error_code=None, **more):
+    return await post_status(wa.http, message, status, PUBLIC_BASE_URL, error_code, **more)
+
+
+async def test_delivered_and_read_are_recorded(ward):
+    wa, clock, hospital = ward
+    await follow(wa)
+    [alert] = await after(wa, clock, JUST_UNDER, lambda: hospital.update(**GENERAL_WARD))
+    for status in ("sent", "delivered", "read"):
+        assert (await report(wa, alert, status)).status_code == 200
+    [row] = await rows(wa)
+    assert (row.status, row.delivery) == ("sent", "read")
+
+
+async def test_a_text_refused_as_outside_the_window_is_sent_again_as_its_template(ward):
+    """WhatsApp's 24 hours run from the relative's last message as WhatsApp saw it: a text we
+    thought inside may still come back 63016, some time after Twilio accepted it."""
+    wa, clock, hospital = ward
+    await follow(wa, "hi")
+    [text] = await after(wa, clock, JUST_UNDER, lambda: hospital.update(**GENERAL_WARD))
+
+    assert (await report(wa, text, "undelivered", 63016)).status_code == 200
+    [row] = await rows(wa)
+    assert (row.status, row.template_only, row.delivery) == ("pending", True, "undelivered 63016")
+    [again] = await dispatched(wa)
+    assert again.content_sid == WHATSAPP_TEMPLATES["update"]["hi"]["content_sid"]
+    assert wa._("moved to the general ward", "hi") in again.content_variables["2"]
+    [row] = await rows(wa)
+    assert (row.status, row.message_id) == ("sent", again.sid)
+    # A late copy of the first report changes nothing.
+    assert (await report(wa, text, "undelivered", 63016)).status_code == 200
+    assert await dispatched(wa) == []
+
+
+@pytest.mark.parametrize("code", [63003, 63024, 63014, 21610])
+async def test_a_permanent_failure_ends_the_chats_alerts(ward, code):
+    wa, clock, hospital = ward
+    await follow(wa)
+    [alert] = await after(wa, clock, JUST_UNDER, lambda: hospital.update(**GENERAL_WARD))
+
+    assert (await report(wa, alert, "failed", code)).status_code == 200
+    assert await wa.alerts() == [False]
+    assert (await wa.chat()).unreachable_at is not None
+    [row] = await rows(wa)
+    assert (row.status, row.error) == ("dead", f"Twilio {code}")
+    # Nothing more is sent to that number.
+    assert await after(wa, clock, timedelta(minutes=10), lambda: hospital.update(condition="critical")) == []
+
+
+async def test_a_temporary_failure_is_retried_with_backoff(ward):
+    wa, clock, hospital = ward
+    await follow(wa)
+    [alert] = await after(wa, clock, JUST_UNDER, lambda: hospital.update(**GENERAL_WARD))
+
+    assert (await report(wa, alert, "failed", 63018)).status_code == 200
+    [row] = await rows(wa)
+    assert (row.status, row.attempts, row.error) == ("pending", 1, "Twilio 63018")
+    assert row.not_before > clock.now
+    assert await dispatched(wa) == []  # not before its backoff
+    clock.now = row.not_before + timedelta(seconds=1)
+    [again] = await dispatched(wa)
+    assert again.content_sid is None and "Ratan Das" in again.body  # still inside the 24 hours
+
+
+async def test_a_number_that_opted_out_is_refused_at_send_and_its_alerts_end(ward):
+    wa, clock, hospital = ward
+    await follow(wa)
+    wa.fake.fail(TO, 21610, 400)
+
+    assert await after(wa, clock, JUST_UNDER, lambda: hospital.update(**GENERAL_WARD)) == []
+    assert await wa.alerts() == [False]
+    [row] = await rows(wa)
+    assert row.status == "dead" and "21610" in row.error
+
+
+@pytest.mark.parametrize("signature", ["", "bm90IHRoZSBzaWduYXR1cmU="])
+async def test_a_delivery_report_without_twilios_signature_changes_nothing(ward, signature):
+    wa, clock, hospital = ward
+    await follow(wa)
+    [alert] = await after(wa, clock, JUST_UNDER, lambda: hospital.update(**GENERAL_WARD))
+
+    assert (await report(wa, alert, "failed", 63024, signature=signature)).status_code == 403
+    assert await wa.alerts() == [True]
+    [row] = await rows(wa)
+    assert (row.status, row.delivery) == ("sent", None)
+
+
+@pytest.mark.parametrize("status, code", [("exploded", None), ("failed", "sixty")])
+async def test_a_malformed_delivery_report_is_refused(ward, status, code):
+    wa, clock, hospital = ward
+    await follow(wa)
+    [alert] = await after(wa, clock, JUST_UNDER, lambda: hospital.update(**GENERAL_WARD))
+
+    response = await report(wa, alert, status, code)
+    assert response.status_code == 400 and "malformed" in response.text
+    [row] = await rows(wa)
+    assert (row.status, row.delivery) == ("sent", None)
+
+
+async def test_a_report_of_a_message_that_is_no_alert_is_ignored(ward):
+    wa, clock, hospital = ward
+    await follow(wa)
+    reply = wa.fake.messages_to(TO)[-1]  # the card that answered the code
+    assert (await report(wa, reply, "failed", 63024)).status_code == 200
+    assert await wa.alerts() == [True]
