@@ -22,7 +22,7 @@ from sqlmodel import col, select
 from bot import relatives
 from bot.db import OUTBOX_FLAG, Database
 from bot.settings import NotificationsConfig
-from models.chat import Chat, Notification
+from models.chat import Notification
 
 log = logging.getLogger(__name__)
 # Twilio's WhatsApp errors after which no message will ever reach the number.
@@ -51,9 +51,7 @@ async def record_delivery(
         if not failed:
             outcome = "recorded"
         elif error_code in PERMANENT:
-            chat = await session.get(Chat, rows[0].chat_id)
-            if chat is not None:
-                await relatives.mark_unreachable(session, chat.channel, chat.chat_key, now)
+            await relatives.mark_unreachable(session, rows[0].chat_id, now)
             values |= {"status": "dead", "error": f"Twilio {error_code}"}
             outcome = "unreachable"
         elif error_code == OUTSIDE_WINDOW:

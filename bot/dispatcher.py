@@ -571,7 +571,7 @@ class Dispatcher:
             for group in last:
                 await self._end_alerts(session, group)
             for chat_id in unreachable:  # after the rows above: it cancels the chat's pending rest
-                await self._unreachable(session, chat_id, now)
+                await relatives.mark_unreachable(session, chat_id, now)
             await session.commit()
 
     def _marking(self, result: _Result, now: datetime) -> dict:
@@ -603,13 +603,4 @@ class Dispatcher:
             update(Subscription)
             .where(col(Subscription.chat_id) == group.chat_id, col(Subscription.admission_id) == group.admission_id)
             .values(alerts=False)
-        )
-
-    async def _unreachable(self, session: AsyncSession, chat_id: int, now: datetime) -> None:
-        await session.exec(update(Chat).where(col(Chat.id) == chat_id).values(unreachable_at=now))
-        await session.exec(update(Subscription).where(col(Subscription.chat_id) == chat_id).values(alerts=False))
-        await session.exec(
-            update(Notification)
-            .where(col(Notification.chat_id) == chat_id, Notification.status == "pending")
-            .values(status="cancelled", claimed_until=None)
         )

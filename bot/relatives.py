@@ -154,23 +154,17 @@ async def resume_alerts(session: AsyncSession, chat: Chat) -> int:
     return await _set_alerts(session, chat, True)
 
 
-async def mark_unreachable(session: AsyncSession, channel: str, chat_key: str, now: datetime) -> bool:
-    """The platform refused the chat for good (on WhatsApp: the number sent STOP to Twilio):
-    alerts end and those waiting are cancelled, as the dispatcher does on a permanent refusal.
-    The chat's next message makes it reachable again; START (/start) resumes the alerts.
-    False when there is no such chat."""
-    chat = (await session.exec(select(Chat).where(Chat.channel == channel, Chat.chat_key == chat_key))).first()
-    if chat is None:
-        return False
-    chat.unreachable_at = now
-    session.add(chat)
-    await stop_alerts(session, chat)
+async def mark_unreachable(session: AsyncSession, chat_id: int, now: datetime) -> None:
+    """The platform refused the chat for good (the user blocked the bot, the chat is gone, the
+    WhatsApp number opted out): its alerts end and those waiting are cancelled. The chat's next
+    message makes it reachable again; /start (WhatsApp: START) resumes the alerts."""
+    await session.exec(update(Chat).where(col(Chat.id) == chat_id).values(unreachable_at=now))
+    await session.exec(update(Subscription).where(col(Subscription.chat_id) == chat_id).values(alerts=False))
     await session.exec(
         update(Notification)
-        .where(col(Notification.chat_id) == chat.id, Notification.status == "pending")
+        .where(col(Notification.chat_id) == chat_id, Notification.status == "pending")
         .values(status="cancelled", claimed_until=None)
     )
-    return True
 
 
 async def forget(session: AsyncSession, chat: Chat) -> None:

@@ -25,6 +25,7 @@ from fastapi import APIRouter, Request, Response
 from starlette.datastructures import ImmutableMultiDict
 from twilio.base.exceptions import TwilioRestException
 from twilio.request_validator import RequestValidator
+from sqlmodel import select
 from twilio.rest import Client
 
 from bot import relatives
@@ -37,6 +38,7 @@ from bot.phones import ascii_digits, mask
 from bot.replies import Inbound, Reply, Span
 from bot.settings import NotificationsConfig, WhatsAppPacing, WhatsAppTemplates
 from bot.sms import SEND_ERRORS, describe_failure
+from models.chat import Chat
 
 log = logging.getLogger(__name__)
 
@@ -254,8 +256,11 @@ class WhatsAppChannel:
             await self._sender.send_replies(chat_key, replies)
         except PermanentFailure as error:
             async with self._database.session() as session:
-                await relatives.mark_unreachable(session, CHANNEL, chat_key, self._clock())
-                await session.commit()
+                found = await session.exec(select(Chat.id).where(Chat.channel == CHANNEL, Chat.chat_key == chat_key))
+                chat_id = found.first()
+                if chat_id is not None:  # not after /forget
+                    await relatives.mark_unreachable(session, chat_id, self._clock())
+                    await session.commit()
             log.warning("WhatsApp %s has opted out, its alerts end: %s", mask(chat_key), error)
         except TemporaryFailure as error:
             log.warning("reply to WhatsApp %s not sent: %s", mask(chat_key), error)

@@ -21,7 +21,6 @@ from bot.app import Services
 from bot.csv_import import import_csv
 from bot.dispatcher import Alert, Dispatcher
 from bot.hospitals import get_hospital
-from bot.replies import Reply
 from bot.schemas import ConditionUpdateIn, IntakeContext
 from handlers.console import CHANNEL, ConsoleSender
 from models import Admission, AuditEvent, Chat, ConditionUpdate, Subscription

@@ -22,7 +22,7 @@ from bot.conversation import Conversation
 from bot.hospitals import get_hospital
 from bot.otp import OtpService
 from bot.replies import Inbound
-from models import Admission, AuditEvent, Chat, OtpChallenge, Subscription, Verification
+from models import Admission, AuditEvent, OtpChallenge, Subscription, Verification
 from tests.conftest import auth
 from tests.support import Clock, ConsoleRelative
 
