@@ -502,10 +502,7 @@ async def post_whatsapp(
     the URL Twilio was given (`public_base_url` + the webhook's path), whatever URL `http`
     reaches the app at. `signature` replaces the right one (None: sign)."""
     form = whatsapp_form(text, sender, message_sid, **more)
-    url = public_base_url.rstrip("/") + WHATSAPP_WEBHOOK_PATH
-    header = sign(url, form) if signature is None else signature
-    headers = {"X-Twilio-Signature": header} if header else {}
-    return await http.post(WHATSAPP_WEBHOOK_PATH, data=form, headers=headers)
+    return await _post_signed(http, WHATSAPP_WEBHOOK_PATH, form, public_base_url, signature)
 
 
 async def post_status(
@@ -525,7 +522,13 @@ async def post_status(
     }  # fmt: skip
     if error_code is not None:
         form["ErrorCode"] = str(error_code)
-    url = public_base_url.rstrip("/") + STATUS_CALLBACK_PATH
-    header = sign(url, form) if signature is None else signature
+    return await _post_signed(http, STATUS_CALLBACK_PATH, form, public_base_url, signature)
+
+
+async def _post_signed(
+    http: httpx.AsyncClient, path: str, form: dict[str, str], public_base_url: str, signature: str | None
+) -> httpx.Response:
+    """Post `form` to `path` with the signature for `public_base_url` + `path` (or `signature`)."""
+    header = sign(public_base_url.rstrip("/") + path, form) if signature is None else signature
     headers = {"X-Twilio-Signature": header} if header else {}
-    return await http.post(STATUS_CALLBACK_PATH, data=form, headers=headers)
+    return await http.post(path, data=form, headers=headers)
