@@ -36,6 +36,7 @@ import json
 import re
 import secrets
 import socket
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from email.utils import format_datetime
@@ -106,6 +107,7 @@ class Message:
     content_sid: str | None = None
     content_variables: dict[str, str] | None = None
     status_callback: str | None = None  # where Twilio would report its delivery
+    at: float = field(default_factory=time.monotonic)  # when it arrived
 
 
 @dataclass

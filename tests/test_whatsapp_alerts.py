@@ -12,7 +12,9 @@ import pytest
 from sqlmodel import select
 
 from bot.hospitals import rotate_key
-from models.chat import Notification
+from bot.app import Services
+from models import Admission
+from models.chat import Chat, Notification, Subscription, Verification
 from tests.conftest import auth
 from tests.fake_twilio import Message, post_status
 from tests.support import WHATSAPP_TEMPLATES, Clock
@@ -238,3 +240,38 @@ async def test_a_report_of_a_message_that_is_no_alert_is_ignored(ward):
     reply = wa.fake.messages_to(TO)[-1]  # the card that answered the code
     assert (await report(wa, reply, "failed", 63024)).status_code == 200
     assert await wa.alerts() == [True]
+
+
+async def test_alerts_leave_at_the_configured_whatsapp_pace(ward):
+    """pacing.whatsapp.messages_per_second (here 5) holds when many chats follow one patient."""
+    wa, clock, hospital = ward
+    chats = 12
+    async with wa.services.database.session() as session:
+        admission = (await session.exec(select(Admission).where(Admission.registration_no == RATAN))).one()
+        for n in range(chats):
+            chat = Chat(channel="whatsapp", chat_key=f"+4477009{n:05d}", language="en", state="verified",
+                        last_inbound_at=clock.now)  # fmt: skip
+            session.add(chat)
+            await session.flush()
+            verification = Verification(chat_id=chat.id, mobile=admission.contact_mobile, verified_at=clock.now,
+                                        expires_at=clock.now + timedelta(days=1))  # fmt: skip
+            session.add(verification)
+            await session.flush()
+            session.add(Subscription(chat_id=chat.id, admission_id=admission.id, verification_id=verification.id))
+        await session.commit()
+    config = wa.services.settings.config
+    slow = config.model_copy(update={"pacing": config.pacing.model_copy(
+        update={"whatsapp": config.pacing.whatsapp.model_copy(update={"messages_per_second": 5})})})  # fmt: skip
+    paced = Services.build(wa.services.settings.model_copy(update={"config": slow}))
+    paced.clock = clock
+    try:
+        await hospital.update(**GENERAL_WARD)
+        clock.advance(seconds=config.notifications.grace_seconds + 1)
+        await paced.dispatcher.dispatch_once()
+    finally:
+        await paced.close()
+
+    times = sorted(message.at for message in wa.fake.messages if message.to.startswith("whatsapp:+4477009"))
+    assert len(times) == chats
+    assert max(sum(1 for t in times if start <= t < start + 1) for start in times) <= 5
+    assert times[-1] - times[0] >= (chats - 5) / 5 - 0.1
