@@ -455,7 +455,8 @@ class Dispatcher:
         if news:
             # What the relative knew before the oldest change still untold, which may be a row
             # outside this claim (a routine change queued behind critical news).
-            before = waiting.first_before if waiting.first_id is not None and waiting.first_id < news[0].id else news[0].before
+            older_untold = waiting.first_id is not None and waiting.first_id < news[0].id
+            before = waiting.first_before if older_untold else news[0].before
             destination = destinations.get(_name_key(card.admission.transferred_to))
             reply = compose_alert(card, before, language, now, self._config.overdue_hours, destination)
             kind = alert_kind(card)

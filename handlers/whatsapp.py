@@ -262,7 +262,7 @@ class WhatsAppChannel:
                     await relatives.mark_unreachable(session, chat_id, self._clock())
                     await session.commit()
             log.warning("WhatsApp %s has opted out, its alerts end: %s", mask(chat_key), error)
-        except TemporaryFailure as error:
+        except (TemporaryFailure, RetryLater) as error:  # Twilio busy: lost like any refused reply
             log.warning("reply to WhatsApp %s not sent: %s", mask(chat_key), error)
 
     async def _signed_form(self, request: Request) -> ImmutableMultiDict | None:

@@ -401,15 +401,16 @@ async def test_a_number_that_opted_out_at_twilio_ends_its_alerts(wa, fake, caplo
     assert await wa.alerts() == [True]
 
 
-async def test_another_send_error_is_logged_and_marks_nothing(wa, fake, caplog):
+@pytest.mark.parametrize("code, status", [(20500, 500), (20429, 429)])
+async def test_another_send_error_is_logged_and_marks_nothing(wa, fake, caplog, code, status):
     await verified(wa)
-    fake.fail(f"whatsapp:{RELATIVE}", 20500, 500)
+    fake.fail(f"whatsapp:{RELATIVE}", code, status)
 
     with caplog.at_level(logging.WARNING):
         assert await wa.send("/status") == []
     assert (await wa.chat()).unreachable_at is None
     assert await wa.alerts() == [True]
-    assert "20500" in caplog.text and RELATIVE not in caplog.text
+    assert f"reply to WhatsApp {MASKED_RELATIVE} not sent" in caplog.text and RELATIVE not in caplog.text
 
 
 async def test_a_media_message_without_text_is_unsupported(wa):
