@@ -64,6 +64,10 @@ class Database:
 
         # Called after a commit that added outbox rows, so this process's dispatcher wakes at once.
         self.outbox_listeners: list[Callable[[], None]] = []
+        # SQLite lets one writer in at a time and has the others poll for the lock, unfairly: under
+        # a burst of writes some wait past the busy timeout and fail ("database is locked"). The
+        # writers of this process that ask (`writing`) queue here instead, first come first served.
+        self._write_turn = None if self.is_postgresql else asyncio.Lock()
         # The time outbox rows are stamped with, so that the dispatcher, which holds each row back
         # for the grace period by the same clock, measures it consistently (Services sets its own).
         self.clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
@@ -78,6 +82,15 @@ class Database:
             event.listen(session.sync_session, "after_commit", self._after_commit)
             session.info[CLOCK] = self.clock
             yield session
+
+    @asynccontextmanager
+    async def writing(self) -> AsyncIterator[None]:
+        """Around a session that writes: on SQLite, one such session of this process at a time."""
+        if self._write_turn is None:
+            yield
+            return
+        async with self._write_turn:
+            yield
 
     def _after_commit(self, sync_session) -> None:
         if sync_session.info.pop(OUTBOX_FLAG, False):

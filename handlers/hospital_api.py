@@ -146,8 +146,12 @@ def hospital_api(database: Database, secret_key: bytes, region: str, clock: Call
     router = APIRouter(prefix="/api/v1", tags=["hospital API"])
     bearer = HTTPBearer(auto_error=False, description="the hospital's API key")
 
-    async def session_dependency() -> AsyncIterator[AsyncSession]:
-        async with database.session() as session:
+    async def session_dependency(request: Request) -> AsyncIterator[AsyncSession]:
+        if request.method == "GET":
+            async with database.session() as session:
+                yield session
+            return
+        async with database.writing(), database.session() as session:
             yield session
 
     async def authenticated_hospital(
