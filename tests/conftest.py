@@ -20,7 +20,7 @@ from bot import db
 from bot.app import Services, build_web_app
 from bot.hospitals import add_hospital
 from bot.settings import Settings, async_database_url, load_settings
-from tests.support import PROJECT_ROOT
+from tests.support import PROJECT_ROOT, auth  # noqa: F401 (auth: tests import it from here)
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 SECRET = "test-secret-key"
@@ -100,10 +100,6 @@ async def keys(services) -> dict[str, str]:
             ).api_key
         await session.commit()
     return issued
-
-
-def auth(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
 
 
 def now_utc() -> datetime:

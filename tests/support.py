@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+import httpx
 import yaml
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -91,6 +93,47 @@ class Clock:
 
     def advance(self, **delta: float) -> None:
         self.now += timedelta(**delta)
+
+
+def auth(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+class HospitalDesk:
+    """A hospital's system calling the API, for a test world that has `api` (an httpx client of
+    the web app), `keys` (the API key of each hospital code) and `clock` (a `Clock`)."""
+
+    api: httpx.AsyncClient
+    keys: dict[str, str]
+    clock: Clock
+
+    def _headers(self, hospital: str) -> dict[str, str]:
+        return auth(self.keys[hospital])
+
+    async def admit(self, reg: str = "R-1", hospital: str = "MRB", **fields: Any) -> None:
+        """Ratan Das, admitted a day ago on 098300 12345, unless `fields` say otherwise."""
+        body = {
+            "patient_name": "Ratan Das", "contact_mobile": "098300 12345", "ward": "Covid Ward 2", "bed": "B-14",
+            "admitted_at": (self.clock.now - timedelta(days=1)).isoformat(), **fields,
+        }  # fmt: skip
+        response = await self.api.put(f"/api/v1/admissions/{reg}", json=body, headers=self._headers(hospital))
+        assert response.status_code in (200, 201), response.text
+
+    async def record(self, reg: str, hospital: str, recorded_at: datetime, **fields: Any) -> dict:
+        """A condition update; the update as the API answers it."""
+        body = {"recorded_at": recorded_at.isoformat(), **fields}
+        response = await self.api.post(
+            f"/api/v1/admissions/{reg}/updates", json=body, headers=self._headers(hospital)
+        )
+        assert response.status_code == 201, response.text
+        return response.json()
+
+    async def set_status(self, status: str, reg: str = "R-1", hospital: str = "MRB", **fields: Any) -> None:
+        body = {"status": status, "at": self.clock.now.isoformat(), **fields}
+        response = await self.api.post(
+            f"/api/v1/admissions/{reg}/status", json=body, headers=self._headers(hospital)
+        )
+        assert response.status_code == 200, response.text
 
 
 async def _no_input() -> str | None:

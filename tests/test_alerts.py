@@ -26,7 +26,7 @@ from handlers.console import CHANNEL, ConsoleSender
 from models import Admission, AuditEvent, Chat, ConditionUpdate, Subscription
 from models.chat import Notification
 from tests.conftest import auth
-from tests.support import Clock, ConsoleRelative
+from tests.support import Clock, ConsoleRelative, HospitalDesk
 
 # 12:00 in Kolkata.
 START = datetime(2024, 7, 2, 6, 30, tzinfo=timezone.utc)
@@ -69,7 +69,7 @@ class Relative(ConsoleRelative):
 
 
 @dataclass
-class World:
+class World(HospitalDesk):
     bot: Services
     api: httpx.AsyncClient
     keys: dict[str, str]
@@ -112,26 +112,8 @@ class World:
 
     # --- the hospital's side, through the API ---
 
-    async def admit(self, reg: str = "R-1", hospital: str = "MRB", **fields: Any) -> None:
-        body = {
-            "patient_name": "Ratan Das", "contact_mobile": "098300 12345", "ward": "Covid Ward 2", "bed": "B-14",
-            "admitted_at": (self.clock.now - timedelta(days=1)).isoformat(), **fields,
-        }  # fmt: skip
-        response = await self.api.put(f"/api/v1/admissions/{reg}", json=body, headers=auth(self.keys[hospital]))
-        assert response.status_code in (200, 201), response.text
-
     async def update(self, reg: str = "R-1", hospital: str = "MRB", minutes_ago: float = 0, **fields: Any) -> dict:
-        body = {"recorded_at": (self.clock.now - timedelta(minutes=minutes_ago)).isoformat(), **fields}
-        response = await self.api.post(
-            f"/api/v1/admissions/{reg}/updates", json=body, headers=auth(self.keys[hospital])
-        )
-        assert response.status_code == 201, response.text
-        return response.json()
-
-    async def set_status(self, status: str, reg: str = "R-1", hospital: str = "MRB", **fields: Any) -> None:
-        body = {"status": status, "at": self.clock.now.isoformat(), **fields}
-        response = await self.api.post(f"/api/v1/admissions/{reg}/status", json=body, headers=auth(self.keys[hospital]))
-        assert response.status_code == 200, response.text
+        return await self.record(reg, hospital, self.clock.now - timedelta(minutes=minutes_ago), **fields)
 
     async def retract(self, update_id: int, reg: str = "R-1", hospital: str = "MRB") -> httpx.Response:
         return await self.api.delete(f"/api/v1/admissions/{reg}/updates/{update_id}", headers=auth(self.keys[hospital]))

@@ -23,8 +23,7 @@ from bot.hospitals import get_hospital
 from bot.otp import OtpService
 from bot.replies import Inbound
 from models import Admission, AuditEvent, OtpChallenge, Subscription, Verification
-from tests.conftest import auth
-from tests.support import Clock, ConsoleRelative
+from tests.support import Clock, ConsoleRelative, HospitalDesk
 
 # 12:00 in Kolkata.
 START = datetime(2024, 7, 2, 6, 30, tzinfo=timezone.utc)
@@ -68,7 +67,7 @@ def _national(mobile: str) -> str:
 
 
 @dataclass
-class World:
+class World(HospitalDesk):
     """The bot as the console runs it, the hospital API, and the SMS the console "sent"."""
 
     bot: Services
@@ -89,31 +88,8 @@ class World:
         assert codes, f"no SMS to {mobile}"
         return codes[-1]
 
-    async def admit(self, reg: str = "R-1", hospital: str = "MRB", **fields: Any) -> None:
-        body = {
-            "patient_name": "Ratan Das",
-            "contact_mobile": "098300 12345",
-            "ward": "Covid Ward 2",
-            "bed": "B-14",
-            "admitted_at": (self.clock.now - timedelta(days=1)).isoformat(),
-            **fields,
-        }
-        response = await self.api.put(f"/api/v1/admissions/{reg}", json=body, headers=auth(self.keys[hospital]))
-        assert response.status_code in (200, 201), response.text
-
     async def update(self, reg: str = "R-1", hospital: str = "MRB", hours_ago: float = 4, **fields: Any) -> None:
-        body = {"recorded_at": (self.clock.now - timedelta(hours=hours_ago)).isoformat(), **fields}
-        response = await self.api.post(
-            f"/api/v1/admissions/{reg}/updates", json=body, headers=auth(self.keys[hospital])
-        )
-        assert response.status_code == 201, response.text
-
-    async def set_status(self, status: str, reg: str = "R-1", hospital: str = "MRB", **fields: Any) -> None:
-        body = {"status": status, "at": self.clock.now.isoformat(), **fields}
-        response = await self.api.post(
-            f"/api/v1/admissions/{reg}/status", json=body, headers=auth(self.keys[hospital])
-        )
-        assert response.status_code == 200, response.text
+        await self.record(reg, hospital, self.clock.now - timedelta(hours=hours_ago), **fields)
 
     async def disclosure(self, hospital: str = "MRB", **policy: bool) -> None:
         async with self.bot.database.session() as session:

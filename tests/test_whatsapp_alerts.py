@@ -15,9 +15,8 @@ from bot.hospitals import rotate_key
 from bot.app import Services
 from models import Admission
 from models.chat import Chat, Notification, Subscription, Verification
-from tests.conftest import auth
 from tests.fake_twilio import Message, post_status
-from tests.support import WHATSAPP_TEMPLATES, Clock
+from tests.support import WHATSAPP_TEMPLATES, Clock, HospitalDesk
 from tests.test_whatsapp import PUBLIC_BASE_URL, RELATIVE, WhatsApp, fake, start  # noqa: F401 (fixtures)
 
 RATAN = "MRB-20-0413"  # Ratan Das, ICU at M.R. Bangur Hospital (bot/demo.py), under the number TYPED
@@ -29,21 +28,18 @@ HELLO = {"en": "Hello", "bn": "নমস্কার", "hi": "नमस्ते
 JUST_UNDER, JUST_OVER = timedelta(hours=23, minutes=59), timedelta(hours=24, minutes=1)
 
 
-class Hospital:
-    """M.R. Bangur Hospital's system, calling the API of the same web instance with its key."""
+class Hospital(HospitalDesk):
+    """M.R. Bangur Hospital's system, calling the API of the same web instance with its key,
+    about Ratan Das."""
 
     def __init__(self, wa: WhatsApp, clock: Clock, key: str) -> None:
-        self.wa, self.clock, self.key = wa, clock, key
+        self.api, self.keys, self.clock = wa.http, {"MRB": key}, clock
 
     async def update(self, **fields) -> None:
-        body = {"recorded_at": self.clock.now.isoformat(), **fields}
-        response = await self.wa.http.post(f"/api/v1/admissions/{RATAN}/updates", json=body, headers=auth(self.key))
-        assert response.status_code == 201, response.text
+        await self.record(RATAN, "MRB", self.clock.now, **fields)
 
     async def status(self, status: str) -> None:
-        body = {"status": status, "at": self.clock.now.isoformat()}
-        response = await self.wa.http.post(f"/api/v1/admissions/{RATAN}/status", json=body, headers=auth(self.key))
-        assert response.status_code == 200, response.text
+        await self.set_status(status, RATAN)
 
 
 @pytest.fixture
