@@ -6,7 +6,7 @@ import asyncio
 from contextlib import asynccontextmanager
 from pathlib import Path
 from datetime import datetime, timezone
-from typing import AsyncIterator, Callable
+from typing import AsyncIterator, Callable, Iterator, Sequence, TypeVar
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
@@ -23,6 +23,15 @@ OUTBOX_FLAG = "outbox_added"
 CLOCK = "clock"
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# Bound parameters per bulk query: well below the limits of SQLite (32766) and asyncpg (32767).
+ROWS_PER_STATEMENT = 500
+_T = TypeVar("_T")
+
+
+def in_chunks(items: Sequence[_T], size: int = ROWS_PER_STATEMENT) -> Iterator[Sequence[_T]]:
+    """`items` a statement's worth at a time."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
 
 
 def _prepare_sqlite(url: str) -> None:

@@ -5,20 +5,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Iterable
 
 from sqlalchemy import and_, delete, func, or_, tuple_, update
 from sqlmodel import col, select
 
-from bot.db import Database
+from bot import relatives
+from bot.db import Database, in_chunks
 from bot.settings import NotificationsConfig, OtpConfig, VerificationConfig
 from models import (
-    Admission, AlternateMobile, Chat, InboundMessage, Notification, OtpChallenge, Subscription, Verification,
+    Admission, Chat, InboundMessage, Notification, OtpChallenge, Subscription, Verification,
 )  # fmt: skip
 from models.enums import AdmissionStatus
 
-# Rows per statement: well below the bound-parameter limits of SQLite and asyncpg.
-_CHUNK = 500
 
 
 async def purge_code_requests(database: Database, policy: OtpConfig, now: datetime) -> int:
@@ -53,11 +51,6 @@ async def end_lapsed_verifications(database: Database, policy: VerificationConfi
     verified number is no longer the admission's. Their pending alerts are cancelled. The right to
     read ends by itself; this stops the outbox filling with alerts that can only be cancelled.
     How many subscriptions ended."""
-    still_an_alternate = (
-        select(AlternateMobile.id)
-        .where(AlternateMobile.admission_id == Admission.id, AlternateMobile.mobile == Verification.mobile)
-        .exists()
-    )
     async with database.session() as session:
         result = await session.exec(
             select(Subscription.id, Subscription.chat_id, Subscription.admission_id)
@@ -72,12 +65,12 @@ async def end_lapsed_verifications(database: Database, policy: VerificationConfi
                         col(Admission.status_at).is_not(None),
                         col(Admission.status_at) <= now - timedelta(days=policy.days_after_discharge),
                     ),
-                    and_(col(Admission.contact_mobile) != col(Verification.mobile), ~still_an_alternate),
+                    ~relatives.number_still_theirs(),
                 ),
             )
         )
         lapsed = result.all()
-        for chunk in _chunks(lapsed):
+        for chunk in in_chunks(lapsed):
             await session.exec(
                 update(Subscription).where(col(Subscription.id).in_([row[0] for row in chunk])).values(alerts=False)
             )
@@ -116,7 +109,7 @@ async def delete_after_retention(database: Database, policy: NotificationsConfig
     async with database.session() as session:
         closed_ids = list((await session.exec(closed)).all())
         subscriptions = 0
-        for chunk in _chunks(closed_ids):
+        for chunk in in_chunks(closed_ids):
             await session.exec(delete(Notification).where(col(Notification.admission_id).in_(chunk)))
             result = await session.exec(delete(Subscription).where(col(Subscription.admission_id).in_(chunk)))
             subscriptions += result.rowcount
@@ -126,14 +119,9 @@ async def delete_after_retention(database: Database, policy: NotificationsConfig
             col(Chat.updated_at) < cutoff,
         )
         chat_ids = list((await session.exec(idle)).all())
-        for chunk in _chunks(chat_ids):
+        for chunk in in_chunks(chat_ids):
             await session.exec(delete(Notification).where(col(Notification.chat_id).in_(chunk)))
             await session.exec(delete(Verification).where(col(Verification.chat_id).in_(chunk)))
             await session.exec(delete(Chat).where(col(Chat.id).in_(chunk), ~follows))
         await session.commit()
     return Deleted(subscriptions, len(chat_ids))
-
-
-def _chunks(items: list, size: int = _CHUNK) -> Iterable[list]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]

@@ -19,13 +19,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Iterable, Iterator, Sequence, TypeVar
+from typing import Any, Iterable
 
 from sqlalchemy import delete, func, insert
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot import outbox
+from bot.db import in_chunks
 from bot.schemas import AdmissionIn, ConditionUpdateIn, StatusIn
 from models import Admission, AlternateMobile, AuditEvent, ConditionUpdate, Hospital, utcnow
 from models.audit import audit, audit_values
@@ -91,22 +92,13 @@ async def latest_update(
     return result.first()
 
 
-# Bound parameters per bulk query: well below the limits of SQLite (32766) and asyncpg (32767).
-_CHUNK = 500
-_T = TypeVar("_T")
-
-
-def _chunks(items: Sequence[_T], size: int = _CHUNK) -> Iterator[Sequence[_T]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
 
 async def find_admissions(
     session: AsyncSession, hospital: Hospital, registration_nos: Iterable[str]
 ) -> dict[str, Admission]:
     """The hospital's admissions with these registration numbers, by registration number."""
     found: dict[str, Admission] = {}
-    for chunk in _chunks(sorted(set(registration_nos))):
+    for chunk in in_chunks(sorted(set(registration_nos))):
         result = await session.exec(
             select(Admission).where(
                 Admission.hospital_id == hospital.id, col(Admission.registration_no).in_(chunk)
@@ -121,7 +113,7 @@ async def alternates_by_admission(
 ) -> dict[int, list[str]]:
     """`alternates_of` for many admissions at once; an admission without any is left out."""
     found: dict[int, list[str]] = {}
-    for chunk in _chunks(sorted(set(admission_ids))):
+    for chunk in in_chunks(sorted(set(admission_ids))):
         result = await session.exec(
             select(AlternateMobile.admission_id, AlternateMobile.mobile)
             .where(col(AlternateMobile.admission_id).in_(chunk))
@@ -135,7 +127,7 @@ async def alternates_by_admission(
 async def latest_updates(session: AsyncSession, admission_ids: Iterable[int]) -> dict[int, ConditionUpdate]:
     """`latest_update` for many admissions at once; an admission without any is left out."""
     found: dict[int, ConditionUpdate] = {}
-    for chunk in _chunks(sorted(set(admission_ids))):
+    for chunk in in_chunks(sorted(set(admission_ids))):
         rank = (
             func.row_number()
             .over(
@@ -555,7 +547,7 @@ class Batch:
                 self._new[registration_no].id = admission_id
 
         replaced = list(self._alternates_replaced)
-        for chunk in _chunks(replaced):
+        for chunk in in_chunks(replaced):
             await session.exec(delete(AlternateMobile).where(col(AlternateMobile.admission_id).in_(chunk)))
         alternates = [
             {"admission_id": admission_id, "mobile": mobile}

@@ -84,6 +84,18 @@ async def readable_cards(
     return readable.get(chat.id, [])
 
 
+def number_still_theirs():
+    """In a query over Admission and Verification: the verified number is still the admission's
+    contact or one of its alternates (a hospital that corrects a mistyped number takes the patient
+    away from whoever confirmed the wrong one)."""
+    still_an_alternate = (
+        select(AlternateMobile.id)
+        .where(AlternateMobile.admission_id == Admission.id, AlternateMobile.mobile == Verification.mobile)
+        .exists()
+    )
+    return or_(col(Admission.contact_mobile) == col(Verification.mobile), still_an_alternate)
+
+
 async def readable_by_chat(
     session: AsyncSession,
     chat_ids: Collection[int],
@@ -94,11 +106,6 @@ async def readable_by_chat(
 ) -> dict[int, list[CardData]]:
     """`readable_cards` of many chats in two queries, by chat id; with `alerting_only`, only the
     subscriptions whose alerts are on."""
-    still_an_alternate = (
-        select(AlternateMobile.id)
-        .where(AlternateMobile.admission_id == Admission.id, AlternateMobile.mobile == Verification.mobile)
-        .exists()
-    )
     narrower = [col(Admission.id).in_(admission_ids)] if admission_ids is not None else []
     if alerting_only:
         narrower.append(col(Subscription.alerts).is_(True))
@@ -110,7 +117,7 @@ async def readable_by_chat(
         .where(
             col(Subscription.chat_id).in_(chat_ids),
             Verification.expires_at > now,
-            or_(col(Admission.contact_mobile) == col(Verification.mobile), still_an_alternate),
+            number_still_theirs(),
             *narrower,
         )
         .order_by(col(Subscription.chat_id), col(Admission.id))
