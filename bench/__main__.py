@@ -9,9 +9,9 @@ memory; see bench/dispatch.py.
 Ingestion: two ways in, each on SQLite (a temporary file) and on PostgreSQL (a fresh database):
   HTTP API    the real web app under uvicorn in a child process on a loopback port, driven by
               httpx with some concurrency: one PUT admission + one POST update per patient.
-  CSV import  `bot.csv_import.import_csv` on a generated file, each row a new admission with a
+  CSV import  `bot.intake.csv_import.import_csv` on a generated file, each row a new admission with a
               condition, in a child process; the time is that of the import call alone.
-Each run gets a new database migrated with `bot.db.upgrade`, so runs do not see each other.
+Each run gets a new database migrated with `bot.platform.db.upgrade`, so runs do not see each other.
 
 PostgreSQL: BENCH_DATABASE_URL (default postgresql://postgres@127.0.0.1:5432/postgres) names a
 server and a user allowed to CREATE DATABASE; the benchmark creates `wardwatch_bench` there and
@@ -56,9 +56,9 @@ from bench.common import (
     server_url,
     sqlite_database,
 )
-from bot import db
-from bot.hospitals import add_hospital
-from bot.settings import load_settings
+from bot.intake.hospitals import add_hospital
+from bot.platform import db
+from bot.platform.settings import load_settings
 from models import Admission, ConditionUpdate
 
 HOSPITAL = "BENCH"

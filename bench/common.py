@@ -12,7 +12,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from bot.settings import async_database_url
+from bot.platform.settings import async_database_url
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SECRET_KEY = "bench-secret-key"

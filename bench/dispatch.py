@@ -5,7 +5,7 @@
 The backlog, built once per database: 5 hospitals, 5,000 admissions with a first condition each,
 and 10,000 verified Telegram chats, two per admission (written directly, in bulk). Then the
 10,000 condition updates go in as production records them: two rounds of CSV imports
-(`bot.csv_import`, one file per hospital and round), which add 20,000 outbox rows in the same
+(`bot.intake.csv_import`, one file per hospital and round), which add 20,000 outbox rows in the same
 transactions. Each chat hears once: its two pending changes become one alert with the latest state
 (the dispatcher merges the rows of one chat and admission), so the backlog is 10,000 messages.
 
@@ -70,12 +70,12 @@ from bench.common import (
     server_url,
     sqlite_database,
 )
-from bot import db
 from bot.app import Services
-from bot.csv_import import import_csv
-from bot.hospitals import add_hospital
-from bot.phones import normalise_mobile
-from bot.settings import load_settings
+from bot.intake.csv_import import import_csv
+from bot.intake.hospitals import add_hospital
+from bot.platform import db
+from bot.platform.phones import normalise_mobile
+from bot.platform.settings import load_settings
 from models import Admission, ConditionUpdate
 from models.chat import Chat, Notification, Subscription, Verification
 from tests.fake_telegram import FakeTelegram

@@ -25,12 +25,13 @@ from zoneinfo import ZoneInfo
 
 import uvicorn
 
-from bot import intake
 from bot.app import Services, build_telegram, build_web_app
-from bot.hospitals import get_hospital
-from bot.logs import configure_logging
-from bot.schemas import ConditionUpdateIn, IntakeContext
-from bot.settings import load_settings
+from bot.intake import rules
+from bot.intake.hospitals import get_hospital
+from bot.intake.schemas import ConditionUpdateIn, IntakeContext
+from bot.platform.logs import configure_logging
+from bot.platform.settings import load_settings
+from models import queries
 
 
 def peak_rss_kb() -> int:
@@ -68,7 +69,7 @@ async def serve(port: int) -> dict:
 
 
 async def import_file(path: Path, code: str) -> dict:
-    from bot.csv_import import import_csv
+    from bot.intake.csv_import import import_csv
 
     services = Services.build(load_settings())
     try:
@@ -101,13 +102,13 @@ async def record_update(services: Services, hospital_code: str, registration_no:
     it; its commit wakes this process's dispatcher, as in `python -m bot run`."""
     async with services.database.session() as session:
         hospital = await get_hospital(session, hospital_code)
-        admission = await intake.find_admission(session, hospital, registration_no)
+        admission = await queries.find_admission(session, hospital, registration_no)
         context = IntakeContext(
             region=services.settings.config.phone_region, tz=ZoneInfo(hospital.time_zone), now=services.now()
         )
         data = ConditionUpdateIn(**update).resolve(context)
-        latest = await intake.latest_update(session, admission.id)
-        result = await intake.record_update(
+        latest = await queries.latest_update(session, admission.id)
+        result = await rules.record_update(
             session, hospital, admission, data, latest, f"api:{hospital.code}", source="api"
         )
         await session.commit()

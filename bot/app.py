@@ -22,21 +22,27 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from twilio.rest import Client as TwilioClient
 
-from bot import digest, housekeeping
-from bot.background import Background
-from bot.conversation import Conversation
-from bot.db import Database
-from bot.dispatcher import Dispatcher, Sender
-from bot.demo import load_demo
-from bot.i18n import Catalogues
-from bot.otp import OtpService
-from bot.settings import Settings
-from bot.sms import ConsoleCodes, TwilioSmsCodes, TwilioVerifyCodes, twilio_client
+from bot.alerts import digest
+from bot.alerts.dispatcher import Dispatcher, Sender
+from bot.intake.demo import load_demo
+from bot.platform.background import Background
+from bot.platform.db import Database
+from bot.platform.i18n import Catalogues
+from bot.platform.settings import Settings
+from bot.relatives import housekeeping
+from bot.relatives.conversation import Conversation
+from bot.relatives.otp import OtpService
 from handlers.console import CHANNEL as CONSOLE
 from handlers.console import ConsoleChat, ConsoleSender, read_stdin_line, write_stdout
 from handlers.hospital_api import hospital_api, request_validation_response
 from handlers.telegram import CHANNEL as TELEGRAM
 from handlers.telegram import TelegramChannel, TelegramSender, build_application
+from handlers.twilio_api import (
+    ConsoleCodes,
+    TwilioSmsCodes,
+    TwilioVerifyCodes,
+    twilio_client,
+)
 from handlers.whatsapp import CHANNEL as WHATSAPP
 from handlers.whatsapp import STATUS_PATH as WHATSAPP_STATUS_PATH
 from handlers.whatsapp import WEBHOOK_PATH as WHATSAPP_WEBHOOK_PATH

@@ -9,11 +9,11 @@ import sys
 from pathlib import Path
 from typing import Callable, Coroutine
 
-from bot import app, db
-from bot.hospitals import HospitalError, add_hospital, list_hospitals, rotate_key
-from bot.logs import configure_logging
-from bot.settings import Settings, SettingsError, load_settings
-
+from bot import app
+from bot.intake.hospitals import HospitalError, add_hospital, list_hospitals, rotate_key
+from bot.platform import db
+from bot.platform.logs import configure_logging
+from bot.platform.settings import Settings, SettingsError, load_settings
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -84,7 +84,7 @@ async def _hospitals(services: app.Services, args: argparse.Namespace) -> int:
 
 
 async def _import(services: app.Services, args: argparse.Namespace) -> int:
-    from bot.csv_import import import_csv
+    from bot.intake.csv_import import import_csv
 
     async def work(session) -> int:
         report = await import_csv(session, services, args.file, args.hospital, dry_run=args.dry_run)
@@ -97,7 +97,7 @@ async def _import(services: app.Services, args: argparse.Namespace) -> int:
 
 
 async def _demo(services: app.Services, _args: argparse.Namespace) -> int:
-    from bot.demo import load_demo
+    from bot.intake.demo import load_demo
 
     async def work(session) -> int:
         for line in await load_demo(session, services):

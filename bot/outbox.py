@@ -1,7 +1,7 @@
 """Adding alerts to the outbox, in the same transaction as the change they tell of.
 
 A rolled-back write therefore sends nothing. The session is marked so that, once it commits, the
-dispatcher of this process is woken at once (`bot.db.Database.on_outbox_commit`); dispatchers in
+dispatcher of this process is woken at once (`bot.platform.db.Database.on_outbox_commit`); dispatchers in
 other processes find the rows at their next look.
 """
 
@@ -15,11 +15,10 @@ from sqlalchemy import func, insert
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.db import CLOCK, OUTBOX_FLAG
+from bot.platform.db import CLOCK, OUTBOX_FLAG
 from models.chat import Chat, Notification, Subscription
-from models.tables import Admission, Hospital
 from models.enums import AdmissionStatus, Condition
-from models.tables import ConditionUpdate, utcnow
+from models.tables import Admission, ConditionUpdate, Hospital, utcnow
 
 CRITICAL = 0
 ROUTINE = 1

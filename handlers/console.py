@@ -2,7 +2,7 @@
 
 Commands are typed as on Telegram (`/status`); buttons become numbered choices answered with a
 digit (the dialogue keeps the choices offered with the chat, as for WhatsApp). The "SMS" carrying
-the code is printed in the same terminal by `bot.sms.ConsoleCodes`.
+the code is printed in the same terminal by `handlers.twilio_api.ConsoleCodes`.
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ import asyncio
 import sys
 from typing import Awaitable, Callable
 
-from bot.conversation import Conversation
-from bot.dispatcher import Alert, Pacer
-from bot.replies import Inbound, Reply
+from bot.alerts.dispatcher import Alert, Pacer
+from bot.relatives.conversation import Conversation
+from bot.relatives.replies import Inbound, Reply
 
 CHANNEL = "console"
 QUIT_WORDS = {"/quit", "/exit"}

@@ -1,6 +1,6 @@
 """The hospital API: admissions, condition updates and status changes, one hospital per key.
 
-Handlers translate HTTP to `bot.intake` calls and back. Each request is one transaction: any
+Handlers translate HTTP to `bot.intake.rules` calls and back. Each request is one transaction: any
 error leaves the database as it was. Another hospital's admission answers exactly as an unknown
 one (404), so a key cannot even learn which registration numbers exist elsewhere.
 """
@@ -21,11 +21,17 @@ from pydantic import BaseModel
 from sqlalchemy.exc import IntegrityError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot import intake
-from bot.db import Database
-from bot.hospitals import hospital_for_key
-from bot.schemas import AdmissionIn, ConditionUpdateIn, FieldErrors, IntakeContext, StatusIn
-from models import Admission, ConditionUpdate, Hospital
+from bot.intake import rules
+from bot.intake.hospitals import hospital_for_key
+from bot.intake.schemas import (
+    AdmissionIn,
+    ConditionUpdateIn,
+    FieldErrors,
+    IntakeContext,
+    StatusIn,
+)
+from bot.platform.db import Database
+from models import Admission, ConditionUpdate, Hospital, queries
 
 REGISTRATION_NO_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 RegistrationNo = Annotated[
@@ -93,7 +99,7 @@ def _update_out(update: ConditionUpdate, zone: ZoneInfo) -> dict[str, Any]:
 
 async def _admission_out(session: AsyncSession, hospital: Hospital, admission: Admission) -> AdmissionOut:
     zone = ZoneInfo(hospital.time_zone)
-    latest = await intake.latest_update(session, admission.id)
+    latest = await queries.latest_update(session, admission.id)
     return AdmissionOut(
         **admission.model_dump(
             include={
@@ -102,7 +108,7 @@ async def _admission_out(session: AsyncSession, hospital: Hospital, admission: A
             }
         ),  # fmt: skip
         hospital=hospital.code,
-        alternate_mobiles=await intake.alternates_of(session, admission.id),
+        alternate_mobiles=await queries.alternates_of(session, admission.id),
         admitted_at=_local(admission.admitted_at, zone),
         status_at=_local(admission.status_at, zone),
         latest_update=_update_out(latest, zone) if latest else None,
@@ -176,7 +182,7 @@ def hospital_api(database: Database, secret_key: bytes, region: str, clock: Call
         return IntakeContext(region=region, tz=ZoneInfo(hospital.time_zone), now=clock())
 
     async def admission_or_404(session: AsyncSession, hospital: Hospital, registration_no: str) -> Admission:
-        admission = await intake.find_admission(session, hospital, registration_no)
+        admission = await queries.find_admission(session, hospital, registration_no)
         if admission is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, "no such admission")
         return admission
@@ -198,10 +204,10 @@ def hospital_api(database: Database, secret_key: bytes, region: str, clock: Call
         actor = f"api:{hospital.code}"
         for attempt in (1, 2):
             try:
-                existing = await intake.find_admission(session, hospital, registration_no)
-                alternates = await intake.alternates_of(session, existing.id) if existing else []
+                existing = await queries.find_admission(session, hospital, registration_no)
+                alternates = await queries.alternates_of(session, existing.id) if existing else []
                 # Creating flushes the new row, so a clash can surface here as well as at commit.
-                result = await intake.put_admission(
+                result = await rules.put_admission(
                     session, hospital, registration_no, data, existing, alternates, actor
                 )
                 await session.commit()
@@ -212,7 +218,7 @@ def hospital_api(database: Database, secret_key: bytes, region: str, clock: Call
                 if attempt == 2:
                     raise
                 await session.refresh(hospital)  # the rollback expired it
-        response.status_code = 201 if result.outcome == intake.Outcome.CREATED else 200
+        response.status_code = 201 if result.outcome == rules.Outcome.CREATED else 200
         return await _admission_out(session, hospital, result.admission)
 
     @router.post(
@@ -235,15 +241,15 @@ def hospital_api(database: Database, secret_key: bytes, region: str, clock: Call
         except FieldErrors as errors:
             return field_errors_response(errors)
         admission = await admission_or_404(session, hospital, registration_no)
-        latest = await intake.latest_update(session, admission.id)
+        latest = await queries.latest_update(session, admission.id)
         try:
-            result = await intake.record_update(
+            result = await rules.record_update(
                 session, hospital, admission, data, latest, f"api:{hospital.code}", source="api"
             )
-        except intake.AdmissionClosed as exc:
+        except rules.AdmissionClosed as exc:
             raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
         await session.commit()
-        if result.outcome == intake.Outcome.UNCHANGED:
+        if result.outcome == rules.Outcome.UNCHANGED:
             response.status_code = 200
         return {**_update_out(result.update, ZoneInfo(hospital.time_zone)), "is_latest": result.is_latest}
 
@@ -257,7 +263,7 @@ def hospital_api(database: Database, secret_key: bytes, region: str, clock: Call
         except FieldErrors as errors:
             return field_errors_response(errors)
         admission = await admission_or_404(session, hospital, registration_no)
-        await intake.change_status(session, hospital, admission, data, f"api:{hospital.code}")
+        await rules.change_status(session, hospital, admission, data, f"api:{hospital.code}")
         await session.commit()
         return await _admission_out(session, hospital, admission)
 
@@ -280,7 +286,7 @@ def hospital_api(database: Database, secret_key: bytes, region: str, clock: Call
         update = await session.get(ConditionUpdate, update_id, with_for_update=True)
         if update is None or update.admission_id != admission.id:
             raise HTTPException(status.HTTP_404_NOT_FOUND, "no such update of this admission")
-        await intake.retract_update(session, hospital, admission, update, f"api:{hospital.code}", clock())
+        await rules.retract_update(session, hospital, admission, update, f"api:{hospital.code}", clock())
         await session.commit()
         return await _admission_out(session, hospital, admission)
 

@@ -26,8 +26,14 @@ from telegram import (
     Update,
 )
 from telegram.constants import MessageLimit, ParseMode
-from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError, TimedOut
-from telegram.warnings import PTBDeprecationWarning
+from telegram.error import (
+    BadRequest,
+    Forbidden,
+    NetworkError,
+    RetryAfter,
+    TelegramError,
+    TimedOut,
+)
 from telegram.ext import (
     AIORateLimiter,
     Application,
@@ -37,12 +43,19 @@ from telegram.ext import (
     MessageHandler,
     filters,
 )
+from telegram.warnings import PTBDeprecationWarning
 
-from bot.conversation import Conversation
-from bot.dispatcher import Alert, Pacer, PermanentFailure, RetryLater, TemporaryFailure
-from bot.i18n import Catalogues, Language
-from bot.replies import Inbound, Reply, Span
-from bot.settings import Settings
+from bot.alerts.dispatcher import (
+    Alert,
+    Pacer,
+    PermanentFailure,
+    RetryLater,
+    TemporaryFailure,
+)
+from bot.platform.i18n import Catalogues, Language
+from bot.platform.settings import Settings
+from bot.relatives.conversation import Conversation
+from bot.relatives.replies import Inbound, Reply, Span
 from handlers.telegram_request import AiohttpRequest
 
 log = logging.getLogger(__name__)

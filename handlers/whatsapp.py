@@ -22,22 +22,28 @@ from datetime import datetime, timedelta
 from typing import Callable, Mapping
 
 from fastapi import APIRouter, Request, Response
+from sqlmodel import select
 from starlette.datastructures import ImmutableMultiDict
 from twilio.base.exceptions import TwilioRestException
 from twilio.request_validator import RequestValidator
-from sqlmodel import select
 from twilio.rest import Client
 
-from bot import relatives
-from bot.conversation import Conversation
-from bot.db import Database
-from bot.delivery import OUTSIDE_WINDOW, PERMANENT, record_delivery
-from bot.dispatcher import Alert, Pacer, PermanentFailure, RetryLater, TemporaryFailure
-from bot.i18n import language_of_script
-from bot.phones import ascii_digits, mask
-from bot.replies import Inbound, Reply, Span
-from bot.settings import NotificationsConfig, WhatsAppPacing, WhatsAppTemplates
-from bot.sms import SEND_ERRORS, describe_failure
+from bot.alerts.delivery import OUTSIDE_WINDOW, PERMANENT, record_delivery
+from bot.alerts.dispatcher import (
+    Alert,
+    Pacer,
+    PermanentFailure,
+    RetryLater,
+    TemporaryFailure,
+)
+from bot.platform.db import Database
+from bot.platform.i18n import language_of_script
+from bot.platform.phones import ascii_digits, mask
+from bot.platform.settings import NotificationsConfig, WhatsAppPacing, WhatsAppTemplates
+from bot.relatives import access
+from bot.relatives.conversation import Conversation
+from bot.relatives.replies import Inbound, Reply, Span
+from handlers.twilio_api import SEND_ERRORS, describe_failure
 from models.chat import Chat
 
 log = logging.getLogger(__name__)
@@ -259,7 +265,7 @@ class WhatsAppChannel:
                 found = await session.exec(select(Chat.id).where(Chat.channel == CHANNEL, Chat.chat_key == chat_key))
                 chat_id = found.first()
                 if chat_id is not None:  # not after /forget
-                    await relatives.mark_unreachable(session, chat_id, self._clock())
+                    await access.mark_unreachable(session, chat_id, self._clock())
                     await session.commit()
             log.warning("WhatsApp %s has opted out, its alerts end: %s", mask(chat_key), error)
         except (TemporaryFailure, RetryLater) as error:  # Twilio busy: lost like any refused reply

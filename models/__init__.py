@@ -1,6 +1,13 @@
 """SQLModel tables and the queries over them."""
 
-from models.chat import Chat, InboundMessage, Notification, OtpChallenge, Subscription, Verification
+from models.chat import (
+    Chat,
+    InboundMessage,
+    Notification,
+    OtpChallenge,
+    Subscription,
+    Verification,
+)
 from models.tables import (
     Admission,
     AlternateMobile,

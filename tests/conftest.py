@@ -16,10 +16,10 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlmodel import SQLModel
 
-from bot import db
 from bot.app import Services, build_web_app
-from bot.hospitals import add_hospital
-from bot.settings import Settings, async_database_url, load_settings
+from bot.intake.hospitals import add_hospital
+from bot.platform import db
+from bot.platform.settings import Settings, async_database_url, load_settings
 from tests.support import PROJECT_ROOT, auth  # noqa: F401 (auth: tests import it from here)
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"

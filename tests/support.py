@@ -14,7 +14,7 @@ from sqlalchemy import inspect
 from sqlmodel import SQLModel, select
 
 import models  # noqa: F401  (registers every table on SQLModel.metadata)
-from bot import db
+from bot.platform import db
 from handlers.console import ConsoleChat
 from models.chat import Chat
 

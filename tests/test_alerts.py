@@ -15,15 +15,15 @@ import httpx
 import pytest
 from sqlmodel import select
 
-from bot import dispatcher as dispatcher_module
-from bot import intake
+from bot.alerts import dispatcher as dispatcher_module
+from bot.alerts.dispatcher import Alert, Dispatcher
 from bot.app import Services
-from bot.csv_import import import_csv
-from bot.dispatcher import Alert, Dispatcher
-from bot.hospitals import get_hospital
-from bot.schemas import ConditionUpdateIn, IntakeContext
+from bot.intake import rules
+from bot.intake.csv_import import import_csv
+from bot.intake.hospitals import get_hospital
+from bot.intake.schemas import ConditionUpdateIn, IntakeContext
 from handlers.console import CHANNEL, ConsoleSender
-from models import Admission, AuditEvent, Chat, ConditionUpdate, Subscription
+from models import Admission, AuditEvent, Chat, ConditionUpdate, Subscription, queries
 from models.chat import Notification
 from tests.conftest import auth
 from tests.support import Clock, ConsoleRelative, HospitalDesk
@@ -512,12 +512,12 @@ async def test_a_write_that_fails_adds_no_alert(world):
     # A write rolled back after its outbox row was added: the row goes with it.
     async with world.bot.database.session() as session:
         hospital = await get_hospital(session, "MRB")
-        admission = await intake.find_admission(session, hospital, "R-1")
-        latest = await intake.latest_update(session, admission.id)
+        admission = await queries.find_admission(session, hospital, "R-1")
+        latest = await queries.latest_update(session, admission.id)
         data = ConditionUpdateIn(**CRITICAL_ICU).resolve(
             IntakeContext(region="IN", tz=world.clock.now.tzinfo, now=world.clock.now)
         )
-        result = await intake.record_update(session, hospital, admission, data, latest, "test", source="api")
+        result = await rules.record_update(session, hospital, admission, data, latest, "test", source="api")
         assert result.is_latest
         assert len((await session.exec(select(Notification))).all()) == 1  # in this transaction
         await session.rollback()
@@ -633,15 +633,15 @@ async def test_a_change_recorded_while_an_alert_is_composed_is_not_lost(world, m
     not among them, and is told at the next pass."""
     await followed(world)
     await world.update(condition="critical")
-    read_cards = dispatcher_module.relatives.readable_by_chat
+    read_cards = dispatcher_module.access.readable_by_chat
 
     async def then_a_new_update(*args, **kwargs):
         cards = await read_cards(*args, **kwargs)
-        monkeypatch.setattr(dispatcher_module.relatives, "readable_by_chat", read_cards)
+        monkeypatch.setattr(dispatcher_module.access, "readable_by_chat", read_cards)
         await world.update(condition="critical", care_area="icu", respiratory_support="ventilator")
         return cards
 
-    monkeypatch.setattr(dispatcher_module.relatives, "readable_by_chat", then_a_new_update)
+    monkeypatch.setattr(dispatcher_module.access, "readable_by_chat", then_a_new_update)
     (first,) = await world.dispatch()
     assert first.strip().splitlines()[0] == "🔔 Update on Ratan Das: Moderate → Critical"
     assert len(await pending(world)) == 1

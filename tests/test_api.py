@@ -13,13 +13,13 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
-from sqlalchemy import event, func, select as sa_select
+from sqlalchemy import event, func
+from sqlalchemy import select as sa_select
 from sqlmodel import SQLModel, col, select
 
-from bot import intake
 from bot.app import Services, build_web_app
-from bot.hospitals import rotate_key
-from models import Admission, AuditEvent, ConditionUpdate, Hospital
+from bot.intake.hospitals import rotate_key
+from models import Admission, AuditEvent, ConditionUpdate, Hospital, queries
 from tests.conftest import FIXTURES, auth, make_settings, now_utc
 
 ADMISSION: dict[str, Any] = json.loads((FIXTURES / "admission.json").read_text())
@@ -322,14 +322,14 @@ async def test_a_burst_of_updates_at_once_is_stored_whole(admitted, services):
 async def test_put_that_loses_the_race_to_create_updates_instead(mrb, services, monkeypatch):
     """Another request creates the admission between this one's lookup and its insert."""
     await mrb.put()
-    real_find = intake.find_admission
+    real_find = queries.find_admission
     lookups = []
 
     async def find_too_early(session, hospital, registration_no):
         lookups.append(registration_no)
         return None if len(lookups) == 1 else await real_find(session, hospital, registration_no)
 
-    monkeypatch.setattr(intake, "find_admission", find_too_early)
+    monkeypatch.setattr(queries, "find_admission", find_too_early)
 
     response = await mrb.put(body(ADMISSION, ward="HDU 1"))
 

@@ -13,7 +13,7 @@ from sqlmodel import col, select
 
 from bot import cli
 from bot.app import Services, build_web_app
-from bot.settings import load_settings
+from bot.platform.settings import load_settings
 from models import AuditEvent, Hospital
 from tests.conftest import PROJECT_ROOT, SECRET, auth
 from tests.support import SETTINGS_ENVIRONMENT, schema_differences

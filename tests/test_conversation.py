@@ -15,13 +15,13 @@ import httpx
 import pytest
 from sqlmodel import select
 
-from bot import otp as otp_module
 from bot.app import Services
-from bot.background import Background
-from bot.conversation import Conversation
-from bot.hospitals import get_hospital
-from bot.otp import OtpService
-from bot.replies import Inbound
+from bot.intake.hospitals import get_hospital
+from bot.platform.background import Background
+from bot.relatives import otp as otp_module
+from bot.relatives.conversation import Conversation
+from bot.relatives.otp import OtpService
+from bot.relatives.replies import Inbound
 from models import Admission, AuditEvent, OtpChallenge, Subscription, Verification
 from tests.support import Clock, ConsoleRelative, HospitalDesk
 

@@ -10,10 +10,10 @@ import pytest
 from sqlalchemy import func
 from sqlmodel import SQLModel, col, select
 
-from bot import cli, intake
-from bot.csv_import import COLUMNS, import_csv, parse_time
-from bot.hospitals import get_hospital
-from models import Admission, AlternateMobile, AuditEvent, ConditionUpdate
+from bot import cli
+from bot.intake.csv_import import COLUMNS, import_csv, parse_time
+from bot.intake.hospitals import get_hospital
+from models import Admission, AlternateMobile, AuditEvent, ConditionUpdate, queries
 from tests.conftest import FIXTURES, PROJECT_ROOT, SECRET, auth
 
 SAMPLE = PROJECT_ROOT / "samples" / "admissions.csv"
@@ -123,8 +123,8 @@ async def test_rows_are_stored_as_by_the_api_with_csv_audit(services, keys, fixe
     await run_import(services, SAMPLE)
     async with services.database.session() as session:
         hospital = await get_hospital(session, "MRB")
-        admission = await intake.find_admission(session, hospital, "MRB-2026-1003")
-        update = await intake.latest_update(session, admission.id)
+        admission = await queries.find_admission(session, hospital, "MRB-2026-1003")
+        update = await queries.latest_update(session, admission.id)
         assert update.source == "csv"
         events = (
             await session.exec(

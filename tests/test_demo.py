@@ -8,11 +8,17 @@ from datetime import timedelta
 from sqlalchemy import func
 from sqlmodel import SQLModel, col, select
 
-from bot import intake
-from bot.demo import HOSPITALS, PATIENTS, SHARED_MOBILE, demo_mobiles, load_demo
-from bot.hospitals import add_hospital, get_hospital, hospital_for_key
+from bot.intake.demo import HOSPITALS, PATIENTS, SHARED_MOBILE, demo_mobiles, load_demo
+from bot.intake.hospitals import add_hospital, get_hospital, hospital_for_key
 from handlers.hospital_api import REGISTRATION_NO_PATTERN
-from models import Admission, AlternateMobile, AuditEvent, ConditionUpdate, Hospital
+from models import (
+    Admission,
+    AlternateMobile,
+    AuditEvent,
+    ConditionUpdate,
+    Hospital,
+    queries,
+)
 from models.enums import AdmissionStatus, CareArea, Condition, RespiratorySupport
 
 
@@ -74,7 +80,7 @@ async def test_demo_loads_every_value(services):
         now = services.clock()
         overdue = 0
         for admission in admissions:
-            latest = await intake.latest_update(session, admission.id)
+            latest = await queries.latest_update(session, admission.id)
             assert latest is not None
             assert latest.recorded_at <= now
             if admission.status == AdmissionStatus.ADMITTED and now - latest.recorded_at > timedelta(hours=24):

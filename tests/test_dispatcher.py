@@ -3,14 +3,14 @@ rows commit with them, the real dispatcher loop sends the alerts through the rea
 python-telegram-bot to the fake Bot API of `tests.fake_telegram`, here strict like Telegram
 (429 beyond 1 message/s per chat or 30/s in all, 403 for a blocked chat, 400 for a chat gone,
 500 at random). The correction window is 0 (a temporary config.yaml) so that alerts go at once;
-the clock is real. Chats are mostly set up directly (a chat row and `relatives.verify`), one test
+the clock is real. Chats are mostly set up directly (a chat row and `access.verify`), one test
 goes through the real conversation on Telegram.
 
 What "exactly once" means here: each outbox row ends `sent` and every alert the dispatcher
 recorded (one per chat, admission and `sent_at`) is one message in the fake's records, no more,
 no fewer. Several pending changes of one chat and admission may go out as one alert.
 
-Duplicate window (`bot.dispatcher`): a dispatcher that dies after sending and before marking
+Duplicate window (`bot.alerts.dispatcher`): a dispatcher that dies after sending and before marking
 the chunk it was sending repeats at most that chunk, `CHUNK` alerts, once its claim lapses
 (`notifications.claim_seconds`); nothing is lost. A dispatcher that lives but is held up (a long
 429 pause) sends nothing after half its claim: another process may have claimed it by then.
@@ -39,17 +39,26 @@ import yaml
 from sqlalchemy.exc import OperationalError
 from sqlmodel import col, select
 
-from bot import cli, intake, relatives
-from bot import dispatcher as dispatcher_module
+from bot import cli
+from bot.alerts import dispatcher as dispatcher_module
+from bot.alerts.dispatcher import (
+    CHUNK,
+    Alert,
+    Dispatcher,
+    PermanentFailure,
+    RetryLater,
+    TemporaryFailure,
+)
 from bot.app import Services, build_telegram, build_web_app
-from bot.conversation import State
-from bot.dispatcher import CHUNK, Alert, Dispatcher, PermanentFailure, RetryLater, TemporaryFailure
-from bot.hospitals import get_hospital
-from bot.replies import Reply, Span
-from bot.schemas import ConditionUpdateIn, IntakeContext
+from bot.intake import rules
+from bot.intake.hospitals import get_hospital
+from bot.intake.schemas import ConditionUpdateIn, IntakeContext
+from bot.relatives import access
+from bot.relatives.conversation import State
+from bot.relatives.replies import Reply, Span
 from handlers.console import ConsoleSender
 from handlers.telegram import TelegramChannel, TelegramSender
-from models import Admission, Chat, Subscription
+from models import Admission, Chat, Subscription, queries
 from models.chat import Notification
 from tests.conftest import PROJECT_ROOT, auth, make_settings
 from tests.fake_telegram import FakeTelegram, SentMessage
@@ -153,12 +162,12 @@ class Ward:
             chat = Chat(channel="telegram", chat_key=str(user.id), language="en", state=State.VERIFIED)
             session.add(chat)
             await session.flush()
-            followed = await relatives.verify(
+            followed = await access.verify(
                 session, chat, number, self.bot.now(), self.bot.settings.config.verification
             )
             assert followed, f"nothing admitted under {number}"
             if not alerts:
-                await relatives.stop_alerts(session, chat)
+                await access.stop_alerts(session, chat)
             await session.commit()
         return user.id
 
@@ -289,8 +298,8 @@ async def test_a_rolled_back_write_sends_nothing(open_ward):
         admission = (await session.exec(select(Admission).where(Admission.registration_no == "R-1"))).one()
         context = IntakeContext(region="IN", tz=timezone.utc, now=ward.bot.now())
         data = ConditionUpdateIn(recorded_at=now_utc(), **CRITICAL).resolve(context)
-        latest = await intake.latest_update(session, admission.id)
-        await intake.record_update(session, hospital, admission, data, latest, "test", source="api")
+        latest = await queries.latest_update(session, admission.id)
+        await rules.record_update(session, hospital, admission, data, latest, "test", source="api")
         assert len((await session.exec(select(Notification))).all()) == 1  # added, not committed
         await session.rollback()
 

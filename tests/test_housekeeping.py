@@ -5,8 +5,8 @@ from datetime import timedelta
 
 from sqlmodel import select
 
-from bot import housekeeping
 from bot.app import Services, build_scheduler
+from bot.relatives import housekeeping
 from models import Admission, AuditEvent, Chat, Notification, Subscription, Verification
 from models.chat import OtpChallenge
 from tests.conftest import now_utc

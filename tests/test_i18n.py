@@ -23,8 +23,8 @@ from babel.messages.extract import DEFAULT_KEYWORDS, extract_from_dir
 from babel.messages.frontend import parse_keywords, parse_mapping_cfg
 from babel.messages.pofile import read_po
 
-from bot.i18n import LANGUAGE_NAMES, LOCALES_DIR, Catalogues
-from bot.otp import sms_body
+from bot.platform.i18n import LANGUAGE_NAMES, LOCALES_DIR, Catalogues
+from bot.relatives.otp import sms_body
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # The keywords of `make messages`: Babel's defaults plus `-k ngettext:1,2`.

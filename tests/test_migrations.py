@@ -8,7 +8,7 @@ from pathlib import Path
 from alembic import command
 from sqlmodel import SQLModel
 
-from bot import db
+from bot.platform import db
 from tests.support import schema_differences, table_names
 
 

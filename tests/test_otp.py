@@ -12,11 +12,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from hypothesis import HealthCheck, event, given, settings, strategies as st
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
 from sqlmodel import SQLModel, select
 
-from bot import otp as otp_module
-from bot.otp import Checked, OtpService, Requested, read_code
+from bot.relatives import otp as otp_module
+from bot.relatives.otp import Checked, OtpService, Requested, read_code
 from models.chat import OtpChallenge
 
 START = datetime(2024, 7, 2, 3, 0, tzinfo=timezone.utc)

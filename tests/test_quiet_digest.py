@@ -13,10 +13,10 @@ from zoneinfo import ZoneInfo
 import pytest
 from apscheduler.triggers.cron import CronTrigger
 
-from bot import relatives
+from bot.alerts.digest import DIGEST, compose_digest, enqueue_digests
 from bot.app import build_scheduler
-from bot.digest import DIGEST, compose_digest, enqueue_digests
-from bot.settings import OverdueConfig
+from bot.platform.settings import OverdueConfig
+from bot.relatives import access
 from models import Admission, Chat, Notification, Subscription
 from tests.test_conversation import START, World, verified, world  # noqa: F401 (world: a fixture)
 
@@ -227,7 +227,7 @@ async def test_the_digest_has_no_warning_when_the_hospital_is_not_late(world):
     await run_digest(world)
     (row,) = await digests(world)
     async with world.bot.database.session() as session:
-        (card,) = await relatives.readable_cards(
+        (card,) = await access.readable_cards(
             session, await relative.chat(), world.clock.now, world.bot.settings.config.verification
         )
     language = world.bot.catalogues.get("en")

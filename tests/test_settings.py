@@ -12,7 +12,7 @@ import yaml
 
 from bot import cli
 from bot.app import Services
-from bot.settings import Settings, SettingsError, load_settings
+from bot.platform.settings import Settings, SettingsError, load_settings
 from tests.conftest import PROJECT_ROOT
 from tests.support import SETTINGS_ENVIRONMENT, WHATSAPP_TEMPLATES
 

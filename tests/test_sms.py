@@ -21,10 +21,10 @@ from aiohttp import ClientSession
 
 from bot import cli
 from bot.app import Services
-from bot.demo import load_demo
-from bot.logs import MaskPhoneNumbers, mask_phones
-from bot.phones import national
-from bot.replies import Inbound
+from bot.intake.demo import load_demo
+from bot.platform.logs import MaskPhoneNumbers, mask_phones
+from bot.platform.phones import national
+from bot.relatives.replies import Inbound
 from tests.conftest import PROJECT_ROOT, make_settings
 from tests.fake_twilio import (
     ACCOUNT_SID,
@@ -188,7 +188,7 @@ async def test_a_twilio_error_is_logged_masked_and_the_conversation_goes_on(buil
     assert "code is on its way" in replies[0]  # the same answer: nothing tells the failure
     assert fake.messages == [] and fake.attempts[-1].error_code == error
     [code] = CODE.findall(fake.attempts[-1].form["Body"])
-    failures = [r for r in caplog.records if r.name == "bot.sms" and r.levelno == logging.WARNING]
+    failures = [r for r in caplog.records if r.name == "handlers.twilio_api" and r.levelno == logging.WARNING]
     assert len(failures) == 1
     assert MASKED in failures[0].getMessage() and str(error) in failures[0].getMessage()
     _assert_log_is_clean(caplog.text, code)
@@ -201,7 +201,7 @@ async def test_wrong_credentials_are_logged(build, fake, caplog):
     services = await build(TWILIO_SMS, TWILIO_AUTH_TOKEN="not-the-token")
     await ask_code(services)
     assert fake.unauthorized == 1 and fake.messages == []
-    [failure] = [r for r in caplog.records if r.name == "bot.sms"]
+    [failure] = [r for r in caplog.records if r.name == "handlers.twilio_api"]
     assert failure.levelno == logging.WARNING and "20003" in failure.getMessage()
     _assert_log_is_clean(caplog.text, None)
 
@@ -211,7 +211,7 @@ async def test_twilio_out_of_reach_is_logged(build, caplog):
     services = await build(TWILIO_SMS, TWILIO_API_BASE_URL=f"http://127.0.0.1:{free_port()}")
     replies = await ask_code(services)
     assert "code is on its way" in replies[0]
-    [failure] = [r for r in caplog.records if r.name == "bot.sms" and r.levelno == logging.WARNING]
+    [failure] = [r for r in caplog.records if r.name == "handlers.twilio_api" and r.levelno == logging.WARNING]
     assert MASKED in failure.getMessage()
     _assert_log_is_clean(caplog.text, None)
 
@@ -226,7 +226,7 @@ async def test_a_send_that_twilio_never_answers_times_out(build, fake, caplog):
     await say(services, TYPED)
     await asyncio.wait_for(services.background.drain(), NEVER)
     assert fake.arrived.is_set() and fake.messages == []
-    [failure] = [r for r in caplog.records if r.name == "bot.sms"]
+    [failure] = [r for r in caplog.records if r.name == "handlers.twilio_api"]
     assert failure.levelno == logging.WARNING and "Timeout" in failure.getMessage()
     assert MASKED in failure.getMessage()
 
@@ -310,7 +310,7 @@ async def test_verify_start_error_is_logged_masked(build, fake, caplog):
     replies = await ask_code(services)
     assert "code is on its way" in replies[0]
     assert fake.verifications == [] and fake.attempts[-1].error_code == 60410
-    [failure] = [r for r in caplog.records if r.name == "bot.sms" and r.levelno == logging.WARNING]
+    [failure] = [r for r in caplog.records if r.name == "handlers.twilio_api" and r.levelno == logging.WARNING]
     assert MASKED in failure.getMessage() and "60410" in failure.getMessage()
     _assert_log_is_clean(caplog.text, None)
 
@@ -407,23 +407,23 @@ def test_configure_logging_masks_numbers_and_quiets_twilio():
     program = textwrap.dedent(
         """
         import logging
-        from bot.logs import configure_logging
+        from bot.platform.logs import configure_logging
         configure_logging(logging.INFO)
-        logging.getLogger("bot.sms").info("SMS code to %s accepted", "+919830012345")
+        logging.getLogger("handlers.twilio_api").info("SMS code to %s accepted", "+919830012345")
         logging.getLogger("twilio.http_client").info("POST Request: https://api.twilio.com/sync")
         logging.getLogger("twilio.async_http_client").info("Headers: async")
         logging.getLogger("twilio.async_http_client").warning("twilio says careful")
         try:
             raise RuntimeError("The 'To' number +919830012345 is not a valid phone number.")
         except RuntimeError:
-            logging.getLogger("bot.background").exception("background task failed")
+            logging.getLogger("bot.platform.background").exception("background task failed")
         """
     )
     result = subprocess.run(
         [sys.executable, "-c", program], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True, timeout=60
     )
     log = result.stderr
-    assert "INFO bot.sms: SMS code to +91******2345 accepted" in log
+    assert "INFO handlers.twilio_api: SMS code to +91******2345 accepted" in log
     assert "RuntimeError: The 'To' number +91******2345 is not a valid phone number." in log
     assert "9830012345" not in log
     assert "api.twilio.com" not in log and "Headers" not in log

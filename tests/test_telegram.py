@@ -21,9 +21,9 @@ from sqlmodel import select
 from telegram.error import BadRequest
 
 from bot.app import Services, build_telegram, build_web_app
-from bot.demo import SHARED_MOBILE, TRY_NUMBERS, load_demo
-from bot.phones import national, normalise_mobile
-from bot.replies import Reply, Span
+from bot.intake.demo import SHARED_MOBILE, TRY_NUMBERS, load_demo
+from bot.platform.phones import national, normalise_mobile
+from bot.relatives.replies import Reply, Span
 from handlers.telegram import TelegramChannel, send_replies
 from models.chat import Chat, OtpChallenge
 from tests.conftest import make_settings

@@ -24,12 +24,13 @@ from sqlalchemy import func
 from sqlmodel import select
 from twilio.base.exceptions import TwilioRestException
 
-from bot import db, housekeeping
 from bot.app import Services, build_web_app
-from bot.demo import load_demo
-from bot.i18n import language_of_script
-from bot.replies import Button, Reply, RichText
-from bot.sms import twilio_client
+from bot.intake.demo import load_demo
+from bot.platform import db
+from bot.platform.i18n import language_of_script
+from bot.relatives import housekeeping
+from bot.relatives.replies import Button, Reply, RichText
+from handlers.twilio_api import twilio_client
 from handlers.whatsapp import EMPTY_TWIML, MAX_LENGTH, WEBHOOK_PATH, render
 from models.chat import Chat, InboundMessage, Subscription
 from tests.conftest import PROJECT_ROOT, SECRET, make_settings, now_utc

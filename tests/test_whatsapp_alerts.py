@@ -11,8 +11,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlmodel import select
 
-from bot.hospitals import rotate_key
 from bot.app import Services
+from bot.intake.hospitals import rotate_key
 from models import Admission
 from models.chat import Chat, Notification, Subscription, Verification
 from tests.fake_twilio import Message, post_status

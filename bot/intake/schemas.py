@@ -23,7 +23,7 @@ from pydantic import (
     field_validator,
 )
 
-from bot.phones import PhoneNumberError, normalise_mobile
+from bot.platform.phones import PhoneNumberError, normalise_mobile
 from models.enums import AdmissionStatus, CareArea, Condition, RespiratorySupport, Sex
 
 # A hospital's clock may run a little ahead of ours; beyond this a time "in the future" is a typo.

@@ -18,7 +18,7 @@ from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.numbers import format_decimal
 
-LOCALES_DIR = Path(__file__).resolve().parent.parent / "locales"
+LOCALES_DIR = Path(__file__).resolve().parents[2] / "locales"
 DOMAIN = "messages"
 LANGUAGE_NAMES = {"en": "English", "bn": "বাংলা", "hi": "हिन्दी"}
 # Babel locales per language: Indian English and Bengali formats; Bengali numbers in Bengali

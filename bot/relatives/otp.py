@@ -25,13 +25,12 @@ from sqlalchemy import false, func
 from sqlmodel import col, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.i18n import Language
-from bot.sms import CheckUnavailable
-from bot.phones import ascii_digits
-from bot.security import keyed_hash
-from bot.settings import OtpConfig
+from bot.platform.i18n import Language
+from bot.platform.phones import ascii_digits
+from bot.platform.security import keyed_hash
+from bot.platform.settings import OtpConfig
+from handlers.twilio_api import CheckUnavailable
 from models.chat import OtpChallenge
-
 
 # The key of the PostgreSQL advisory lock that lets one code request or check run at a time.
 _CODES_LOCK = 0x5757_4F54_5000  # "WWOTP"

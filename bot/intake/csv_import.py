@@ -72,11 +72,17 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot import intake
-from bot.hospitals import get_hospital
-from bot.schemas import AdmissionIn, ConditionUpdateIn, FieldErrors, IntakeContext, StatusIn
+from bot.intake import rules
+from bot.intake.hospitals import get_hospital
+from bot.intake.schemas import (
+    AdmissionIn,
+    ConditionUpdateIn,
+    FieldErrors,
+    IntakeContext,
+    StatusIn,
+)
 from handlers.hospital_api import REGISTRATION_NO_PATTERN
-from models import Admission, ConditionUpdate, Hospital
+from models import Admission, ConditionUpdate, Hospital, queries
 
 ADMISSION_COLUMNS = (
     "patient_name", "contact_mobile", "alternate_mobiles", "age", "sex", "ward", "bed", "admitted_at",
@@ -358,7 +364,7 @@ class _Importer:
             tz=ZoneInfo(hospital.time_zone),
             now=services.clock(),
         )
-        self.batch = intake.Batch(session, hospital, actor=f"csv:{hospital.code}", source=SOURCE)
+        self.batch = rules.Batch(session, hospital, actor=f"csv:{hospital.code}", source=SOURCE)
         self.admissions: dict[str, Admission] = {}
         self.alternates: dict[int, list[str]] = {}
         self.latest: dict[int, ConditionUpdate] = {}
@@ -376,10 +382,10 @@ class _Importer:
 
     async def _load(self, registration_nos: Iterable[str]) -> None:
         """What is stored about the file's admissions, in a few queries."""
-        self.admissions = await intake.find_admissions(self.session, self.hospital, registration_nos)
+        self.admissions = await queries.find_admissions(self.session, self.hospital, registration_nos)
         ids = [admission.id for admission in self.admissions.values()]
-        self.alternates = await intake.alternates_by_admission(self.session, ids)
-        self.latest = await intake.latest_updates(self.session, ids)
+        self.alternates = await queries.alternates_by_admission(self.session, ids)
+        self.latest = await queries.latest_updates(self.session, ids)
 
     def _check(self, row: _Row, existing: Admission | None, present: set[str]) -> _Checked | None:
         """Validate a row through the API's models and their `resolve`; None if it has problems
@@ -465,18 +471,18 @@ class _Importer:
                 status=checked.status,
                 only_if_changed=not checked.update_has_time,
             )
-        except intake.AdmissionClosed as exc:
+        except rules.AdmissionClosed as exc:
             row.problems.append(f"condition: {exc}")
             return False
         report = self.report
-        if outcome.admission == intake.Outcome.CREATED:
+        if outcome.admission == rules.Outcome.CREATED:
             report.admissions_created += 1
-        elif outcome.admission == intake.Outcome.UPDATED:
+        elif outcome.admission == rules.Outcome.UPDATED:
             report.admissions_updated += 1
         else:
             report.admissions_unchanged += 1
-        report.updates_recorded += outcome.update == intake.Outcome.CREATED
-        report.status_changes += outcome.status == intake.Outcome.UPDATED
+        report.updates_recorded += outcome.update == rules.Outcome.CREATED
+        report.status_changes += outcome.status == rules.Outcome.UPDATED
         return True
 
 

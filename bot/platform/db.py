@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 from contextlib import asynccontextmanager
-from pathlib import Path
 from datetime import datetime, timezone
-from typing import AsyncIterator, Callable, Iterator, Sequence, TypeVar
+from pathlib import Path
+from typing import AsyncIterator, Callable
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
@@ -22,16 +22,7 @@ OUTBOX_FLAG = "outbox_added"
 # Where a session keeps its database's clock (see `Database.clock`).
 CLOCK = "clock"
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-# Bound parameters per bulk query: well below the limits of SQLite (32766) and asyncpg (32767).
-ROWS_PER_STATEMENT = 500
-_T = TypeVar("_T")
-
-
-def in_chunks(items: Sequence[_T], size: int = ROWS_PER_STATEMENT) -> Iterator[Sequence[_T]]:
-    """`items` a statement's worth at a time."""
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 def _prepare_sqlite(url: str) -> None:

@@ -19,9 +19,9 @@ from datetime import datetime, timedelta
 from sqlalchemy import update
 from sqlmodel import col, select
 
-from bot import relatives
-from bot.db import OUTBOX_FLAG, Database
-from bot.settings import NotificationsConfig
+from bot.platform.db import OUTBOX_FLAG, Database
+from bot.platform.settings import NotificationsConfig
+from bot.relatives import access
 from models.chat import Notification
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,7 @@ async def record_delivery(
         if not failed:
             outcome = "recorded"
         elif error_code in PERMANENT:
-            await relatives.mark_unreachable(session, rows[0].chat_id, now)
+            await access.mark_unreachable(session, rows[0].chat_id, now)
             values |= {"status": "dead", "error": f"Twilio {error_code}"}
             outcome = "unreachable"
         elif error_code == OUTSIDE_WINDOW:

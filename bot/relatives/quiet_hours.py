@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from bot.phones import ascii_digits
+from bot.platform.phones import ascii_digits
 
 OFF_WORDS = {"off", "none", "no", "বন্ধ", "बंद"}
 _TIME = r"(\d{1,2})(?:[:.](\d{2}))?\s*(am|pm)?"

@@ -11,11 +11,18 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from bot.i18n import Language
 from bot.outbox import snapshot
-from bot.replies import Reply, RichText, Span
-from bot.settings import OverdueConfig
-from bot.status_card import CardData, care_area_name, condition_name, helpline_text, render_card, support_name
+from bot.platform.i18n import Language
+from bot.platform.settings import OverdueConfig
+from bot.relatives.replies import Reply, RichText, Span
+from bot.relatives.status_card import (
+    CardData,
+    care_area_name,
+    condition_name,
+    helpline_text,
+    render_card,
+    support_name,
+)
 from models import Hospital
 from models.enums import AdmissionStatus
 
@@ -100,7 +107,7 @@ def compose_alert(
 
 
 def alert_kind(card: CardData) -> str:
-    """Which of `bot.settings.ALERT_KINDS` (but the digest) an alert about this card is."""
+    """Which of `bot.platform.settings.ALERT_KINDS` (but the digest) an alert about this card is."""
     return {
         AdmissionStatus.DISCHARGED: "discharge",
         AdmissionStatus.TRANSFERRED: "transfer",
@@ -111,7 +118,7 @@ def alert_kind(card: CardData) -> str:
 def template_fields(
     card: CardData, before: dict[str, Any], language: Language, destination: Hospital | None = None
 ) -> dict[str, str]:
-    """The values of `bot.settings.TEMPLATE_FIELDS` for this alert, in the relative's language. `hospital` and
+    """The values of `bot.platform.settings.TEMPLATE_FIELDS` for this alert, in the relative's language. `hospital` and
     `helpline` are whom to call: after a transfer, the new hospital when it is one of ours."""
     admission, latest = card.admission, card.latest
     to_call = destination or card.hospital

@@ -19,18 +19,26 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Iterable
+from typing import Any
 
-from sqlalchemy import delete, func, insert
-from sqlmodel import col, select
+from sqlalchemy import delete, insert
+from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot import outbox
-from bot.db import in_chunks
-from bot.schemas import AdmissionIn, ConditionUpdateIn, StatusIn
-from models import Admission, AlternateMobile, AuditEvent, ConditionUpdate, Hospital, utcnow
+from bot.intake.schemas import AdmissionIn, ConditionUpdateIn, StatusIn
+from models import (
+    Admission,
+    AlternateMobile,
+    AuditEvent,
+    ConditionUpdate,
+    Hospital,
+    queries,
+    utcnow,
+)
 from models.audit import audit, audit_values
 from models.enums import AdmissionStatus
+from models.queries import in_chunks
 
 
 class Outcome(StrEnum):
@@ -53,101 +61,6 @@ UPDATE_STATE_FIELDS = (
     "condition", "care_area", "respiratory_support", "spo2", "pulse", "bp_systolic",
     "bp_diastolic", "temperature_c", "resp_rate", "blood_sugar", "remarks",
 )  # fmt: skip
-
-
-# --- reading -----------------------------------------------------------------------------------
-
-
-async def find_admission(session: AsyncSession, hospital: Hospital, registration_no: str) -> Admission | None:
-    result = await session.exec(
-        select(Admission).where(
-            Admission.hospital_id == hospital.id, Admission.registration_no == registration_no
-        )
-    )
-    return result.first()
-
-
-async def alternates_of(session: AsyncSession, admission_id: int) -> list[str]:
-    result = await session.exec(
-        select(AlternateMobile.mobile)
-        .where(AlternateMobile.admission_id == admission_id)
-        .order_by(col(AlternateMobile.id))
-    )
-    return list(result.all())
-
-
-async def latest_update(
-    session: AsyncSession, admission_id: int, not_after: datetime | None = None
-) -> ConditionUpdate | None:
-    """The update that describes the patient now (or, with `not_after`, at that time).
-    Updates the hospital retracted do not count."""
-    query = select(ConditionUpdate).where(
-        ConditionUpdate.admission_id == admission_id, col(ConditionUpdate.retracted_at).is_(None)
-    )
-    if not_after is not None:
-        query = query.where(ConditionUpdate.recorded_at <= not_after)
-    result = await session.exec(
-        query.order_by(col(ConditionUpdate.recorded_at).desc(), col(ConditionUpdate.id).desc()).limit(1)
-    )
-    return result.first()
-
-
-
-async def find_admissions(
-    session: AsyncSession, hospital: Hospital, registration_nos: Iterable[str]
-) -> dict[str, Admission]:
-    """The hospital's admissions with these registration numbers, by registration number."""
-    found: dict[str, Admission] = {}
-    for chunk in in_chunks(sorted(set(registration_nos))):
-        result = await session.exec(
-            select(Admission).where(
-                Admission.hospital_id == hospital.id, col(Admission.registration_no).in_(chunk)
-            )
-        )
-        found.update((admission.registration_no, admission) for admission in result.all())
-    return found
-
-
-async def alternates_by_admission(
-    session: AsyncSession, admission_ids: Iterable[int]
-) -> dict[int, list[str]]:
-    """`alternates_of` for many admissions at once; an admission without any is left out."""
-    found: dict[int, list[str]] = {}
-    for chunk in in_chunks(sorted(set(admission_ids))):
-        result = await session.exec(
-            select(AlternateMobile.admission_id, AlternateMobile.mobile)
-            .where(col(AlternateMobile.admission_id).in_(chunk))
-            .order_by(col(AlternateMobile.id))
-        )
-        for admission_id, mobile in result.all():
-            found.setdefault(admission_id, []).append(mobile)
-    return found
-
-
-async def latest_updates(session: AsyncSession, admission_ids: Iterable[int]) -> dict[int, ConditionUpdate]:
-    """`latest_update` for many admissions at once; an admission without any is left out."""
-    found: dict[int, ConditionUpdate] = {}
-    for chunk in in_chunks(sorted(set(admission_ids))):
-        rank = (
-            func.row_number()
-            .over(
-                partition_by=ConditionUpdate.admission_id,
-                order_by=(col(ConditionUpdate.recorded_at).desc(), col(ConditionUpdate.id).desc()),
-            )
-            .label("rank")
-        )
-        ranked = (
-            select(col(ConditionUpdate.id).label("id"), rank)
-            .where(col(ConditionUpdate.admission_id).in_(chunk), col(ConditionUpdate.retracted_at).is_(None))
-            .subquery()
-        )
-        result = await session.exec(
-            select(ConditionUpdate)
-            .join(ranked, col(ConditionUpdate.id) == ranked.c.id)
-            .where(ranked.c.rank == 1)
-        )
-        found.update((update.admission_id, update) for update in result.all())
-    return found
 
 
 # --- writing -----------------------------------------------------------------------------------
@@ -258,7 +171,7 @@ async def _decide_update(
     is_latest = latest is None or recorded_at >= latest.recorded_at
     previous = latest
     if not is_latest and admission_id is not None:
-        previous = await latest_update(session, admission_id, recorded_at)
+        previous = await queries.latest_update(session, admission_id, recorded_at)
     if previous is not None and previous.recorded_at == recorded_at and _same_state(previous, data):
         return _UpdateDecision(previous, False, None)
     if status != AdmissionStatus.ADMITTED:
@@ -321,7 +234,7 @@ async def retract_update(
     merge (the earliest `before` against the current state) and the relative hears nothing."""
     if update.retracted_at is not None:
         return Outcome.UNCHANGED
-    latest = await latest_update(session, admission.id)
+    latest = await queries.latest_update(session, admission.id)
     was_latest = latest is not None and latest.id == update.id
     update.retracted_at = now
     session.add(update)
@@ -331,7 +244,7 @@ async def retract_update(
         update_id=update.id, was_latest=was_latest,
     )  # fmt: skip
     if was_latest:
-        current = await latest_update(session, admission.id)
+        current = await queries.latest_update(session, admission.id)
         await outbox.enqueue(
             session,
             [outbox.condition_change(admission.id, update, admission.status, current.condition if current else None)],
@@ -367,7 +280,7 @@ async def change_status(
         session, actor, "status.changed", hospital.id, admission.id,
         previous=previous_status, status=data.status.value,
     )  # fmt: skip
-    latest = await latest_update(session, admission.id)
+    latest = await queries.latest_update(session, admission.id)
     await outbox.enqueue(session, [outbox.status_change(admission.id, latest, previous_status, data.status.value)])
     return Outcome.UPDATED
 

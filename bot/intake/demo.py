@@ -6,8 +6,8 @@ patients are made up, the mobile numbers come from the visibly fictional range
 +91 90000 000NN (valid Indian mobiles for `phonenumbers`, but nobody's), and the helplines are
 made-up Kolkata landlines.
 
-The data goes in the way a hospital's does: hospitals through `bot.hospitals.add_hospital`,
-admissions, condition updates and status changes through the `bot.intake` functions after the
+The data goes in the way a hospital's does: hospitals through `bot.intake.hospitals.add_hospital`,
+admissions, condition updates and status changes through the `bot.intake.rules` functions after the
 same validation as the hospital API (actor "demo"). Mobile numbers are written in the formats
 people use (leading 0, +91, 0091, Bengali digits) and normalised on the way in.
 
@@ -30,11 +30,11 @@ from zoneinfo import ZoneInfo
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot import intake
-from bot.hospitals import add_hospital, get_hospital
-from bot.phones import normalise_mobile
-from bot.schemas import AdmissionIn, ConditionUpdateIn, IntakeContext, StatusIn
-from models import Hospital
+from bot.intake import rules
+from bot.intake.hospitals import add_hospital, get_hospital
+from bot.intake.schemas import AdmissionIn, ConditionUpdateIn, IntakeContext, StatusIn
+from bot.platform.phones import normalise_mobile
+from models import Hospital, queries
 
 if TYPE_CHECKING:
     from bot.app import Services
@@ -251,9 +251,9 @@ async def _load_patient(
 
     body = {**patient.admission, "admitted_at": ago(patient.admitted_hours_ago)}
     data = AdmissionIn.model_validate(body).resolve(ctx)
-    existing = await intake.find_admission(session, hospital, patient.registration_no)
-    alternates = await intake.alternates_of(session, existing.id) if existing else []
-    result = await intake.put_admission(
+    existing = await queries.find_admission(session, hospital, patient.registration_no)
+    alternates = await queries.alternates_of(session, existing.id) if existing else []
+    result = await rules.put_admission(
         session, hospital, patient.registration_no, data, existing, alternates, ACTOR
     )
     admission = result.admission
@@ -261,14 +261,14 @@ async def _load_patient(
     stored = 0
     for hours, update_body in patient.updates:
         update = ConditionUpdateIn.model_validate({**update_body, "recorded_at": ago(hours)}).resolve(ctx)
-        latest = await intake.latest_update(session, admission.id)
-        recorded = await intake.record_update(session, hospital, admission, update, latest, ACTOR, SOURCE)
-        stored += recorded.outcome == intake.Outcome.CREATED
+        latest = await queries.latest_update(session, admission.id)
+        recorded = await rules.record_update(session, hospital, admission, update, latest, ACTOR, SOURCE)
+        stored += recorded.outcome == rules.Outcome.CREATED
 
     if patient.status is not None:
         hours, status_body = patient.status
         status = StatusIn.model_validate({**status_body, "at": ago(hours)}).resolve(ctx)
-        await intake.change_status(session, hospital, admission, status, ACTOR)
+        await rules.change_status(session, hospital, admission, status, ACTOR)
     return stored
 
 

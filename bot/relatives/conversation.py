@@ -22,15 +22,21 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot import quiet_hours, relatives
-from bot.background import Background
-from bot.db import OUTBOX_FLAG, Database
-from bot.i18n import LANGUAGE_NAMES, Catalogues, Language
-from bot.otp import Checked, OtpService, Requested, read_code
-from bot.phones import PhoneNumberError, ascii_digits, mask, national, normalise_mobile
-from bot.replies import Button, Inbound, Reply
-from bot.settings import FileConfig
-from bot.status_card import render_card
+from bot.platform.background import Background
+from bot.platform.db import OUTBOX_FLAG, Database
+from bot.platform.i18n import LANGUAGE_NAMES, Catalogues, Language
+from bot.platform.phones import (
+    PhoneNumberError,
+    ascii_digits,
+    mask,
+    national,
+    normalise_mobile,
+)
+from bot.platform.settings import FileConfig
+from bot.relatives import access, quiet_hours
+from bot.relatives.otp import Checked, OtpService, Requested, read_code
+from bot.relatives.replies import Button, Inbound, Reply
+from bot.relatives.status_card import render_card
 from models.chat import Chat, InboundMessage, Notification
 
 log = logging.getLogger(__name__)
@@ -190,9 +196,9 @@ class Conversation:
     async def _start(self, turn: Turn) -> None:
         """/start: a verified chat sees its patients again (and alerts resume); others are asked
         for the admission number."""
-        cards = await relatives.readable_cards(turn.session, turn.chat, turn.now, self._config.verification)
+        cards = await access.readable_cards(turn.session, turn.chat, turn.now, self._config.verification)
         if cards:
-            await relatives.resume_alerts(turn.session, turn.chat)
+            await access.resume_alerts(turn.session, turn.chat)
             turn.chat.state = State.VERIFIED
             return await self._show_cards(turn, cards)
         self._ask_number(
@@ -222,7 +228,7 @@ class Conversation:
 
     async def _request_code(self, turn: Turn, mobile: str) -> None:
         session, chat, _ = turn.session, turn.chat, turn._
-        registered = await relatives.registered(session, mobile)
+        registered = await access.registered(session, mobile)
         outcome = await self._otp.request(session, self._chat_key(chat), mobile, registered, turn.language)
         if outcome.result == Requested.LIMITED:
             return turn.say(_("Too many codes have been asked for. Please try again later."))
@@ -280,7 +286,7 @@ class Conversation:
         if outcome.result == Checked.UNAVAILABLE:
             return turn.say(_("Sorry, the code could not be checked just now. Please type it again in a minute."))
 
-        admissions = await relatives.verify(session, chat, chat.pending_mobile, turn.now, self._config.verification)
+        admissions = await access.verify(session, chat, chat.pending_mobile, turn.now, self._config.verification)
         chat.state, chat.pending_mobile = State.VERIFIED, None
         if not admissions:
             return turn.say(_("Your number is confirmed, but no patient is admitted under it now."))
@@ -295,12 +301,12 @@ class Conversation:
         )
         await session.flush()
         await self._show_cards(
-            turn, await relatives.readable_cards(session, chat, turn.now, self._config.verification)
+            turn, await access.readable_cards(session, chat, turn.now, self._config.verification)
         )
 
     async def _status(self, turn: Turn) -> None:
         """/status: a fresh card for every patient this chat follows; no new code while verified."""
-        cards = await relatives.readable_cards(turn.session, turn.chat, turn.now, self._config.verification)
+        cards = await access.readable_cards(turn.session, turn.chat, turn.now, self._config.verification)
         if cards:
             return await self._show_cards(turn, cards)
         if turn.chat.state == State.VERIFIED:
@@ -309,13 +315,13 @@ class Conversation:
             )
         return self._hint(turn)
 
-    async def _show_cards(self, turn: Turn, cards: list[relatives.CardData]) -> None:
+    async def _show_cards(self, turn: Turn, cards: list[access.CardData]) -> None:
         for card in cards:
             turn.replies.append(render_card(card, turn.language, turn.now, self._config.overdue_hours))
-            relatives.record_disclosure(turn.session, turn.chat, card, turn.now)
+            access.record_disclosure(turn.session, turn.chat, card, turn.now)
 
     async def _stop(self, turn: Turn) -> None:
-        stopped = await relatives.stop_alerts(turn.session, turn.chat)
+        stopped = await access.stop_alerts(turn.session, turn.chat)
         if not stopped:
             return turn.say(turn._("You have no alerts to stop."))
         turn.say(
@@ -326,7 +332,7 @@ class Conversation:
         )
 
     async def _forget(self, turn: Turn) -> None:
-        await relatives.forget(turn.session, turn.chat)
+        await access.forget(turn.session, turn.chat)
         turn.forgotten = True
         turn.say(
             turn._(
@@ -433,7 +439,7 @@ class Conversation:
         self._hint(turn)
 
     async def _cancel(self, turn: Turn) -> None:
-        cards = await relatives.readable_cards(turn.session, turn.chat, turn.now, self._config.verification)
+        cards = await access.readable_cards(turn.session, turn.chat, turn.now, self._config.verification)
         turn.chat.state = State.VERIFIED if cards else State.NEW
         turn.chat.pending_mobile = None
         turn.say(turn._("Cancelled. Send /start to begin again."))

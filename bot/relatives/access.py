@@ -10,13 +10,13 @@ from sqlalchemy import delete, update
 from sqlmodel import col, or_, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.intake import latest_updates
-from bot.settings import VerificationConfig
-from bot.status_card import CardData
+from bot.platform.settings import VerificationConfig
+from bot.relatives.status_card import CardData
 from models import Admission, AlternateMobile, AuditEvent, Hospital
 from models.audit import audit_values
 from models.chat import Chat, Notification, Subscription, Verification
 from models.enums import AdmissionStatus
+from models.queries import latest_updates
 
 
 def _still_current(admission: Admission, now: datetime, policy: VerificationConfig) -> bool:

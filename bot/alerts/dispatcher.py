@@ -35,14 +35,14 @@ from sqlalchemy import bindparam, func, insert, or_, true, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot import relatives
-from bot.alerts import alert_kind, compose_alert, template_fields
-from bot.db import Database
-from bot.digest import DIGEST, compose_digest
-from bot.i18n import Catalogues
-from bot.replies import Reply
-from bot.settings import FileConfig
-from bot.status_card import CardData
+from bot.alerts.compose import alert_kind, compose_alert, template_fields
+from bot.alerts.digest import DIGEST, compose_digest
+from bot.platform.db import Database
+from bot.platform.i18n import Catalogues
+from bot.platform.settings import FileConfig
+from bot.relatives import access
+from bot.relatives.replies import Reply
+from bot.relatives.status_card import CardData
 from models import AuditEvent, Hospital
 from models.audit import audit_values
 from models.chat import Chat, Notification, Subscription
@@ -77,9 +77,9 @@ class Alert:
 
     chat_key: str
     reply: Reply
-    kind: str  # bot.settings.ALERT_KINDS
+    kind: str  # bot.platform.settings.ALERT_KINDS
     language: str
-    fields: dict[str, str]  # bot.alerts.template_fields
+    fields: dict[str, str]  # bot.alerts.compose.template_fields
     last_inbound_at: datetime | None = None  # when the relative last wrote to us
     template_only: bool = False  # the platform refused the text outside its window: resent
 
@@ -413,7 +413,7 @@ class Dispatcher:
             # Before the cards are read: a row added after this query may tell of a change the
             # card does not show yet, so it must stay pending rather than be settled by this alert.
             pending = await self._pending(session, chat_ids, admission_ids, chunk[0].claim, now)
-            readable = await relatives.readable_by_chat(
+            readable = await access.readable_by_chat(
                 session, chat_ids, now, self._config.verification, admission_ids, alerting_only=True
             )
             destinations = await self._destinations(session, readable)
@@ -572,7 +572,7 @@ class Dispatcher:
             for group in last:
                 await self._end_alerts(session, group)
             for chat_id in unreachable:  # after the rows above: it cancels the chat's pending rest
-                await relatives.mark_unreachable(session, chat_id, now)
+                await access.mark_unreachable(session, chat_id, now)
             await session.commit()
 
     def _marking(self, result: _Result, now: datetime) -> dict:

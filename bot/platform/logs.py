@@ -1,7 +1,7 @@
 """Logging that keeps relatives' phone numbers out of the logs.
 
 DESIGN.md: logs mask phone numbers (`+91******2345`) and never contain a code. Our own messages
-already mask what they name (`bot.phones.mask`); `MaskPhoneNumbers` is the net under everything
+already mask what they name (`bot.platform.phones.mask`); `MaskPhoneNumbers` is the net under everything
 else that reaches the root handler: a library's message, an exception text such as Twilio's
 "The 'To' number +919830012345 is not a valid phone number", a traceback.
 
@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import re
 
-from bot.phones import mask
+from bot.platform.phones import mask
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -33,7 +33,7 @@ _PHONE = re.compile(r"(?<![\d%])(\+|%2[Bb])(\d(?:[ -]?\d){7,14})(?![\d])")
 
 
 def mask_phones(text: str) -> str:
-    """Every phone number in `text` masked as `bot.phones.mask` does: `+91******2345`."""
+    """Every phone number in `text` masked as `bot.platform.phones.mask` does: `+91******2345`."""
 
     def masked(match: re.Match) -> str:
         prefix, digits = match.group(1), re.sub(r"[ -]", "", match.group(2))

@@ -2,7 +2,7 @@
 
 At `notifications.digest_at` (hospital time) the worker's job adds one "digest" row to the outbox
 for each chat with alerts on for a patient still admitted and readable by that chat (see
-`bot.relatives.readable_cards`) when nothing was recorded about the patient for 24 hours: no
+`bot.relatives.access.readable_cards`) when nothing was recorded about the patient for 24 hours: no
 condition update, no change of status, no admission. The dispatcher sends it like routine news
 (quiet hours hold it), saying "no change since <time>" followed by the card, which carries the
 overdue warning when the hospital is late. A change recorded after the row was added makes the
@@ -22,14 +22,21 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import insert, text
 from sqlmodel import col, select
 
-from bot import relatives
-from bot.db import OUTBOX_FLAG, Database
-from bot.i18n import Language
 from bot.outbox import ROUTINE, snapshot
-from bot.replies import Reply, Span
-from bot.settings import FileConfig, OverdueConfig
-from bot.status_card import CardData, render_card
-from models import Admission, Chat, ConditionUpdate, Notification, Subscription, Verification
+from bot.platform.db import OUTBOX_FLAG, Database
+from bot.platform.i18n import Language
+from bot.platform.settings import FileConfig, OverdueConfig
+from bot.relatives import access
+from bot.relatives.replies import Reply, Span
+from bot.relatives.status_card import CardData, render_card
+from models import (
+    Admission,
+    Chat,
+    ConditionUpdate,
+    Notification,
+    Subscription,
+    Verification,
+)
 from models.enums import AdmissionStatus
 
 log = logging.getLogger(__name__)
@@ -96,7 +103,7 @@ async def enqueue_digests(database: Database, config: FileConfig, now: datetime)
             chat = await session.get(Chat, chat_id)
             if chat is None:
                 continue
-            for card in await relatives.readable_cards(session, chat, now, config.verification, admission_ids):
+            for card in await access.readable_cards(session, chat, now, config.verification, admission_ids):
                 if card.admission.status == AdmissionStatus.ADMITTED and last_change(card) <= quiet_since:
                     rows.append(
                         {

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from bot.i18n import Language
-from bot.phones import national
-from bot.replies import Reply, RichText
-from bot.settings import OverdueConfig
+from bot.platform.i18n import Language
+from bot.platform.phones import national
+from bot.platform.settings import OverdueConfig
+from bot.relatives.replies import Reply, RichText
 from models import Admission, ConditionUpdate, Hospital
 from models.enums import AdmissionStatus, CareArea, Condition
 

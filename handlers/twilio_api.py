@@ -1,7 +1,7 @@
-"""Code providers: the terminal and Twilio SMS deliver our own codes (`bot.otp.CodeSender`);
-Twilio Verify makes, sends and checks its own (`bot.otp.CodeVerifier`).
+"""Code providers: the terminal and Twilio SMS deliver our own codes (`bot.relatives.otp.CodeSender`);
+Twilio Verify makes, sends and checks its own (`bot.relatives.otp.CodeVerifier`).
 
-A code is sent in the background after the reply (`bot.otp`), so a failed send cannot be told to
+A code is sent in the background after the reply (`bot.relatives.otp`), so a failed send cannot be told to
 anybody: it is logged here, with the number masked and without the text, and goes no further.
 """
 
@@ -11,12 +11,16 @@ import logging
 from typing import Callable
 
 from aiohttp import ClientError, ClientSession, ClientTimeout
-from twilio.base.exceptions import TwilioException, TwilioRestException, TwilioServiceException
+from twilio.base.exceptions import (
+    TwilioException,
+    TwilioRestException,
+    TwilioServiceException,
+)
 from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.rest import Client
 
-from bot.logs import mask_phones
-from bot.phones import mask
+from bot.platform.logs import mask_phones
+from bot.platform.phones import mask
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 
 class SettingsError(Exception):
@@ -95,7 +102,7 @@ class NotificationsConfig(_Section):
 
 # WhatsApp templates, for alerts outside the 24 hours after the relative's last message.
 ALERT_KINDS = ("update", "discharge", "transfer", "death", "digest")
-# What a template's variables may be filled with (bot.alerts.template_fields).
+# What a template's variables may be filled with (bot.alerts.compose.template_fields).
 TEMPLATE_FIELDS = ("patient", "hospital", "helpline", "changes", "condition", "care_area", "support", "updated_at")
 # A death is never told by a bot: its template names the patient and whom to call, nothing else.
 DEATH_FIELDS = ("patient", "hospital", "helpline")

@@ -9,14 +9,20 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, delete, func, or_, tuple_, update
 from sqlmodel import col, select
 
-from bot import relatives
-from bot.db import Database, in_chunks
-from bot.settings import NotificationsConfig, OtpConfig, VerificationConfig
+from bot.platform.db import Database
+from bot.platform.settings import NotificationsConfig, OtpConfig, VerificationConfig
+from bot.relatives import access
 from models import (
-    Admission, Chat, InboundMessage, Notification, OtpChallenge, Subscription, Verification,
+    Admission,
+    Chat,
+    InboundMessage,
+    Notification,
+    OtpChallenge,
+    Subscription,
+    Verification,
 )  # fmt: skip
 from models.enums import AdmissionStatus
-
+from models.queries import in_chunks
 
 
 async def purge_code_requests(database: Database, policy: OtpConfig, now: datetime) -> int:
@@ -65,7 +71,7 @@ async def end_lapsed_verifications(database: Database, policy: VerificationConfi
                         col(Admission.status_at).is_not(None),
                         col(Admission.status_at) <= now - timedelta(days=policy.days_after_discharge),
                     ),
-                    ~relatives.number_still_theirs(),
+                    ~access.number_still_theirs(),
                 ),
             )
         )

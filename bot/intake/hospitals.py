@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.phones import PhoneNumberError, normalise_phone
-from bot.security import hospital_code_of, keyed_hash, key_matches, new_api_key
-from bot.settings import Settings
+from bot.platform.phones import PhoneNumberError, normalise_phone
+from bot.platform.security import hospital_code_of, key_matches, keyed_hash, new_api_key
+from bot.platform.settings import Settings
 from models import Hospital, utcnow
 from models.audit import audit
 
