@@ -71,7 +71,6 @@ from bench.common import (
     sqlite_database,
 )
 from bot.app import Services
-from bot.intake.csv_import import import_csv
 from bot.intake.hospitals import add_hospital
 from bot.platform import db
 from bot.platform.phones import normalise_mobile
@@ -252,7 +251,7 @@ async def seed_updates(url: str, folder: Path) -> Backlog:
                 path = folder / f"round{round_}-{hospital_code(h)}.csv"
                 write_round(path, round_, h, recorded)
                 async with services.database.session() as session:
-                    report = await import_csv(session, services, path, hospital_code(h))
+                    report = await services.import_csv(session, path, hospital_code(h))
                 if not report.ok:
                     raise RuntimeError(f"import of {path.name} failed: {report.summary()}")
 

@@ -69,13 +69,12 @@ async def serve(port: int) -> dict:
 
 
 async def import_file(path: Path, code: str) -> dict:
-    from bot.intake.csv_import import import_csv
 
     services = Services.build(load_settings())
     try:
         async with services.database.session() as session:
             started = time.perf_counter()
-            report = await import_csv(session, services, path, code)
+            report = await services.import_csv(session, path, code)
             seconds = time.perf_counter() - started
     finally:
         await services.database.dispose()

@@ -13,6 +13,7 @@ import signal
 import sys
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Callable
 
 import uvicorn
@@ -20,10 +21,12 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from twilio.rest import Client as TwilioClient
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.alerts import digest
-from bot.alerts.dispatcher import Dispatcher, Sender
+from bot.alerts.channels import Sender
+from bot.alerts.dispatcher import Dispatcher
+from bot.intake.csv_import import ImportReport, import_csv
 from bot.intake.demo import load_demo
 from bot.platform.background import Background
 from bot.platform.db import Database
@@ -33,16 +36,11 @@ from bot.relatives import housekeeping
 from bot.relatives.conversation import Conversation
 from bot.relatives.otp import OtpService
 from handlers.console import CHANNEL as CONSOLE
-from handlers.console import ConsoleChat, ConsoleSender, read_stdin_line, write_stdout
+from handlers.console import ConsoleChat, ConsoleCodes, ConsoleSender, read_stdin_line, write_stdout
 from handlers.hospital_api import hospital_api, request_validation_response
 from handlers.telegram import CHANNEL as TELEGRAM
 from handlers.telegram import TelegramChannel, TelegramSender, build_application
-from handlers.twilio_api import (
-    ConsoleCodes,
-    TwilioSmsCodes,
-    TwilioVerifyCodes,
-    twilio_client,
-)
+from handlers.twilio_api import TwilioClient, TwilioSmsCodes, TwilioVerifyCodes, twilio_client
 from handlers.whatsapp import CHANNEL as WHATSAPP
 from handlers.whatsapp import STATUS_PATH as WHATSAPP_STATUS_PATH
 from handlers.whatsapp import WEBHOOK_PATH as WHATSAPP_WEBHOOK_PATH
@@ -132,6 +130,14 @@ class Services:
                 secrets.twilio_account_sid, secrets.twilio_auth_token, self.settings.env.twilio_api_base_url
             )
         return self.twilio
+
+    async def load_demo(self, session: AsyncSession) -> list[str]:
+        """The fictional demo hospitals and patients (`bot.intake.demo`), as of this clock."""
+        return await load_demo(session, self.settings, self.secret_key, self.now())
+
+    async def import_csv(self, session: AsyncSession, path: Path, hospital_code: str, dry_run: bool = False) -> ImportReport:
+        """A hospital's CSV file (`bot.intake.csv_import`), read with this region and clock."""
+        return await import_csv(session, path, hospital_code, self.settings.config.phone_region, self.now(), dry_run)
 
     async def close(self) -> None:
         await self.background.drain()
@@ -298,7 +304,7 @@ async def _load_demo_if_local(services: Services) -> None:
     if not services.settings.is_local:
         return
     async with services.database.session() as session:
-        for line in await load_demo(session, services):
+        for line in await services.load_demo(session):
             write_stdout(line)
 
 

@@ -84,10 +84,9 @@ async def _hospitals(services: app.Services, args: argparse.Namespace) -> int:
 
 
 async def _import(services: app.Services, args: argparse.Namespace) -> int:
-    from bot.intake.csv_import import import_csv
 
     async def work(session) -> int:
-        report = await import_csv(session, services, args.file, args.hospital, dry_run=args.dry_run)
+        report = await services.import_csv(session, args.file, args.hospital, dry_run=args.dry_run)
         print(report.summary(), file=sys.stdout)
         for problem in report.problems:
             print(problem, file=sys.stderr)
@@ -97,10 +96,9 @@ async def _import(services: app.Services, args: argparse.Namespace) -> int:
 
 
 async def _demo(services: app.Services, _args: argparse.Namespace) -> int:
-    from bot.intake.demo import load_demo
 
     async def work(session) -> int:
-        for line in await load_demo(session, services):
+        for line in await services.load_demo(session):
             print(line)
         return 0
 

@@ -2,7 +2,7 @@
 
 Commands are typed as on Telegram (`/status`); buttons become numbered choices answered with a
 digit (the dialogue keeps the choices offered with the chat, as for WhatsApp). The "SMS" carrying
-the code is printed in the same terminal by `handlers.twilio_api.ConsoleCodes`.
+the code is printed in the same terminal by `ConsoleCodes`.
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ import asyncio
 import sys
 from typing import Awaitable, Callable
 
-from bot.alerts.dispatcher import Alert, Pacer
+from bot.alerts.channels import Alert
+from bot.alerts.pacing import Pacer
 from bot.relatives.conversation import Conversation
 from bot.relatives.replies import Inbound, Reply
 
@@ -67,6 +68,18 @@ class ConsoleChat:
                 return
             if line.strip():
                 await self.say(line)
+
+
+class ConsoleCodes:
+    """Local use: the "SMS" is printed where the person at the terminal can read it."""
+
+    owns_codes = False
+
+    def __init__(self, show: Callable[[str], None] = print) -> None:
+        self._show = show
+
+    async def send(self, mobile: str, body: str) -> None:
+        self._show(f"[SMS to {mobile}] {body}")
 
 
 class ConsoleSender:

@@ -24,6 +24,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from bot.intake import rules
 from bot.intake.hospitals import hospital_for_key
 from bot.intake.schemas import (
+    REGISTRATION_NO_PATTERN,
     AdmissionIn,
     ConditionUpdateIn,
     FieldErrors,
@@ -33,7 +34,6 @@ from bot.intake.schemas import (
 from bot.platform.db import Database
 from models import Admission, ConditionUpdate, Hospital, queries
 
-REGISTRATION_NO_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 RegistrationNo = Annotated[
     str,
     Path(

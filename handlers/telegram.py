@@ -45,13 +45,8 @@ from telegram.ext import (
 )
 from telegram.warnings import PTBDeprecationWarning
 
-from bot.alerts.dispatcher import (
-    Alert,
-    Pacer,
-    PermanentFailure,
-    RetryLater,
-    TemporaryFailure,
-)
+from bot.alerts.channels import Alert, PermanentFailure, RetryLater, TemporaryFailure
+from bot.alerts.pacing import Pacer
 from bot.platform.i18n import Catalogues, Language
 from bot.platform.settings import Settings
 from bot.relatives.conversation import Conversation

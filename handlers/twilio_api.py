@@ -1,5 +1,6 @@
-"""Code providers: the terminal and Twilio SMS deliver our own codes (`bot.relatives.otp.CodeSender`);
-Twilio Verify makes, sends and checks its own (`bot.relatives.otp.CodeVerifier`).
+"""Twilio: the client on its async HTTP client, and the code providers on it. Twilio SMS delivers
+our own codes (`bot.relatives.otp.CodeSender`); Twilio Verify makes, sends and checks its own
+(`bot.relatives.otp.CodeVerifier`).
 
 A code is sent in the background after the reply (`bot.relatives.otp`), so a failed send cannot be told to
 anybody: it is logged here, with the number masked and without the text, and goes no further.
@@ -8,7 +9,6 @@ anybody: it is logged here, with the number masked and without the text, and goe
 from __future__ import annotations
 
 import logging
-from typing import Callable
 
 from aiohttp import ClientError, ClientSession, ClientTimeout
 from twilio.base.exceptions import (
@@ -17,10 +17,11 @@ from twilio.base.exceptions import (
     TwilioServiceException,
 )
 from twilio.http.async_http_client import AsyncTwilioHttpClient
-from twilio.rest import Client
+from twilio.rest import Client as TwilioClient
 
 from bot.platform.logs import mask_phones
 from bot.platform.phones import mask
+from bot.relatives.otp import CheckUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -33,22 +34,6 @@ TWILIO_TIMEOUT_SECONDS = 15.0
 TWILIO_ERRORS = (TwilioRestException, TwilioServiceException)
 # What a failed request can raise: Twilio's answer, or no answer at all.
 SEND_ERRORS = (TwilioException, ClientError, TimeoutError)
-
-
-class CheckUnavailable(Exception):
-    """The code could not be checked now (the provider failed): neither right nor wrong."""
-
-
-class ConsoleCodes:
-    """Local use: the "SMS" is printed where the person at the terminal can read it."""
-
-    owns_codes = False
-
-    def __init__(self, show: Callable[[str], None] = print) -> None:
-        self._show = show
-
-    async def send(self, mobile: str, body: str) -> None:
-        self._show(f"[SMS to {mobile}] {body}")
 
 
 class _AsyncHttpClient(AsyncTwilioHttpClient):
@@ -79,10 +64,10 @@ class _AsyncHttpClient(AsyncTwilioHttpClient):
             self.session = None
 
 
-def twilio_client(account_sid: str, auth_token: str, base_url: str | None) -> Client:
+def twilio_client(account_sid: str, auth_token: str, base_url: str | None) -> TwilioClient:
     """Twilio's client on its async HTTP client, optionally sent to another base URL (a sandbox,
     or the fake Twilio API of the tests). Close it with `await client.http_client.close()`."""
-    client = Client(account_sid, auth_token, http_client=_AsyncHttpClient())
+    client = TwilioClient(account_sid, auth_token, http_client=_AsyncHttpClient())
     if base_url:
         client.api.base_url = base_url.rstrip("/")
         client.verify.base_url = base_url.rstrip("/")
@@ -102,7 +87,7 @@ class TwilioSmsCodes:
 
     owns_codes = False
 
-    def __init__(self, client: Client, sender: str | None, messaging_service_sid: str | None) -> None:
+    def __init__(self, client: TwilioClient, sender: str | None, messaging_service_sid: str | None) -> None:
         self._client = client
         self._sender = (
             {"messaging_service_sid": messaging_service_sid} if messaging_service_sid else {"from_": sender}
@@ -122,7 +107,7 @@ class TwilioVerifyCodes:
 
     owns_codes = True
 
-    def __init__(self, client: Client, service_sid: str) -> None:
+    def __init__(self, client: TwilioClient, service_sid: str) -> None:
         self._service = client.verify.v2.services(service_sid)
 
     async def start(self, mobile: str, locale: str) -> None:

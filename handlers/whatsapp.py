@@ -28,14 +28,9 @@ from twilio.base.exceptions import TwilioRestException
 from twilio.request_validator import RequestValidator
 from twilio.rest import Client
 
+from bot.alerts.channels import Alert, PermanentFailure, RetryLater, TemporaryFailure
 from bot.alerts.delivery import OUTSIDE_WINDOW, PERMANENT, record_delivery
-from bot.alerts.dispatcher import (
-    Alert,
-    Pacer,
-    PermanentFailure,
-    RetryLater,
-    TemporaryFailure,
-)
+from bot.alerts.pacing import Pacer
 from bot.platform.db import Database
 from bot.platform.i18n import language_of_script
 from bot.platform.phones import ascii_digits, mask

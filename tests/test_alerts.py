@@ -16,10 +16,10 @@ import pytest
 from sqlmodel import select
 
 from bot.alerts import dispatcher as dispatcher_module
-from bot.alerts.dispatcher import Alert, Dispatcher
+from bot.alerts.channels import Alert
+from bot.alerts.dispatcher import Dispatcher
 from bot.app import Services
 from bot.intake import rules
-from bot.intake.csv_import import import_csv
 from bot.intake.hospitals import get_hospital
 from bot.intake.schemas import ConditionUpdateIn, IntakeContext
 from handlers.console import CHANNEL, ConsoleSender
@@ -546,7 +546,7 @@ async def test_a_csv_import_of_a_changed_condition_alerts_once(world, tmp_path: 
         encoding="utf-8",
     )
     async with world.bot.database.session() as session:
-        report = await import_csv(session, world.bot, path, "MRB")
+        report = await world.bot.import_csv(session, path, "MRB")
     assert report.ok and report.updates_recorded == 2, report.summary()
     assert len(await world.rows(Notification)) == 1
     (alert,) = await world.dispatch(key=relative.key)
@@ -557,7 +557,7 @@ async def test_a_csv_import_of_a_changed_condition_alerts_once(world, tmp_path: 
 
     # The same file again changes nothing and tells nobody anything.
     async with world.bot.database.session() as session:
-        report = await import_csv(session, world.bot, path, "MRB")
+        report = await world.bot.import_csv(session, path, "MRB")
     assert report.ok and report.updates_recorded == 0, report.summary()
     assert len(await world.rows(Notification)) == 1
     assert await world.dispatch(after=3600) == []

@@ -11,7 +11,7 @@ from sqlalchemy import func
 from sqlmodel import SQLModel, col, select
 
 from bot import cli
-from bot.intake.csv_import import COLUMNS, import_csv, parse_time
+from bot.intake.csv_import import COLUMNS, parse_time
 from bot.intake.hospitals import get_hospital
 from models import Admission, AlternateMobile, AuditEvent, ConditionUpdate, queries
 from tests.conftest import FIXTURES, PROJECT_ROOT, SECRET, auth
@@ -35,7 +35,7 @@ def write(tmp_path: Path, text: str, name: str = "file.csv") -> Path:
 
 async def run_import(services, path: Path, code: str = "MRB", dry_run: bool = False):
     async with services.database.session() as session:
-        return await import_csv(session, services, path, code, dry_run=dry_run)
+        return await services.import_csv(session, path, code, dry_run=dry_run)
 
 
 async def snapshot(services) -> dict[str, list]:

@@ -8,9 +8,9 @@ from datetime import timedelta
 from sqlalchemy import func
 from sqlmodel import SQLModel, col, select
 
-from bot.intake.demo import HOSPITALS, PATIENTS, SHARED_MOBILE, demo_mobiles, load_demo
+from bot.intake.demo import HOSPITALS, PATIENTS, SHARED_MOBILE, demo_mobiles
 from bot.intake.hospitals import add_hospital, get_hospital, hospital_for_key
-from handlers.hospital_api import REGISTRATION_NO_PATTERN
+from bot.intake.schemas import REGISTRATION_NO_PATTERN
 from models import (
     Admission,
     AlternateMobile,
@@ -31,7 +31,7 @@ async def _counts(session) -> dict[str, int]:
 
 async def test_demo_loads_every_value(services):
     async with services.database.session() as session:
-        lines = await load_demo(session, services)
+        lines = await services.load_demo(session)
 
     async with services.database.session() as session:
         hospitals = {h.code: h for h in (await session.exec(select(Hospital))).all()}
@@ -98,11 +98,11 @@ async def test_demo_loads_every_value(services):
 
 async def test_second_load_adds_nothing(services):
     async with services.database.session() as session:
-        await load_demo(session, services)
+        await services.load_demo(session)
     async with services.database.session() as session:
         before = await _counts(session)
     async with services.database.session() as session:
-        lines = await load_demo(session, services)
+        lines = await services.load_demo(session)
     async with services.database.session() as session:
         assert await _counts(session) == before
     assert not any("API key" in line for line in lines)
@@ -115,7 +115,7 @@ async def test_existing_hospital_is_left_alone(services):
         await add_hospital(session, services.settings, services.secret_key, "MCK", "Medical College", "033 2241 4901")
         await session.commit()
     async with services.database.session() as session:
-        lines = await load_demo(session, services)
+        lines = await services.load_demo(session)
     async with services.database.session() as session:
         mck = await get_hospital(session, "MCK")
         count = (await session.exec(select(func.count()).where(col(Admission.hospital_id) == mck.id))).one()

@@ -41,14 +41,8 @@ from sqlmodel import col, select
 
 from bot import cli
 from bot.alerts import dispatcher as dispatcher_module
-from bot.alerts.dispatcher import (
-    CHUNK,
-    Alert,
-    Dispatcher,
-    PermanentFailure,
-    RetryLater,
-    TemporaryFailure,
-)
+from bot.alerts.channels import Alert, PermanentFailure, RetryLater, TemporaryFailure
+from bot.alerts.dispatcher import CHUNK, Dispatcher
 from bot.app import Services, build_telegram, build_web_app
 from bot.intake import rules
 from bot.intake.hospitals import get_hospital

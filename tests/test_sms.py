@@ -21,7 +21,6 @@ from aiohttp import ClientSession
 
 from bot import cli
 from bot.app import Services
-from bot.intake.demo import load_demo
 from bot.platform.logs import MaskPhoneNumbers, mask_phones
 from bot.platform.phones import national
 from bot.relatives.replies import Inbound
@@ -73,7 +72,7 @@ async def build(services, fake, migrated_url):
         built.append(made)
         if not loaded:
             async with made.database.session() as session:
-                await load_demo(session, made)
+                await made.load_demo(session)
             loaded = True
         return made
 

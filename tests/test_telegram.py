@@ -21,7 +21,7 @@ from sqlmodel import select
 from telegram.error import BadRequest
 
 from bot.app import Services, build_telegram, build_web_app
-from bot.intake.demo import SHARED_MOBILE, TRY_NUMBERS, load_demo
+from bot.intake.demo import SHARED_MOBILE, TRY_NUMBERS
 from bot.platform.phones import national, normalise_mobile
 from bot.relatives.replies import Reply, Span
 from handlers.telegram import TelegramChannel, send_replies
@@ -71,7 +71,7 @@ class Bot:
 
     async def load_demo(self) -> list[str]:
         async with self.services.database.session() as session:
-            return await load_demo(session, self.services)
+            return await self.services.load_demo(session)
 
     async def texts_to(self, mobile: str) -> list[str]:
         """The bodies of every console "SMS" sent to `mobile` (waits for the background sends)."""

@@ -25,7 +25,6 @@ from sqlmodel import select
 from twilio.base.exceptions import TwilioRestException
 
 from bot.app import Services, build_web_app
-from bot.intake.demo import load_demo
 from bot.platform import db
 from bot.platform.i18n import language_of_script
 from bot.relatives import housekeeping
@@ -144,7 +143,7 @@ async def start(services, fake, migrated_url, tmp_path):
         )
         if not opened:
             async with built.database.session() as session:
-                await load_demo(session, built)
+                await built.load_demo(session)
         transport = httpx.ASGITransport(app=build_web_app(built))
         http = httpx.AsyncClient(transport=transport, base_url=SEEN_BASE_URL)
         opened.append((built, http))

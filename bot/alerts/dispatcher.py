@@ -25,23 +25,23 @@ import contextlib
 import logging
 import random
 from collections import defaultdict
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import AsyncIterator, Callable, Protocol
+from typing import Callable
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import bindparam, func, insert, or_, true, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from bot.alerts.channels import Alert, PermanentFailure, RetryLater, Sender, TemporaryFailure
 from bot.alerts.compose import alert_kind, compose_alert, template_fields
 from bot.alerts.digest import DIGEST, compose_digest
 from bot.platform.db import Database
 from bot.platform.i18n import Catalogues
 from bot.platform.settings import FileConfig
 from bot.relatives import access
-from bot.relatives.replies import Reply
+from bot.relatives.quiet_hours import in_quiet_hours, quiet_hours_end
 from bot.relatives.status_card import CardData
 from models import AuditEvent, Hospital
 from models.audit import audit_values
@@ -52,131 +52,6 @@ log = logging.getLogger(__name__)
 CHUNK = 25
 IDLE_LOOK_SECONDS = 1.0  # how often to look for rows added by other processes
 CLAIM_USE = 0.5  # share of notifications.claim_seconds in which a claimed alert may still be sent
-
-
-class RetryLater(Exception):
-    """The platform asked us to slow down (HTTP 429)."""
-
-    def __init__(self, seconds: float) -> None:
-        super().__init__(f"retry after {seconds} s")
-        self.seconds = seconds
-
-
-class TemporaryFailure(Exception):
-    """A timeout, a network error or a server error: worth another try later."""
-
-
-class PermanentFailure(Exception):
-    """The chat can never receive messages again (blocked, deactivated, not found, opted out)."""
-
-
-@dataclass(frozen=True)
-class Alert:
-    """One alert for one chat: its text, and what fills a template in its stead on a channel that
-    needs one (WhatsApp, more than 24 hours after the relative's last message)."""
-
-    chat_key: str
-    reply: Reply
-    kind: str  # bot.platform.settings.ALERT_KINDS
-    language: str
-    fields: dict[str, str]  # bot.alerts.compose.template_fields
-    last_inbound_at: datetime | None = None  # when the relative last wrote to us
-    template_only: bool = False  # the platform refused the text outside its window: resent
-
-
-class Sender(Protocol):
-    channel: str
-    pacer: "Pacer"
-
-    async def send(self, alert: Alert) -> str | None:
-        """Send it; the platform's id of the message when its delivery is reported later."""
-
-
-class Pacer:
-    """At most `per_second` messages in any one second overall, and `per_chat_per_second` to any
-    one chat. Use: `async with pacer.slot(chat_key, deadline) as granted: if granted: send(...)`.
-
-    The platform counts a message when its request reaches it, some time between our sending and
-    its answer. So that no network delay can make two messages look closer together than allowed,
-    a message holds one of the second's places from the moment it may go until one second after
-    its answer came, and the next message to the same chat waits for one interval after the
-    answer to the previous one. That costs a little pace (30 / (1 + latency) per second) and
-    never causes a 429. `pause` (after a 429) holds every message until its end.
-    """
-
-    def __init__(self, per_second: float, per_chat_per_second: float | None = None) -> None:
-        places = max(1, int(per_second))
-        self._window = places / per_second
-        self._places = asyncio.Semaphore(places)
-        self._chat_interval = 1 / per_chat_per_second if per_chat_per_second else 0.0
-        self._chats: dict[str, _ChatTurn] = {}
-        self._paused_until = 0.0
-
-    def pause(self, seconds: float) -> None:
-        loop = asyncio.get_running_loop()
-        self._paused_until = max(self._paused_until, loop.time() + seconds)
-
-    @asynccontextmanager
-    async def slot(self, chat_key: str, deadline: float | None = None) -> AsyncIterator[bool]:
-        """Wait until a message to `chat_key` may go, and send it inside the block. Gives False
-        at once, and no slot, when its turn would come only after `deadline` (loop time)."""
-        loop = asyncio.get_running_loop()
-        turn = self._chats.setdefault(chat_key, _ChatTurn())
-        turn.users += 1
-        try:
-            if not await self._take(loop, turn, deadline):
-                yield False
-                return
-            try:
-                yield True
-            finally:
-                turn.ready_at = loop.time() + self._chat_interval
-                loop.call_later(self._window, self._places.release)
-                turn.lock.release()
-        finally:
-            turn.users -= 1
-        if len(self._chats) > 10_000:  # forget chats past their interval that nobody waits for
-            now = loop.time()
-            self._chats = {key: t for key, t in self._chats.items() if t.users or t.ready_at > now}
-
-    async def _take(self, loop: asyncio.AbstractEventLoop, turn: "_ChatTurn", deadline: float | None) -> bool:
-        """The chat's turn (one message to a chat at a time) and one of the second's places."""
-
-        def too_late() -> bool:
-            return deadline is not None and max(turn.ready_at, self._paused_until) > deadline
-
-        try:
-            async with asyncio.timeout_at(deadline):
-                await turn.lock.acquire()
-        except TimeoutError:
-            return False
-        try:
-            async with asyncio.timeout_at(deadline):
-                while not too_late():
-                    await _sleep_until(loop, lambda: max(turn.ready_at, self._paused_until))
-                    await self._places.acquire()
-                    if self._paused_until <= loop.time():
-                        return True
-                    self._places.release()  # paused while it waited for a place
-        except TimeoutError:
-            pass
-        except BaseException:
-            turn.lock.release()
-            raise
-        turn.lock.release()
-        return False
-
-
-@dataclass
-class _ChatTurn:
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    ready_at: float = 0.0  # loop time
-    users: int = 0
-
-
-async def _sleep_until(loop: asyncio.AbstractEventLoop, moment: Callable[[], float]) -> None:
-    while (delay := moment() - loop.time()) > 0:
-        await asyncio.sleep(delay)
 
 
 @dataclass
@@ -231,20 +106,6 @@ class _Result:
     last: bool = False
     outgoing: _Outgoing | None = None  # a ready alert
     message_id: str | None = None  # a sent alert's, as its platform named it
-
-
-def in_quiet_hours(chat: Chat, local: datetime) -> bool:
-    if chat.quiet_from is None or chat.quiet_until is None:
-        return False
-    hour = local.hour
-    if chat.quiet_from <= chat.quiet_until:
-        return chat.quiet_from <= hour < chat.quiet_until
-    return hour >= chat.quiet_from or hour < chat.quiet_until
-
-
-def quiet_hours_end(chat: Chat, local: datetime) -> datetime:
-    end = local.replace(hour=chat.quiet_until or 0, minute=0, second=0, microsecond=0)
-    return end if end > local else end + timedelta(days=1)
 
 
 class Dispatcher:

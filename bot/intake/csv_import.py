@@ -65,7 +65,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import Any, Iterable
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ValidationError
@@ -75,13 +75,13 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from bot.intake import rules
 from bot.intake.hospitals import get_hospital
 from bot.intake.schemas import (
+    REGISTRATION_NO_PATTERN,
     AdmissionIn,
     ConditionUpdateIn,
     FieldErrors,
     IntakeContext,
     StatusIn,
 )
-from handlers.hospital_api import REGISTRATION_NO_PATTERN
 from models import Admission, ConditionUpdate, Hospital, queries
 
 ADMISSION_COLUMNS = (
@@ -104,10 +104,6 @@ _DAY_FIRST = re.compile(
 )
 _TIME_HINT = "write it as 2026-11-27 09:30 or 27/11/2026 09:30"
 SOURCE = "csv"
-
-if TYPE_CHECKING:
-    from bot.app import Services
-
 
 @dataclass
 class ImportReport:
@@ -177,10 +173,15 @@ class _Checked:
 
 
 async def import_csv(
-    session: AsyncSession, services: Services, path: Path, hospital_code: str, dry_run: bool = False
+    session: AsyncSession,
+    path: Path,
+    hospital_code: str,
+    region: str,
+    now: datetime,
+    dry_run: bool = False,
 ) -> ImportReport:
     """Import `path` for the hospital `hospital_code`, then commit (with `dry_run`: roll back).
-    Uses the services' settings (phone region) and clock."""
+    Mobile numbers are read as numbers of `region`; times may not be later than `now`."""
     path = Path(path)
     report = ImportReport(file=path.name, hospital=hospital_code.strip().upper(), dry_run=dry_run)
     try:
@@ -196,7 +197,7 @@ async def import_csv(
 
     rows = _rows(records, columns, len(header))
     report.rows = len(rows)
-    importer = _Importer(session, services, hospital, report)
+    importer = _Importer(session, hospital, report, region, now)
     try:
         await importer.run(rows, present=set(columns.values()))
         if dry_run:
@@ -355,14 +356,14 @@ def parse_time(text: str) -> datetime:
 
 
 class _Importer:
-    def __init__(self, session: AsyncSession, services: Services, hospital: Hospital, report: ImportReport):
+    def __init__(self, session: AsyncSession, hospital: Hospital, report: ImportReport, region: str, now: datetime):
         self.session = session
         self.hospital = hospital
         self.report = report
         self.context = IntakeContext(
-            region=services.settings.config.phone_region,
+            region=region,
             tz=ZoneInfo(hospital.time_zone),
-            now=services.clock(),
+            now=now,
         )
         self.batch = rules.Batch(session, hospital, actor=f"csv:{hospital.code}", source=SOURCE)
         self.admissions: dict[str, Admission] = {}

@@ -11,7 +11,7 @@ admissions, condition updates and status changes through the `bot.intake.rules` 
 same validation as the hospital API (actor "demo"). Mobile numbers are written in the formats
 people use (leading 0, +91, 0091, Bengali digits) and normalised on the way in.
 
-Times are relative to `services.clock()`, so the demo always looks current: a few patients have
+Times are relative to `now`, so the demo always looks current: a few patients have
 several updates over the past days, a few have a last update more than 24 hours old (overdue).
 Between them the admissions use every condition, care area, breathing support and status.
 One mobile number (+91 90000 00001) belongs to two patients in two hospitals, a couple treated
@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -34,10 +34,8 @@ from bot.intake import rules
 from bot.intake.hospitals import add_hospital, get_hospital
 from bot.intake.schemas import AdmissionIn, ConditionUpdateIn, IntakeContext, StatusIn
 from bot.platform.phones import normalise_mobile
+from bot.platform.settings import Settings
 from models import Hospital, queries
-
-if TYPE_CHECKING:
-    from bot.app import Services
 
 ACTOR = "demo"
 SOURCE = "demo"
@@ -272,14 +270,12 @@ async def _load_patient(
     return stored
 
 
-async def load_demo(session: AsyncSession, services: Services) -> list[str]:
+async def load_demo(session: AsyncSession, settings: Settings, secret_key: bytes, now: datetime) -> list[str]:
     """Add the demo hospitals that do not exist yet, with their patients, and commit.
 
     Returns the lines to show the operator: each new hospital's API key (shown only here), the
     hospitals skipped, and a few mobile numbers to try."""
-    settings = services.settings
     region = settings.config.phone_region
-    now = services.clock()
     lines: list[str] = []
     added = admissions = updates = 0
 
@@ -288,7 +284,7 @@ async def load_demo(session: AsyncSession, services: Services) -> list[str]:
             lines.append(f"{spec.code} {spec.name}: already exists, skipped (no demo patients added)")
             continue
         issued = await add_hospital(
-            session, settings, services.secret_key, spec.code, spec.name, spec.helpline, spec.district,
+            session, settings, secret_key, spec.code, spec.name, spec.helpline, spec.district,
             actor=ACTOR,
         )
         hospital = issued.hospital

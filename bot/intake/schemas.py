@@ -29,6 +29,9 @@ from models.enums import AdmissionStatus, CareArea, Condition, RespiratorySuppor
 # A hospital's clock may run a little ahead of ours; beyond this a time "in the future" is a typo.
 CLOCK_SKEW = timedelta(minutes=5)
 
+# A hospital's registration number, in API paths and CSV cells alike.
+REGISTRATION_NO_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+
 
 class FieldErrors(ValueError):
     """One or more (field, reason) pairs, in the order the fields were checked."""

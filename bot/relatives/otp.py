@@ -29,11 +29,14 @@ from bot.platform.i18n import Language
 from bot.platform.phones import ascii_digits
 from bot.platform.security import keyed_hash
 from bot.platform.settings import OtpConfig
-from handlers.twilio_api import CheckUnavailable
 from models.chat import OtpChallenge
 
 # The key of the PostgreSQL advisory lock that lets one code request or check run at a time.
 _CODES_LOCK = 0x5757_4F54_5000  # "WWOTP"
+
+
+class CheckUnavailable(Exception):
+    """The code could not be checked now (the provider failed): neither right nor wrong."""
 
 
 class CodeSender(Protocol):

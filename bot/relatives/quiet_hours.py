@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime, timedelta
 
 from bot.platform.phones import ascii_digits
+from models.chat import Chat
 
 OFF_WORDS = {"off", "none", "no", "বন্ধ", "बंद"}
 _TIME = r"(\d{1,2})(?:[:.](\d{2}))?\s*(am|pm)?"
@@ -52,3 +54,17 @@ def _hour(hour_text: str, minutes: str | None, half: str | None) -> int:
 def shown(hour: int) -> str:
     """`22:00`, `07:00`."""
     return f"{hour:02d}:00"
+
+
+def in_quiet_hours(chat: Chat, local: datetime) -> bool:
+    if chat.quiet_from is None or chat.quiet_until is None:
+        return False
+    hour = local.hour
+    if chat.quiet_from <= chat.quiet_until:
+        return chat.quiet_from <= hour < chat.quiet_until
+    return hour >= chat.quiet_from or hour < chat.quiet_until
+
+
+def quiet_hours_end(chat: Chat, local: datetime) -> datetime:
+    end = local.replace(hour=chat.quiet_until or 0, minute=0, second=0, microsecond=0)
+    return end if end > local else end + timedelta(days=1)
