@@ -1,4 +1,4 @@
-"""`python -m bot ...`: the commands of INTERFACES.md. Each one is a thin call into a module."""
+"""`python -m bot ...`: the commands the README lists. Each one is a thin call into a module."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""One-time codes under the rules of DESIGN.md, on a clock the tests move: 6 digits, 10 minutes,
+"""One-time codes under the rules of docs/ARCHITECTURE.md, on a clock the tests move: 6 digits, 10 minutes,
 used once, stored only as a keyed hash, bound to the chat, 5 wrong tries (not reset by a new code),
 and the limits on sending. Runs on SQLite, and on PostgreSQL when TEST_DATABASE_URL is set."""
 
@@ -527,7 +527,7 @@ class ModelCode:
 
 @dataclass
 class Model:
-    """The rules of DESIGN.md and config.yaml, written as plainly as possible."""
+    """The rules of docs/ARCHITECTURE.md and config.yaml, written as plainly as possible."""
 
     policy: object
     codes: list[ModelCode] = field(default_factory=list)

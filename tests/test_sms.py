@@ -1,7 +1,7 @@
 """Codes by SMS through Twilio: the real twilio client, on its async HTTP client, against the local
 fake Twilio API of tests/fake_twilio.py; the relative's side through the real conversation.
 
-Also the logging rules of DESIGN.md: phone numbers masked, no code, Twilio's HTTP logs quiet."""
+Also the logging rules of docs/ARCHITECTURE.md: phone numbers masked, no code, Twilio's HTTP logs quiet."""
 
 from __future__ import annotations
 

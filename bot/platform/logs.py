@@ -1,9 +1,9 @@
 """Logging that keeps relatives' phone numbers out of the logs.
 
-DESIGN.md: logs mask phone numbers (`+91******2345`) and never contain a code. Our own messages
-already mask what they name (`bot.platform.phones.mask`); `MaskPhoneNumbers` is the net under everything
-else that reaches the root handler: a library's message, an exception text such as Twilio's
-"The 'To' number +919830012345 is not a valid phone number", a traceback.
+The rule (docs/ARCHITECTURE.md, "Rules that protect patients"): logs mask phone numbers
+(`+91******2345`) and never contain a code. Our own messages already mask what they name
+(`bot.platform.phones.mask`); `MaskPhoneNumbers` is the net under everything else that reaches the
+root handler: a library's message, an exception text such as Twilio's "The 'To' number +919830012345 is not a valid phone number", a traceback.
 
 Codes cannot be recognised in free text, so they are kept out at the source: no module logs a
 message body, and Twilio's HTTP loggers (request URLs and headers at INFO) are turned down.
@@ -18,7 +18,7 @@ from bot.platform.phones import mask
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
-# Twilio logs every request's URL and headers at INFO on these (STACK-NOTES.md).
+# Twilio logs every request's URL and headers at INFO on these.
 TWILIO_HTTP_LOGGERS = ("twilio.http_client", "twilio.async_http_client")
 # httpx logs every request's URL at INFO, and python-telegram-bot's URLs hold the bot token
 # (`.../bot<TOKEN>/sendMessage`): one line with the secret per Telegram call.

@@ -192,7 +192,7 @@ class Secrets(_Section):
 
 
 class Environment(_Section):
-    """The environment variables of INTERFACES.md, already read."""
+    """The environment variables the README lists, already read."""
 
     telegram_api_base_url: str = "https://api.telegram.org/bot"
     telegram_webhook_url: str | None = None

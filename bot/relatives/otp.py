@@ -1,4 +1,5 @@
-"""One-time codes: asking for one, sending it, checking it, under the limits of DESIGN.md.
+"""One-time codes: asking for one, sending it, checking it, under the limits that protect patients
+(docs/ARCHITECTURE.md).
 
 - 6 digits from `secrets`, valid `otp.valid_seconds`, used once, stored only as a keyed hash bound
   to the chat and the number, at most `otp.max_wrong_tries` wrong tries; a new code carries the
