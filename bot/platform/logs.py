@@ -3,7 +3,8 @@
 The rule (docs/ARCHITECTURE.md, "Rules that protect patients"): logs mask phone numbers
 (`+91******2345`) and never contain a code. Our own messages already mask what they name
 (`bot.platform.phones.mask`); `MaskPhoneNumbers` is the net under everything else that reaches the
-root handler: a library's message, an exception text such as Twilio's "The 'To' number +919830012345 is not a valid phone number", a traceback.
+root handler: a library's message, an exception text such as Twilio's "The 'To' number
++919830012345 is not a valid phone number", a traceback.
 
 Codes cannot be recognised in free text, so they are kept out at the source: no module logs a
 message body, and Twilio's HTTP loggers (request URLs and headers at INFO) are turned down.
