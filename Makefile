@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: run test bench migrate demo messages
+.PHONY: run test lint bench migrate demo messages
 
 $(INSTALLED): requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -21,7 +21,15 @@ run: migrate
 demo: migrate
 	$(PY) -m bot demo
 
-test: $(INSTALLED)
+# ruff (lint and format), mypy over the product, and the import contracts of pyproject.toml
+# (the layers of docs/ARCHITECTURE.md).
+lint: $(INSTALLED)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+test: lint
 	$(PY) -m pytest
 
 bench: $(INSTALLED)
