@@ -29,7 +29,7 @@ lint: $(INSTALLED)
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
-test: lint
+test: $(INSTALLED)
 	$(PY) -m pytest
 
 bench: $(INSTALLED)
