@@ -34,7 +34,7 @@ from tests.fake_twilio import (
     FakeTwilio,
 )
 
-# Ratan Das, ICU at M.R. Bangur Hospital (bot/demo.py); typed the way relatives write it.
+# Ratan Das, ICU at M.R. Bangur Hospital (bot/intake/demo.py); typed the way relatives write it.
 MOBILE = "+919000000002"
 TYPED = "090000 00002"
 PATIENT, HOSPITAL, REGISTRATION = "Ratan Das", "M.R. Bangur Hospital", "MRB-20-0413"
