@@ -7,7 +7,7 @@ continues every conversation where it was.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Optional
+from typing import Any
 
 from sqlalchemy import JSON, Column, Index, UniqueConstraint, false
 from sqlmodel import Field, SQLModel
@@ -19,22 +19,22 @@ class Chat(SQLModel, table=True):
     __tablename__ = "chat"
     __table_args__ = (UniqueConstraint("channel", "chat_key"),)
 
-    id: Optional[int] = Field(default=None, primary_key=True)
+    id: int | None = Field(default=None, primary_key=True)
     channel: str = Field(max_length=16, description="telegram, whatsapp or console")
     chat_key: str = Field(max_length=64, description="the channel's own id of the chat")
-    language: Optional[str] = Field(default=None, max_length=8)
+    language: str | None = Field(default=None, max_length=8)
     state: str = Field(default="new", max_length=24)
     # The number the relative typed, while a code is awaited. E.164.
-    pending_mobile: Optional[str] = Field(default=None, max_length=20)
-    last_inbound_at: Optional[datetime] = None
+    pending_mobile: str | None = Field(default=None, max_length=20)
+    last_inbound_at: datetime | None = None
     # Quiet hours in hospital time, e.g. 22 and 7; routine news waits until they end.
-    quiet_from: Optional[int] = None
-    quiet_until: Optional[int] = None
+    quiet_from: int | None = None
+    quiet_until: int | None = None
     # The platform refused this chat for good (blocked the bot, chat gone): nothing more is sent.
-    unreachable_at: Optional[datetime] = None
+    unreachable_at: datetime | None = None
     # Payloads of the buttons last offered, in order: on channels without buttons (WhatsApp) the
     # relative answers with the choice's number, which may arrive at another process.
-    choices: Optional[list[str]] = Field(default=None, sa_column=Column(JSON, nullable=True))
+    choices: list[str] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
 
@@ -47,7 +47,7 @@ class InboundMessage(SQLModel, table=True):
     __tablename__ = "inbound_message"
     __table_args__ = (UniqueConstraint("channel", "message_id"),)
 
-    id: Optional[int] = Field(default=None, primary_key=True)
+    id: int | None = Field(default=None, primary_key=True)
     channel: str = Field(max_length=16)
     message_id: str = Field(max_length=64)
     received_at: datetime = Field(default_factory=utcnow, index=True)
@@ -65,17 +65,17 @@ class OtpChallenge(SQLModel, table=True):
         Index("ix_otp_challenge_chat_created", "chat_key", "created_at"),
     )
 
-    id: Optional[int] = Field(default=None, primary_key=True)
+    id: int | None = Field(default=None, primary_key=True)
     chat_key: str = Field(max_length=96, description="channel:chat")
     mobile: str = Field(max_length=20)
     # Keyed hash bound to the chat and the number; None when the provider keeps the code
     # (Twilio Verify) or when nothing was sent because the number is not registered.
-    code_hash: Optional[str] = Field(default=None, max_length=64)
+    code_hash: str | None = Field(default=None, max_length=64)
     sent: bool = False
     created_at: datetime = Field(default_factory=utcnow, index=True)
     expires_at: datetime
     wrong_tries: int = 0
-    used_at: Optional[datetime] = None
+    used_at: datetime | None = None
     voided: bool = False
 
 
@@ -84,7 +84,7 @@ class Verification(SQLModel, table=True):
 
     __tablename__ = "verification"
 
-    id: Optional[int] = Field(default=None, primary_key=True)
+    id: int | None = Field(default=None, primary_key=True)
     chat_id: int = Field(foreign_key="chat.id", index=True)
     mobile: str = Field(max_length=20)
     verified_at: datetime = Field(default_factory=utcnow)
@@ -97,7 +97,7 @@ class Subscription(SQLModel, table=True):
     __tablename__ = "subscription"
     __table_args__ = (UniqueConstraint("chat_id", "admission_id"),)
 
-    id: Optional[int] = Field(default=None, primary_key=True)
+    id: int | None = Field(default=None, primary_key=True)
     chat_id: int = Field(foreign_key="chat.id", index=True)
     admission_id: int = Field(foreign_key="admission.id", index=True)
     verification_id: int = Field(foreign_key="verification.id", index=True)
@@ -114,7 +114,7 @@ class Notification(SQLModel, table=True):
     __tablename__ = "notification"
     __table_args__ = (Index("ix_notification_due", "status", "priority", "created_at"),)
 
-    id: Optional[int] = Field(default=None, primary_key=True)
+    id: int | None = Field(default=None, primary_key=True)
     chat_id: int = Field(foreign_key="chat.id", index=True)
     admission_id: int = Field(foreign_key="admission.id", index=True)
     kind: str = Field(max_length=16, description="condition, status or digest")
@@ -126,13 +126,13 @@ class Notification(SQLModel, table=True):
     status: str = Field(default="pending", max_length=12, description="pending, sent, dead, cancelled")
     attempts: int = 0
     # Not before this time: a retry's backoff, a 429's retry_after, the end of quiet hours.
-    not_before: Optional[datetime] = None
-    claimed_until: Optional[datetime] = None
-    sent_at: Optional[datetime] = None
-    error: Optional[str] = Field(default=None, max_length=300)
+    not_before: datetime | None = None
+    claimed_until: datetime | None = None
+    sent_at: datetime | None = None
+    error: str | None = Field(default=None, max_length=300)
     # The platform's id of the message that carried it, and what the platform last reported of its
     # delivery (WhatsApp: "delivered", "read", "failed 63016"...).
-    message_id: Optional[str] = Field(default=None, max_length=64, index=True)
-    delivery: Optional[str] = Field(default=None, max_length=40)
+    message_id: str | None = Field(default=None, max_length=64, index=True)
+    delivery: str | None = Field(default=None, max_length=40)
     # WhatsApp refused the free text (63016, outside its 24-hour window): send the template.
     template_only: bool = Field(default=False, sa_column_kwargs={"server_default": false()})

@@ -4,8 +4,9 @@ dispatcher)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
-from typing import Iterable, Iterator, Sequence, TypeVar
+from typing import TypeVar
 
 from sqlalchemy import func
 from sqlmodel import col, select

@@ -6,24 +6,24 @@ live in `models.enums` and are enforced where input enters (the API and the CSV 
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-from typing import Any, Optional
+from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import JSON, Column, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class Hospital(SQLModel, table=True):
     __tablename__ = "hospital"
 
-    id: Optional[int] = Field(default=None, primary_key=True)
+    id: int | None = Field(default=None, primary_key=True)
     code: str = Field(max_length=16, unique=True, index=True)
     name: str = Field(max_length=200)
-    district: Optional[str] = Field(default=None, max_length=100)
+    district: str | None = Field(default=None, max_length=100)
     helpline: str = Field(max_length=20, description="E.164")
     time_zone: str = Field(max_length=64)
     # HMAC-SHA256 of the API key under SECRET_KEY, hex. The key itself is shown once.
@@ -38,20 +38,20 @@ class Admission(SQLModel, table=True):
     __tablename__ = "admission"
     __table_args__ = (UniqueConstraint("hospital_id", "registration_no"),)
 
-    id: Optional[int] = Field(default=None, primary_key=True)
+    id: int | None = Field(default=None, primary_key=True)
     hospital_id: int = Field(foreign_key="hospital.id", index=True)
     registration_no: str = Field(max_length=64)
     patient_name: str = Field(max_length=200)
-    age: Optional[int] = None
-    sex: Optional[str] = Field(default=None, max_length=1)
+    age: int | None = None
+    sex: str | None = Field(default=None, max_length=1)
     contact_mobile: str = Field(max_length=20, index=True, description="E.164")
-    ward: Optional[str] = Field(default=None, max_length=100)
-    bed: Optional[str] = Field(default=None, max_length=50)
-    admitted_at: Optional[datetime] = None
+    ward: str | None = Field(default=None, max_length=100)
+    bed: str | None = Field(default=None, max_length=50)
+    admitted_at: datetime | None = None
     status: str = Field(default="admitted", max_length=16)
-    status_at: Optional[datetime] = None
-    transferred_to: Optional[str] = Field(default=None, max_length=200)
-    status_remarks: Optional[str] = Field(default=None, max_length=1000)
+    status_at: datetime | None = None
+    transferred_to: str | None = Field(default=None, max_length=200)
+    status_remarks: str | None = Field(default=None, max_length=1000)
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
 
@@ -62,7 +62,7 @@ class AlternateMobile(SQLModel, table=True):
     __tablename__ = "alternate_mobile"
     __table_args__ = (UniqueConstraint("admission_id", "mobile"),)
 
-    id: Optional[int] = Field(default=None, primary_key=True)
+    id: int | None = Field(default=None, primary_key=True)
     admission_id: int = Field(foreign_key="admission.id", index=True)
     mobile: str = Field(max_length=20, index=True, description="E.164")
 
@@ -76,24 +76,24 @@ class ConditionUpdate(SQLModel, table=True):
     __tablename__ = "condition_update"
     __table_args__ = (Index("ix_condition_update_latest", "admission_id", "recorded_at", "id"),)
 
-    id: Optional[int] = Field(default=None, primary_key=True)
+    id: int | None = Field(default=None, primary_key=True)
     admission_id: int = Field(foreign_key="admission.id")
     condition: str = Field(max_length=16)
-    care_area: Optional[str] = Field(default=None, max_length=8)
-    respiratory_support: Optional[str] = Field(default=None, max_length=16)
-    spo2: Optional[int] = None
-    pulse: Optional[int] = None
-    bp_systolic: Optional[int] = None
-    bp_diastolic: Optional[int] = None
-    temperature_c: Optional[float] = None
-    resp_rate: Optional[int] = None
-    blood_sugar: Optional[int] = None
-    remarks: Optional[str] = Field(default=None, max_length=1000)
+    care_area: str | None = Field(default=None, max_length=8)
+    respiratory_support: str | None = Field(default=None, max_length=16)
+    spo2: int | None = None
+    pulse: int | None = None
+    bp_systolic: int | None = None
+    bp_diastolic: int | None = None
+    temperature_c: float | None = None
+    resp_rate: int | None = None
+    blood_sugar: int | None = None
+    remarks: str | None = Field(default=None, max_length=1000)
     recorded_at: datetime
     received_at: datetime = Field(default_factory=utcnow)
     source: str = Field(max_length=16, description="api or csv")
     # Withdrawn by the hospital (a correction): kept in the history, never shown.
-    retracted_at: Optional[datetime] = None
+    retracted_at: datetime | None = None
 
 
 class AuditEvent(SQLModel, table=True):
@@ -101,11 +101,11 @@ class AuditEvent(SQLModel, table=True):
 
     __tablename__ = "audit_event"
 
-    id: Optional[int] = Field(default=None, primary_key=True)
+    id: int | None = Field(default=None, primary_key=True)
     at: datetime = Field(default_factory=utcnow, index=True)
     actor: str = Field(max_length=100, description="e.g. api:MRB, csv:MRB, cli")
     action: str = Field(max_length=40)
-    hospital_id: Optional[int] = Field(default=None, foreign_key="hospital.id", index=True)
-    admission_id: Optional[int] = Field(default=None, foreign_key="admission.id", index=True)
-    channel: Optional[str] = Field(default=None, max_length=16)
+    hospital_id: int | None = Field(default=None, foreign_key="hospital.id", index=True)
+    admission_id: int | None = Field(default=None, foreign_key="admission.id", index=True)
+    channel: str | None = Field(default=None, max_length=16)
     detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Awaitable
+from collections.abc import Awaitable
 
 log = logging.getLogger(__name__)
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import AsyncIterator, Callable
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
@@ -70,7 +70,7 @@ class Database:
         self._write_turn = None if self.is_postgresql else asyncio.Lock()
         # The time outbox rows are stamped with, so that the dispatcher, which holds each row back
         # for the grace period by the same clock, measures it consistently (Services sets its own).
-        self.clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
+        self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
     @property
     def is_postgresql(self) -> bool:

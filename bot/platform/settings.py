@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal, Mapping
+from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
@@ -46,7 +47,7 @@ class LanguagesConfig(_Section):
     available: list[Literal["en", "bn", "hi"]] = Field(min_length=1)
 
     @model_validator(mode="after")
-    def _default_is_available(self) -> "LanguagesConfig":
+    def _default_is_available(self) -> LanguagesConfig:
         if self.default not in self.available:
             raise ValueError(f"default language {self.default!r} is not in available")
         return self
