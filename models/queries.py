@@ -98,7 +98,7 @@ async def latest_updates(session: AsyncSession, admission_ids: Iterable[int]) ->
         rank = (
             func.row_number()
             .over(
-                partition_by=ConditionUpdate.admission_id,
+                partition_by=col(ConditionUpdate.admission_id),
                 order_by=(col(ConditionUpdate.recorded_at).desc(), col(ConditionUpdate.id).desc()),
             )
             .label("rank")
