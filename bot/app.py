@@ -31,7 +31,7 @@ from bot.intake.demo import load_demo
 from bot.platform.background import Background
 from bot.platform.db import Database
 from bot.platform.i18n import Catalogues
-from bot.platform.settings import Settings
+from bot.platform.settings import Settings, SettingsError
 from bot.relatives import housekeeping
 from bot.relatives.conversation import Conversation
 from bot.relatives.otp import OtpService
@@ -54,6 +54,13 @@ To connect Telegram: set TELEGRAM_BOT_TOKEN (from @BotFather). For WhatsApp: TWI
 TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN and PUBLIC_BASE_URL, and the alert templates in config.yaml
 (whatsapp_templates). For SMS codes: TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN and TWILIO_SMS_FROM.
 The README explains each."""
+
+
+def _configured(value: str | None, name: str) -> str:
+    """A setting that `load_settings` requires in this configuration: it refuses to start without it."""
+    if not value:
+        raise SettingsError(f"{name} is required")
+    return value
 
 
 def utc_clock() -> datetime:
@@ -110,7 +117,9 @@ class Services:
             return OtpService(policy, self.secret_key, self.now, sender=ConsoleCodes(self.show))
         env = settings.env
         if provider == "twilio_verify":
-            verifier = TwilioVerifyCodes(self.twilio_client(), env.twilio_verify_service_sid)
+            verifier = TwilioVerifyCodes(
+                self.twilio_client(), _configured(env.twilio_verify_service_sid, "TWILIO_VERIFY_SERVICE_SID")
+            )
             return OtpService(policy, self.secret_key, self.now, verifier=verifier)
         sender = TwilioSmsCodes(self.twilio_client(), env.twilio_sms_from, env.twilio_messaging_service_sid)
         return OtpService(policy, self.secret_key, self.now, sender=sender)
@@ -118,7 +127,8 @@ class Services:
     def _whatsapp_sender(self) -> WhatsAppSender:
         env, config = self.settings.env, self.settings.config
         return WhatsAppSender(
-            self.twilio_client(), env.twilio_whatsapp_from, config.whatsapp_templates, config.pacing.whatsapp,
+            self.twilio_client(), _configured(env.twilio_whatsapp_from, "TWILIO_WHATSAPP_FROM"),
+            config.whatsapp_templates, config.pacing.whatsapp,
             f"{(env.public_base_url or '').rstrip('/')}{WHATSAPP_STATUS_PATH}", self.now,
         )  # fmt: skip
 
@@ -127,7 +137,9 @@ class Services:
         if self.twilio is None:
             secrets = self.settings.secrets
             self.twilio = twilio_client(
-                secrets.twilio_account_sid, secrets.twilio_auth_token, self.settings.env.twilio_api_base_url
+                _configured(secrets.twilio_account_sid, "TWILIO_ACCOUNT_SID"),
+                _configured(secrets.twilio_auth_token, "TWILIO_AUTH_TOKEN"),
+                self.settings.env.twilio_api_base_url,
             )
         return self.twilio
 
@@ -256,8 +268,9 @@ async def _until_stopped(*tasks: asyncio.Task) -> None:
     try:
         done, _pending = await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
         for task in done:
-            if task is not stopper and not task.cancelled() and task.exception():
-                raise task.exception()
+            failure = None if task is stopper or task.cancelled() else task.exception()
+            if failure is not None:
+                raise failure
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)

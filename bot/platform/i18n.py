@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gettext
 import io
+from collections.abc import Sequence
 from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
 
@@ -92,7 +93,7 @@ def language_of_script(text: str) -> str | None:
 class Catalogues:
     """The languages configured, loaded once at start."""
 
-    def __init__(self, available: list[str], default: str) -> None:
+    def __init__(self, available: Sequence[str], default: str) -> None:
         self.default = default
         self._languages = {code: Language(code, load_catalogue(code)) for code in available}
 
