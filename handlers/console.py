@@ -1,8 +1,8 @@
 """The local console chat: the relative's conversation in a terminal.
 
-Commands are typed as on Telegram (`/status`); buttons become numbered choices answered with a
-digit (the dialogue keeps the choices offered with the chat, as for WhatsApp). The "SMS" carrying
-the code is printed in the same terminal by `ConsoleCodes`.
+Commands are typed as on Telegram (`/status`) or as WhatsApp's keywords (`STOP`); buttons become
+numbered choices answered with a digit (the dialogue keeps the choices offered with the chat, as
+for WhatsApp). The "SMS" carrying the code is printed in the same terminal by `ConsoleCodes`.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import Awaitable, Callable
 
 from bot.alerts.channels import Alert
 from bot.alerts.pacing import Pacer
+from bot.relatives import commands
 from bot.relatives.conversation import Conversation
 from bot.relatives.replies import Inbound, Reply
 
@@ -44,11 +45,9 @@ class ConsoleChat:
             self._write("  ".join(f"[{index}] {button.label}" for index, button in enumerate(reply.buttons, 1)))
 
     def _inbound(self, line: str) -> Inbound:
-        if line.startswith("/"):
-            parts = line[1:].split(maxsplit=1)
-            return Inbound(
-                CHANNEL, self._chat_key, command=parts[0] if parts else "", argument=parts[1] if parts[1:] else None
-            )
+        typed = commands.parse_typed(line)
+        if typed is not None:
+            return Inbound(CHANNEL, self._chat_key, command=typed.command, argument=typed.argument)
         # A choice is a bare digit: "000001" is a code, not choice 1.
         choice = int(line) if len(line) == 1 and line.isdecimal() else None
         return Inbound(CHANNEL, self._chat_key, text=line, choice=choice)

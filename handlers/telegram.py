@@ -1,9 +1,10 @@
 """Telegram adapter: python-telegram-bot updates in, the conversation's replies out.
 
-Handlers are thin: each turns one kind of update into an `Inbound` and sends the replies. Their
-order matters (PTB tries them in turn and stops at the first that matches):
-1. commands we know, 2. button presses, 3. shared contacts, 4. plain text, 5. any other command,
-6. anything else (stickers, photos, voice): a polite hint, never an exception.
+The callbacks are thin: each turns one kind of update into an `Inbound` for the `Conversation`
+(kept in the application's `bot_data` when it is built) and sends the replies. The commands, their
+"/" menu and how a typed one reads come from the command table (bot/relatives/commands.py).
+`register_handlers` adds the callbacks in their order, which matters: PTB tries them in turn and
+stops at the first that matches.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import hmac
 import html
 import logging
 import warnings
+from typing import Any
 from urllib.parse import urlparse
 
 from fastapi import APIRouter, Request, Response
@@ -49,13 +51,15 @@ from bot.alerts.channels import Alert, PermanentFailure, RetryLater, TemporaryFa
 from bot.alerts.pacing import Pacer
 from bot.platform.i18n import Catalogues, Language
 from bot.platform.settings import Settings
+from bot.relatives import commands
 from bot.relatives.conversation import Conversation
 from bot.relatives.replies import Inbound, Reply, Span
 from handlers.telegram_request import AiohttpRequest
 
 log = logging.getLogger(__name__)
 CHANNEL = "telegram"
-COMMANDS = ("start", "status", "stop", "quiet", "language", "help", "forget", "cancel")
+# Where the application keeps the `Conversation` its callbacks hand the updates to.
+CONVERSATION = "conversation"
 WEBHOOK_SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 
 
@@ -118,50 +122,65 @@ async def send_with(bot: Bot, chat_id: int, replies: list[Reply]) -> None:
 # --- handlers -----------------------------------------------------------------------------------
 
 
-def register_handlers(application: Application, conversation: Conversation) -> None:
-    """Every update the bot understands, in the order explained at the top of this module."""
+async def _answer(update: Update, context: ContextTypes.DEFAULT_TYPE, **event: Any) -> None:
+    """Hands the update to the conversation as an `Inbound` with `event`, and sends the replies."""
+    user, chat = update.effective_user, update.effective_chat
+    inbound = Inbound(
+        channel=CHANNEL, chat_key=str(chat.id), language_hint=user.language_code if user else None, **event
+    )
+    conversation: Conversation = context.bot_data[CONVERSATION]
+    replies = await conversation.handle(inbound)
+    await send_replies(context.application, chat.id, replies)
 
-    async def answer(update: Update, **event) -> None:
-        user = update.effective_user
-        inbound = Inbound(
-            channel=CHANNEL,
-            chat_key=str(update.effective_chat.id),
-            language_hint=user.language_code if user else None,
-            **event,
-        )
-        replies = await conversation.handle(inbound)
-        await send_replies(application, update.effective_chat.id, replies)
 
-    async def on_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        words = update.effective_message.text.split(maxsplit=1)
-        command = words[0].lstrip("/").split("@")[0]
-        await answer(update, command=command, argument=words[1] if words[1:] else None)
+async def on_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """A command, from the "/" menu or typed: "/status", "/quiet 22-7", "/start@WardWatchBot"."""
+    typed = commands.parse_typed(update.effective_message.text)
+    assert typed is not None, "PTB's command filters pass only messages that begin with a command"
+    await _answer(update, context, command=typed.command, argument=typed.argument)
 
-    async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        try:
-            await update.callback_query.answer()  # stops the button's spinner
-        except BadRequest as error:
-            # A press Telegram no longer waits for (after downtime, "query is too old"): it still
-            # counts, only the spinner can no longer be stopped.
-            log.info("callback query not answered: %s", error.message)
-        await answer(update, button=update.callback_query.data or "")
 
-    async def on_contact(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        contact = update.effective_message.contact
-        # Anyone can share someone else's contact card; only the sender's own number counts.
-        if contact.user_id != update.effective_user.id:
-            return await answer(update, foreign_contact=True)
-        number = contact.phone_number
-        await answer(update, contact=number if number.startswith("+") else f"+{number}")
+async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """A press on one of the buttons under a reply: its payload, such as "resend" or "lang:bn"."""
+    try:
+        await update.callback_query.answer()  # stops the button's spinner
+    except BadRequest as error:
+        # A press Telegram no longer waits for (after downtime, "query is too old"): it still
+        # counts, only the spinner can no longer be stopped.
+        log.info("callback query not answered: %s", error.message)
+    await _answer(update, context, button=update.callback_query.data or "")
 
-    async def on_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        await answer(update, text=update.effective_message.text)
 
-    async def on_other(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        await answer(update, unsupported=True)
+async def on_contact(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """A contact card shared with "Share my number": it counts as the typed number only when it
+    is the sender's own."""
+    contact = update.effective_message.contact
+    # Anyone can share someone else's contact card; only the sender's own number counts.
+    if contact.user_id != update.effective_user.id:
+        return await _answer(update, context, foreign_contact=True)
+    number = contact.phone_number
+    await _answer(update, context, contact=number if number.startswith("+") else f"+{number}")
 
+
+async def on_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Plain text: a number, a code, a digit, or anything else the relative writes."""
+    await _answer(update, context, text=update.effective_message.text)
+
+
+async def on_other(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """A sticker, photo, voice note or anything else without text: a polite hint, never an exception."""
+    await _answer(update, context, unsupported=True)
+
+
+def register_handlers(application: Application) -> None:
+    """Every update the bot understands, in the order PTB tries them (the first that matches
+    handles the update):
+    1. the commands of the table, 2. button presses, 3. shared contacts, 4. plain text, 5. any
+    other command (the conversation answers it with a hint), 6. anything else in a private chat
+    but Telegram's service messages (a member joined, a title changed)."""
     private = filters.ChatType.PRIVATE
-    application.add_handler(CommandHandler(list(COMMANDS), on_command, filters=private))
+    names = [command.name for command in commands.COMMANDS]
+    application.add_handler(CommandHandler(names, on_command, filters=private))
     application.add_handler(CallbackQueryHandler(on_button))
     application.add_handler(MessageHandler(private & filters.CONTACT, on_contact))
     application.add_handler(MessageHandler(private & filters.TEXT & ~filters.COMMAND, on_text))
@@ -171,17 +190,7 @@ def register_handlers(application: Application, conversation: Conversation) -> N
 
 def command_menu(language: Language) -> list[BotCommand]:
     """The "/" menu of the Telegram app, in the relative's language."""
-    _ = language.gettext
-    return [
-        BotCommand("start", _("Begin, or see your patients again")),
-        BotCommand("status", _("The latest condition")),
-        BotCommand("stop", _("No more alerts")),
-        BotCommand("quiet", _("Quiet hours at night")),
-        BotCommand("language", _("Change the language")),
-        BotCommand("help", _("What this bot can do")),
-        BotCommand("forget", _("Delete everything about this chat")),
-        BotCommand("cancel", _("Stop what you are doing")),
-    ]
+    return [BotCommand(command.name, language.gettext(command.menu_description)) for command in commands.COMMANDS]
 
 
 def build_application(settings: Settings, conversation: Conversation) -> Application:
@@ -199,7 +208,8 @@ def build_application(settings: Settings, conversation: Conversation) -> Applica
     if settings.env.telegram_webhook_url:
         builder = builder.updater(None)
     application = builder.build()
-    register_handlers(application, conversation)
+    application.bot_data[CONVERSATION] = conversation
+    register_handlers(application)
     return application
 
 

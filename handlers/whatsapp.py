@@ -8,8 +8,9 @@ replies, sent back through Twilio's Messages API on its async client.
   `MessageSid` once (`Inbound.message_id`).
 - Free-form WhatsApp messages have no buttons: a reply's buttons become numbered lines, and a
   relative's one-digit answer picks one (the dialogue keeps the choices with the chat).
-- WhatsApp users expect the keywords STOP, START and HELP; `KEYWORDS` has them in Bengali and
-  Hindi too. Slash commands typed as text (`/status`) work as on Telegram.
+- WhatsApp users expect the keywords STOP, START and HELP; the command table
+  (bot/relatives/commands.py) has them in Bengali and Hindi too. Slash commands typed as text
+  (`/status`) work as on Telegram.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from bot.platform.db import Database
 from bot.platform.i18n import language_of_script
 from bot.platform.phones import ascii_digits, mask
 from bot.platform.settings import NotificationsConfig, WhatsAppPacing, WhatsAppTemplates
-from bot.relatives import access
+from bot.relatives import access, commands
 from bot.relatives.conversation import Conversation
 from bot.relatives.replies import Inbound, Reply, Span
 from handlers.twilio_api import SEND_ERRORS, describe_failure
@@ -60,13 +61,6 @@ MESSAGE_STATUSES = frozenset(
 )
 # Nothing for Twilio to send itself: the replies go through the Messages API.
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
-
-# The whole message, in any case, with or without a final full stop or danda.
-KEYWORDS = {
-    "stop": "stop", "বন্ধ": "stop", "बंद": "stop", "रोकें": "stop",
-    "start": "start", "শুরু": "start", "शुरू": "start",
-    "help": "help", "সাহায্য": "help", "मदद": "help",
-}  # fmt: skip
 _ADDRESS = re.compile(r"^whatsapp:(\+[1-9]\d{7,14})$")
 _MESSAGE_SID = re.compile(r"^[A-Z]{2}[0-9a-fA-F]{32}$")  # two letters and 32 hex digits
 
@@ -93,12 +87,9 @@ def inbound_from(form: Mapping[str, str]) -> Inbound:
         return Inbound(**common, unsupported=True)
     # WhatsApp tells nothing of the phone's language: the script of the first message decides.
     hint = language_of_script(text)
-    keyword = KEYWORDS.get(text.rstrip(".!।").strip().casefold())
-    if keyword is not None:
-        return Inbound(**common, command=keyword, language_hint=hint)
-    if text.startswith("/"):
-        command, _, argument = text[1:].partition(" ")
-        return Inbound(**common, command=command, argument=argument.strip() or None, language_hint=hint)
+    typed = commands.parse_typed(text)
+    if typed is not None:
+        return Inbound(**common, command=typed.command, argument=typed.argument, language_hint=hint)
     digit = ascii_digits(text)
     choice = int(digit) if len(digit) == 1 and digit.isdecimal() else None
     return Inbound(**common, text=text, choice=choice, language_hint=hint)

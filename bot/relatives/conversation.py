@@ -33,7 +33,7 @@ from bot.platform.phones import (
     normalise_mobile,
 )
 from bot.platform.settings import FileConfig
-from bot.relatives import access, quiet_hours
+from bot.relatives import access, commands, quiet_hours
 from bot.relatives.otp import Checked, OtpService, Requested, read_code
 from bot.relatives.replies import Button, Inbound, Reply
 from bot.relatives.status_card import render_card
@@ -166,21 +166,13 @@ class Conversation:
             return await self._start(turn)
         return self._hint(turn)
 
-    async def _command(self, turn: Turn, command: str, argument: str | None = None) -> None:
-        steps = {
-            "start": self._start,
-            "status": self._status,
-            "stop": self._stop,
-            "quiet": lambda turn: self._quiet(turn, argument),
-            "language": self._ask_language,
-            "help": self._help,
-            "forget": self._forget,
-            "cancel": self._cancel,
-        }
-        step = steps.get(command.lower())
-        if step is None:
+    async def _command(self, turn: Turn, name: str, argument: str | None = None) -> None:
+        """The step `commands.COMMANDS` names for the command; the hint for a command it lacks."""
+        command = commands.named(name)
+        if command is None:
             return self._hint(turn)
-        await step(turn)
+        step = getattr(self, command.step)
+        await (step(turn, argument) if command.takes_argument else step(turn))
 
     async def _button(self, turn: Turn, payload: str) -> None:
         if payload.startswith("lang:"):
@@ -342,20 +334,14 @@ class Conversation:
         )
 
     async def _help(self, turn: Turn) -> None:
-        turn.say(
-            turn._(
-                "I tell you how a patient is doing, once you confirm the mobile number given at "
-                "admission with a code sent to it by SMS.\n"
-                "/start: begin, or see your patients again\n"
-                "/status: the latest condition\n"
-                "/stop: no more alerts\n"
-                "/quiet: quiet hours at night, for example /quiet 22-7\n"
-                "/language: change the language\n"
-                "/forget: delete everything about this chat\n"
-                "/cancel: stop what you are doing\n"
-                "/help: this message"
-            )
+        """What the bot is for, then one line per command of `commands.COMMANDS`."""
+        _ = turn._
+        intro = _(
+            "I tell you how a patient is doing, once you confirm the mobile number given at "
+            "admission with a code sent to it by SMS."
         )
+        lines = [f"/{command.name}: {_(command.help_line)}" for command in commands.COMMANDS]
+        turn.say("\n".join([intro, *lines]))
 
     async def _quiet(self, turn: Turn, argument: str | None) -> None:
         """/quiet 22-7, /quiet off, or /quiet alone to see them: hours in hospital time during
