@@ -77,6 +77,7 @@ from bot.platform.phones import normalise_mobile
 from bot.platform.settings import load_settings
 from models import Admission, ConditionUpdate
 from models.chat import Chat, Notification, Subscription, Verification
+from models.enums import NotificationStatus
 from tests.fake_telegram import FakeTelegram
 
 TOKEN = "7000001:bench-dispatch"
@@ -301,8 +302,8 @@ async def pending_rows(url: str) -> int:
     database = db.Database(url)
     try:
         async with database.session() as session:
-            query = select(func.count()).select_from(Notification).where(Notification.status == "pending")
-            return (await session.exec(query)).one()
+            pending = Notification.status == NotificationStatus.PENDING
+            return (await session.exec(select(func.count()).select_from(Notification).where(pending))).one()
     finally:
         await database.dispose()
 

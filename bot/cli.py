@@ -14,6 +14,7 @@ from bot.intake.hospitals import HospitalError, add_hospital, list_hospitals, ro
 from bot.platform import db
 from bot.platform.logs import configure_logging
 from bot.platform.settings import Settings, SettingsError, load_settings
+from models.enums import NotificationStatus
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -110,7 +111,7 @@ async def _outbox(services: app.Services, _args: argparse.Namespace) -> int:
 
     async def work(session) -> int:
         counts, dead = await report(session)
-        known = ("pending", "sent", "cancelled", "dead")
+        known = tuple(NotificationStatus)
         for status in (*known, *sorted(set(counts) - set(known))):
             print(f"{status}\t{counts.get(status, 0)}")
         if dead:

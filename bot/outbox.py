@@ -1,27 +1,42 @@
-"""Adding alerts to the outbox, in the same transaction as the change they tell of.
+"""The outbox: the one module that writes its rows (`models.chat.Notification`), from the change
+that adds them to what becomes of them.
 
-A rolled-back write therefore sends nothing. The session is marked so that, once it commits, the
-dispatcher of this process is woken at once (`bot.platform.db.Database.on_outbox_commit`); dispatchers in
-other processes find the rows at their next look.
+- `enqueue`, `add_digests`: new rows, in the same transaction as the change they tell of, so that
+  a rolled-back write sends nothing.
+- `release_held`, `cancel_chats`, `cancel_pairs`, `forget_chat`: what the relative's conversation
+  and the access rules do to rows that wait.
+- `claim`: the dispatcher's hold on due rows while it sends them.
+- `mark`: what became of the alerts the dispatcher sent, or a platform reported on later (a
+  `Marking` per alert: `sent`, `cancelled`, `held`, `dead`, `retried`, `resend_as_template`).
+
+A session that adds rows or leaves rows waiting is flagged (`OUTBOX_FLAG`) so that, once it commits,
+the dispatcher of this process looks at once (`bot.platform.db.Database.outbox_listeners`): they may
+be due, or due sooner than it reckoned. Dispatchers in other processes find them at their next look.
 """
 
 from __future__ import annotations
 
+import random
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any, Iterable
+from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import func, insert
+from sqlalchemy import bindparam, delete, func, insert, or_, true, tuple_, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.platform.db import CLOCK, OUTBOX_FLAG
+from bot.platform.settings import NotificationsConfig
 from models.chat import Chat, Notification, Subscription
-from models.enums import AdmissionStatus, Condition
+from models.enums import AdmissionStatus, Condition, NotificationStatus
 from models.tables import Admission, ConditionUpdate, Hospital, utcnow
 
 CRITICAL = 0
 ROUTINE = 1
+DIGEST = "digest"  # the kind of a daily digest's row (bot.alerts.digest)
+_ERROR_LENGTH = 300  # Notification.error
+_DELIVERY_LENGTH = 40  # Notification.delivery
 
 
 @dataclass(frozen=True)
@@ -32,6 +47,10 @@ class Change:
     kind: str  # "condition" or "status"
     before: dict[str, Any]  # the state they knew: see `snapshot`
     critical: bool
+
+    @property
+    def priority(self) -> int:
+        return CRITICAL if self.critical else ROUTINE
 
 
 def snapshot(latest: ConditionUpdate | None, status: str) -> dict[str, Any]:
@@ -75,23 +94,269 @@ async def enqueue(session: AsyncSession, changes: Iterable[Change]) -> int:
         chats_by_admission.setdefault(admission_id, []).append(chat_id)
     now = session.info.get(CLOCK, utcnow)()
     rows = [
-        {
-            "chat_id": chat_id,
-            "admission_id": change.admission_id,
-            "kind": change.kind,
-            "priority": CRITICAL if change.critical else ROUTINE,
-            "before": change.before,
-            "created_at": now,
-            "status": "pending",
-            "attempts": 0,
-        }
+        _new_row(chat_id, change.admission_id, change.kind, change.priority, change.before, now)
         for change in changes
         for chat_id in chats_by_admission.get(change.admission_id, [])
     ]
+    return await _insert(session, rows)
+
+
+@dataclass(frozen=True)
+class Digest:
+    """A daily digest for one chat about one admission (see `bot.alerts.digest`)."""
+
+    chat_id: int
+    admission_id: int
+    before: dict[str, Any]  # the state it tells is unchanged: see `snapshot`
+
+
+async def add_digests(session: AsyncSession, digests: Iterable[Digest], now: datetime) -> int:
+    """One routine row per digest, created at `now` (a change recorded later makes it moot)."""
+    rows = [_new_row(digest.chat_id, digest.admission_id, DIGEST, ROUTINE, digest.before, now) for digest in digests]
+    return await _insert(session, rows)
+
+
+def _new_row(chat_id: int, admission_id: int, kind: str, priority: int, before: dict, now: datetime) -> dict:
+    return {
+        "chat_id": chat_id, "admission_id": admission_id, "kind": kind, "priority": priority, "before": before,
+        "created_at": now, "status": NotificationStatus.PENDING, "attempts": 0,
+    }  # fmt: skip
+
+
+async def _insert(session: AsyncSession, rows: list[dict]) -> int:
     if rows:
         await session.exec(insert(Notification.__table__), params=rows)
         session.info[OUTBOX_FLAG] = True
     return len(rows)
+
+
+# --- rows that wait ---------------------------------------------------------------------------------
+
+
+def _waiting():
+    return col(Notification.status) == NotificationStatus.PENDING
+
+
+async def release_held(session: AsyncSession, chat_id: int, now: datetime) -> None:
+    """The chat's news held back until later (by quiet hours that just changed) is due now; rows
+    waiting for a retry keep waiting: they have attempts."""
+    result = await session.exec(
+        update(Notification)
+        .where(
+            col(Notification.chat_id) == chat_id,
+            _waiting(),
+            col(Notification.attempts) == 0,
+            col(Notification.not_before) > now,
+        )
+        .values(not_before=None)
+    )
+    if result.rowcount:
+        session.info[OUTBOX_FLAG] = True
+
+
+async def cancel_chats(session: AsyncSession, chat_ids: Collection[int]) -> None:
+    """Cancel every pending row of these chats (the platform refused them for good)."""
+    await _cancel(session, col(Notification.chat_id).in_(chat_ids))
+
+
+async def cancel_pairs(session: AsyncSession, pairs: Collection[tuple[int, int]]) -> None:
+    """Cancel the pending rows of these (chat id, admission id) pairs (the chat may no longer read
+    the patient)."""
+    await _cancel(session, tuple_(col(Notification.chat_id), col(Notification.admission_id)).in_(pairs))
+
+
+async def _cancel(session: AsyncSession, which) -> None:
+    # A dispatcher that holds some of them marks them as it sees fit; cancelled here, they are
+    # never claimed again.
+    await session.exec(
+        update(Notification).where(which, _waiting()).values(status=NotificationStatus.CANCELLED, claimed_until=None)
+    )
+
+
+async def forget_chat(session: AsyncSession, chat_id: int) -> None:
+    """Delete every row of the chat, sent or waiting: the chat is being forgotten. A dispatcher
+    holding some of them then finds nothing to mark."""
+    await session.exec(delete(Notification).where(col(Notification.chat_id) == chat_id))
+
+
+# --- the dispatcher's claim -----------------------------------------------------------------------------
+
+
+def on_channels(channels: Collection[str]):
+    """In a query over Notification: rows for chats on one of these channels."""
+    return col(Notification.chat_id).in_(select(Chat.id).where(col(Chat.channel).in_(channels)))
+
+
+async def claim(
+    session: AsyncSession,
+    which,
+    now: datetime,
+    created_by: datetime,
+    until: datetime,
+    limit: int,
+    skip_locked: bool,
+) -> list[int]:
+    """Claim until `until` at most `limit` of the rows `which` selects that are due: waiting,
+    created by `created_by` (the correction window), not held past `now`, claimed by nobody (or
+    by someone whose claim lapsed); critical news first, then the oldest. Their ids.
+
+    With `skip_locked` (PostgreSQL) rows another transaction is claiming are passed over
+    (`FOR UPDATE SKIP LOCKED`), so that two dispatchers never claim the same row; SQLite lets one
+    writer at a time in, which does the same."""
+    candidates = (
+        select(Notification.id)
+        .where(
+            _waiting(),
+            which,
+            Notification.created_at <= created_by,
+            or_(col(Notification.not_before).is_(None), col(Notification.not_before) <= now),
+            or_(col(Notification.claimed_until).is_(None), col(Notification.claimed_until) < now),
+        )
+        .order_by(col(Notification.priority), col(Notification.id))
+        .limit(limit)
+    )
+    if skip_locked:
+        candidates = candidates.with_for_update(skip_locked=True)
+    claimed = await session.exec(
+        update(Notification)
+        .where(col(Notification.id).in_(candidates.scalar_subquery()))
+        .values(claimed_until=until)
+        .returning(Notification.id)
+    )
+    return [row[0] for row in claimed.all()]
+
+
+# --- what became of an alert ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Marking:
+    """New values for the rows of one alert. Equal markings are one statement: a chunk of alerts
+    that all went out alike is marked at once."""
+
+    items: tuple[tuple[str, Any], ...]
+
+    @classmethod
+    def of(cls, **values: Any) -> Marking:
+        return cls(tuple(sorted(values.items())))
+
+    def __or__(self, other: Marking) -> Marking:
+        return Marking.of(**{**dict(self.items), **dict(other.items)})
+
+    @property
+    def values(self) -> dict[str, Any]:
+        return dict(self.items)
+
+    @property
+    def status(self) -> NotificationStatus | None:
+        return self.values.get("status")
+
+
+def sent(now: datetime, message_id: str | None) -> Marking:
+    """Sent; `message_id` is the platform's, when it reports the delivery later."""
+    return Marking.of(status=NotificationStatus.SENT, sent_at=now, message_id=message_id, delivery=None,
+                      claimed_until=None)  # fmt: skip
+
+
+def cancelled() -> Marking:
+    return Marking.of(status=NotificationStatus.CANCELLED, claimed_until=None)
+
+
+def held(until: datetime) -> Marking:
+    """Waiting, without an attempt counted, until `until` (the end of quiet hours, a 429's
+    retry_after)."""
+    return Marking.of(status=NotificationStatus.PENDING, not_before=until, claimed_until=None)
+
+
+def dead(error: str) -> Marking:
+    """Refused for good: never tried again."""
+    return Marking.of(status=NotificationStatus.DEAD, error=error[:_ERROR_LENGTH], claimed_until=None)
+
+
+def retried(policy: NotificationsConfig, attempts: int, now: datetime, error: str) -> Marking:
+    """After a failed try, `attempts` tries having failed before it: waiting for the next
+    (`retry_at`), or dead when it was the `policy.max_attempts`th."""
+    attempts += 1
+    error = error[:_ERROR_LENGTH]
+    if attempts >= policy.max_attempts:
+        return Marking.of(status=NotificationStatus.DEAD, attempts=attempts, error=error, claimed_until=None)
+    return Marking.of(status=NotificationStatus.PENDING, attempts=attempts, error=error, message_id=None,
+                      not_before=retry_at(policy, attempts, now), claimed_until=None)  # fmt: skip
+
+
+def retry_at(policy: NotificationsConfig, attempts: int, now: datetime) -> datetime:
+    """When to try again after `attempts` failed tries: exponential backoff from
+    `backoff_first_seconds`, at most `backoff_max_seconds`, drawn from its second half so that
+    alerts that failed together (an outage) do not come back together."""
+    backoff = min(policy.backoff_max_seconds, policy.backoff_first_seconds * 2 ** (attempts - 1))
+    return now + timedelta(seconds=random.uniform(backoff / 2, backoff))
+
+
+def resend_as_template() -> Marking:
+    """The platform refused the text after all (outside WhatsApp's 24-hour window): due again at
+    once, as the template of its kind."""
+    return Marking.of(status=NotificationStatus.PENDING, template_only=True, message_id=None, not_before=None,
+                      claimed_until=None)  # fmt: skip
+
+
+def delivery(report: str) -> Marking:
+    """What the platform last reported of the message's delivery ("delivered", "read"...)."""
+    return Marking.of(delivery=report[:_DELIVERY_LENGTH])
+
+
+@dataclass(frozen=True)
+class Covered:
+    """Pending rows of one chat and admission up to `up_to` (an id) that an alert told, or found
+    there was nothing to tell: they end as its own rows did."""
+
+    chat_id: int
+    admission_id: int
+    up_to: int
+
+
+@dataclass(frozen=True)
+class Marked:
+    """One alert's rows and their marking."""
+
+    ids: tuple[int, ...]
+    marking: Marking
+    # The rows' claimed_until as the dispatcher that sent them set it: rows claimed again since
+    # (the claim lapsed) belong to the new claimer and are left alone. None: not claimed.
+    claim: datetime | None = None
+    covered: Covered | None = None
+
+
+async def mark(session: AsyncSession, marked: Iterable[Marked], now: datetime) -> None:
+    """Mark the alerts' rows: one statement for all alerts marked alike, one for the rows they
+    covered."""
+    alike: dict[tuple[datetime | None, Marking], list[int]] = {}
+    covers: list[dict] = []
+    for alert in marked:
+        alike.setdefault((alert.claim, alert.marking), []).extend(alert.ids)
+        if alert.covered is not None:
+            covers.append({"chat": alert.covered.chat_id, "admission": alert.covered.admission_id,
+                           "up_to": alert.covered.up_to, "status": alert.marking.status,
+                           "sent_at": alert.marking.values.get("sent_at")})  # fmt: skip
+    for (claim, marking), ids in alike.items():
+        mine = col(Notification.claimed_until) == claim if claim is not None else true()
+        await session.exec(update(Notification).where(col(Notification.id).in_(ids), mine).values(**marking.values))
+        if marking.status == NotificationStatus.PENDING:
+            session.info[OUTBOX_FLAG] = True
+    if covers:  # after the rows above, which are no longer pending then
+        table = Notification.__table__
+        await session.exec(
+            update(table)
+            .where(
+                table.c.chat_id == bindparam("chat"),
+                table.c.admission_id == bindparam("admission"),
+                table.c.id <= bindparam("up_to"),
+                table.c.status == NotificationStatus.PENDING,
+                # another dispatcher's: it settles them itself
+                or_(table.c.claimed_until.is_(None), table.c.claimed_until < now),
+            )
+            .values(status=bindparam("status"), sent_at=bindparam("sent_at")),
+            params=covers,
+        )
 
 
 # --- what `python -m bot outbox` shows ------------------------------------------------------------
@@ -118,7 +383,7 @@ async def report(session: AsyncSession, limit: int = 100) -> tuple[dict[str, int
         .join(Chat, col(Chat.id) == col(Notification.chat_id))
         .join(Admission, col(Admission.id) == col(Notification.admission_id))
         .join(Hospital, col(Hospital.id) == col(Admission.hospital_id))
-        .where(Notification.status == "dead")
+        .where(Notification.status == NotificationStatus.DEAD)
         .order_by(col(Notification.id).desc())
         .limit(limit)
     )

@@ -23,14 +23,13 @@ from datetime import datetime, timedelta
 from typing import Callable, Mapping
 
 from fastapi import APIRouter, Request, Response
-from sqlmodel import select
 from starlette.datastructures import ImmutableMultiDict
 from twilio.base.exceptions import TwilioRestException
 from twilio.request_validator import RequestValidator
 from twilio.rest import Client
 
 from bot.alerts.channels import Alert, PermanentFailure, RetryLater, TemporaryFailure
-from bot.alerts.delivery import OUTSIDE_WINDOW, PERMANENT, record_delivery
+from bot.alerts.delivery import DeliveryOutcome, DeliveryReport, record_delivery
 from bot.alerts.pacing import Pacer
 from bot.platform.db import Database
 from bot.platform.i18n import language_of_script
@@ -40,7 +39,6 @@ from bot.relatives import access, commands
 from bot.relatives.conversation import Conversation
 from bot.relatives.replies import Inbound, Reply, Span
 from handlers.twilio_api import SEND_ERRORS, describe_failure
-from models.chat import Chat
 
 log = logging.getLogger(__name__)
 
@@ -55,10 +53,17 @@ SESSION_WINDOW = timedelta(hours=24)
 # Twilio's "too many requests" (its API's concurrency, the WhatsApp sender's rate): no retry_after.
 TOO_MANY = frozenset({20429, 63018})
 RETRY_AFTER_SECONDS = 1.0
+# Twilio's WhatsApp errors after which no message will ever reach the number: not on WhatsApp
+# (63003, 63024), blocked us (63014), opted out with STOP (21610).
+PERMANENT = frozenset({63003, 63014, 63024, 21610})
+# WhatsApp refused free text: the relative's last message is more than 24 hours old.
+OUTSIDE_WINDOW = 63016
 # What Twilio's status callbacks report of a message.
 MESSAGE_STATUSES = frozenset(
     {"accepted", "scheduled", "queued", "sending", "sent", "delivered", "read", "undelivered", "failed", "canceled"}
 )
+# The statuses of a message that did not arrive; its ErrorCode says why.
+FAILED_STATUSES = frozenset({"failed", "undelivered"})
 # Nothing for Twilio to send itself: the replies go through the Messages API.
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
 _ADDRESS = re.compile(r"^whatsapp:(\+[1-9]\d{7,14})$")
@@ -213,6 +218,20 @@ class WhatsAppSender:
         return message.sid
 
 
+def delivery_report(message_sid: str, status: str, error_code: int | None) -> DeliveryReport:
+    """A status callback's MessageSid, MessageStatus and ErrorCode in the dispatcher's terms."""
+    if status not in FAILED_STATUSES:
+        return DeliveryReport(message_sid, DeliveryOutcome.RECORDED, status)
+    if error_code in PERMANENT:
+        outcome = DeliveryOutcome.UNREACHABLE
+    elif error_code == OUTSIDE_WINDOW:
+        outcome = DeliveryOutcome.OUTSIDE_WINDOW
+    else:  # 63018 (rate limit) and the rest: worth another try
+        outcome = DeliveryOutcome.FAILED
+    words = f"{status} {error_code}" if error_code else status
+    return DeliveryReport(message_sid, outcome, words, f"Twilio {error_code or status}")
+
+
 class WhatsAppChannel:
     """Twilio's webhooks: a relative's message (checked, handed to the dialogue, the replies sent,
     empty TwiML answered) and the delivery reports of our alerts. Both need Twilio's signature."""
@@ -247,12 +266,7 @@ class WhatsAppChannel:
         try:
             await self._sender.send_replies(chat_key, replies)
         except PermanentFailure as error:
-            async with self._database.session() as session:
-                found = await session.exec(select(Chat.id).where(Chat.channel == CHANNEL, Chat.chat_key == chat_key))
-                chat_id = found.first()
-                if chat_id is not None:  # not after /forget
-                    await access.mark_unreachable(session, chat_id, self._clock())
-                    await session.commit()
+            await access.mark_unreachable_by_key(self._database, CHANNEL, chat_key, self._clock())
             log.warning("WhatsApp %s has opted out, its alerts end: %s", mask(chat_key), error)
         except (TemporaryFailure, RetryLater) as error:  # Twilio busy: lost like any refused reply
             log.warning("reply to WhatsApp %s not sent: %s", mask(chat_key), error)
@@ -297,7 +311,8 @@ class WhatsAppChannel:
             if not _MESSAGE_SID.match(sid) or status not in MESSAGE_STATUSES or (code and not code.isdigit()):
                 log.warning("Twilio status callback refused: MessageSid, MessageStatus or ErrorCode malformed")
                 return Response("MessageSid, MessageStatus or ErrorCode: malformed", status_code=400)
-            await record_delivery(self._database, self._policy, sid, status, int(code) if code else None, self._clock())
+            report = delivery_report(sid, status, int(code) if code else None)
+            await record_delivery(self._database, self._policy, report, self._clock())
             return Response(status_code=200)
 
         return router

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import JSON, Column, Index, UniqueConstraint, false
 from sqlmodel import Field, SQLModel
 
+from models.enums import NotificationStatus
 from models.tables import utcnow
 
 
@@ -123,7 +124,7 @@ class Notification(SQLModel, table=True):
     # What the relative knew before this change (condition, care area, support, status).
     before: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     created_at: datetime = Field(default_factory=utcnow)
-    status: str = Field(default="pending", max_length=12, description="pending, sent, dead, cancelled")
+    status: str = Field(default=NotificationStatus.PENDING, max_length=12, description="pending, sent, dead, cancelled")
     attempts: int = 0
     # Not before this time: a retry's backoff, a 429's retry_after, the end of quiet hours.
     not_before: datetime | None = None

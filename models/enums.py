@@ -1,4 +1,4 @@
-"""Values the hospitals may send, as the API and the CSV spell them."""
+"""Values the hospitals may send, as the API and the CSV spell them; the states of an outbox row."""
 
 from enum import StrEnum
 
@@ -35,3 +35,12 @@ class Sex(StrEnum):
     MALE = "M"
     FEMALE = "F"
     OTHER = "O"
+
+
+class NotificationStatus(StrEnum):
+    """Where an outbox row (`models.chat.Notification`) stands; the database holds these words."""
+
+    PENDING = "pending"  # waiting for its turn, a retry, or the end of quiet hours
+    SENT = "sent"
+    CANCELLED = "cancelled"  # nothing to tell any more, or no one to tell it to
+    DEAD = "dead"  # refused for good, or out of attempts: `python -m bot outbox` lists it

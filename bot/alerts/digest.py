@@ -19,11 +19,12 @@ import logging
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import insert, text
+from sqlalchemy import text
 from sqlmodel import col, select
 
-from bot.outbox import ROUTINE, snapshot
-from bot.platform.db import OUTBOX_FLAG, Database
+from bot import outbox
+from bot.outbox import DIGEST, snapshot
+from bot.platform.db import Database
 from bot.platform.i18n import Language
 from bot.platform.settings import FileConfig, OverdueConfig
 from bot.relatives import access
@@ -40,7 +41,6 @@ from models import (
 from models.enums import AdmissionStatus
 
 log = logging.getLogger(__name__)
-DIGEST = "digest"
 NO_CHANGE_FOR = timedelta(hours=24)
 ONE_A_DAY = timedelta(hours=12)
 _LOCK_KEY = 0x77617264  # any constant shared by every worker
@@ -98,26 +98,19 @@ async def enqueue_digests(database: Database, config: FileConfig, now: datetime)
         wanted: dict[int, list[int]] = {}
         for chat_id, admission_id in result.all():
             wanted.setdefault(chat_id, []).append(admission_id)
-        rows = []
+        digests = []
         for chat_id, admission_ids in wanted.items():
             chat = await session.get(Chat, chat_id)
             if chat is None:
                 continue
             for card in await access.readable_cards(session, chat, now, config.verification, admission_ids):
                 if card.admission.status == AdmissionStatus.ADMITTED and last_change(card) <= quiet_since:
-                    rows.append(
-                        {
-                            "chat_id": chat_id, "admission_id": card.admission.id, "kind": DIGEST,
-                            "priority": ROUTINE, "before": snapshot(card.latest, card.admission.status),
-                            "created_at": now, "status": "pending", "attempts": 0,
-                        }  # fmt: skip
-                    )
-        if rows:
-            await session.exec(insert(Notification.__table__), params=rows)
-            session.info[OUTBOX_FLAG] = True
+                    before = snapshot(card.latest, card.admission.status)
+                    digests.append(outbox.Digest(chat_id, card.admission.id, before))
+        added = await outbox.add_digests(session, digests, now)
         await session.commit()
-    log.info("daily digest: %d chat-patient pairs", len(rows))
-    return len(rows)
+    log.info("daily digest: %d chat-patient pairs", added)
+    return added
 
 
 def compose_digest(

@@ -1,15 +1,14 @@
 """The dispatcher: drains the outbox at each platform's pace, retrying what may succeed later.
 
-One loop per process. It claims due rows of the channels it can send on (PostgreSQL: `FOR
-UPDATE SKIP LOCKED`, so that two dispatchers never claim the same row; SQLite: one writer at a
-time does the same), merges the rows of one chat and admission into one alert with the latest
-state, sends each through its channel's `Sender` paced by its `Pacer`, and marks the rows in
-small chunks.
+One loop per process. It claims due rows of the channels it can send on (`bot.outbox.claim`),
+merges the rows of one chat and admission into one alert with the latest state, sends each
+through its channel's `Sender` paced by its `Pacer`, and marks the rows in small chunks
+(`bot.outbox.mark`).
 
 Failures: a 429 waits its retry_after (the whole channel pauses); a timeout or server error is
-retried with exponential backoff and jitter up to `notifications.max_attempts`, then kept as dead
-(`python -m bot outbox`); a permanent refusal (the user blocked the bot, the chat is gone) is never
-retried and ends that chat's alerts.
+retried with exponential backoff and jitter (`bot.outbox.retry_at`) up to
+`notifications.max_attempts`, then kept as dead (`python -m bot outbox`); a permanent refusal (the
+user blocked the bot, the chat is gone) is never retried and ends that chat's alerts.
 
 Duplicate window: rows are marked after each chunk of `CHUNK` alerts. If the process dies after a
 chunk was sent and before it was marked, those alerts (at most `CHUNK` per process) are sent
@@ -25,18 +24,21 @@ import contextlib
 import logging
 import random
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Callable
+from enum import StrEnum
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import bindparam, func, insert, or_, true, update
+from sqlalchemy import func, insert, or_
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from bot import outbox
 from bot.alerts.channels import Alert, PermanentFailure, RetryLater, Sender, TemporaryFailure
 from bot.alerts.compose import alert_kind, compose_alert, template_fields
-from bot.alerts.digest import DIGEST, compose_digest
+from bot.alerts.digest import compose_digest
+from bot.outbox import DIGEST
 from bot.platform.db import Database
 from bot.platform.i18n import Catalogues
 from bot.platform.settings import FileConfig
@@ -45,13 +47,31 @@ from bot.relatives.quiet_hours import in_quiet_hours, quiet_hours_end
 from bot.relatives.status_card import CardData
 from models import AuditEvent, Hospital
 from models.audit import audit_values
-from models.chat import Chat, Notification, Subscription
-from models.enums import AdmissionStatus
+from models.chat import Chat, Notification
+from models.enums import AdmissionStatus, NotificationStatus
 
 log = logging.getLogger(__name__)
 CHUNK = 25
 IDLE_LOOK_SECONDS = 1.0  # how often to look for rows added by other processes
 CLAIM_USE = 0.5  # share of notifications.claim_seconds in which a claimed alert may still be sent
+
+
+class Outcome(StrEnum):
+    """What became of one alert in a pass."""
+
+    READY = "ready"  # composed, to be sent
+    SENT = "sent"
+    CANCELLED = "cancelled"  # nothing to tell (any more), or nobody to tell it to
+    RETRY = "retry"  # the platform asked us to wait (429): held, no attempt counted
+    FAILED = "failed"  # a temporary failure: retried with backoff, then dead
+    BLOCKED = "blocked"  # refused for good: dead, and the chat's alerts end
+    QUIET = "quiet"  # routine news in the chat's quiet hours: held until they end
+    UNSENDABLE = "unsendable"  # for a channel this process cannot send on: left for another
+    EXPIRED = "expired"  # the claim ran out before its turn came: left as it is, for the next claim
+
+
+# Outcomes that leave the rows as claimed: the claim lapses by itself.
+_LEFT_ALONE = frozenset({Outcome.EXPIRED, Outcome.UNSENDABLE})
 
 
 @dataclass
@@ -92,9 +112,7 @@ class _Outgoing:
 @dataclass
 class _Result:
     group: _Group
-    # ready (composed, to be sent), sent, cancelled, retry, failed, blocked, quiet, unsendable,
-    # expired (the claim ran out before its turn came: left as it is, for the next claim)
-    outcome: str
+    outcome: Outcome
     delay: float = 0.0
     error: str | None = None
     # Pending rows of the same chat and admission up to this id were covered by the state this
@@ -159,7 +177,7 @@ class Dispatcher:
                         func.min(Notification.created_at).filter(free, or_(not_before.is_(None), not_before <= now)),
                         func.min(not_before).filter(free, not_before > now),
                         func.min(claimed_until).filter(claimed_until >= now),
-                    ).where(Notification.status == "pending", self._sendable())
+                    ).where(Notification.status == NotificationStatus.PENDING, self._sendable())
                 )
             ).one()
         moments = [moment for moment in (held_until, claim_ends) if moment is not None]
@@ -190,67 +208,48 @@ class Dispatcher:
             return await self._deliver(chunk)
         except Exception as error:  # noqa: BLE001 - a bad moment: the chunk is retried later
             log.exception("alerts could not be composed")
-            return [_Result(group, "failed", error=f"{type(error).__name__}: {error}") for group in chunk]
+            return [_Result(group, Outcome.FAILED, error=f"{type(error).__name__}: {error}") for group in chunk]
 
     async def _send(self, result: _Result, send_before: float) -> _Result:
-        if result.outcome != "ready" or result.outgoing is None:
+        if result.outcome != Outcome.READY or result.outgoing is None:
             return result
         group, outgoing = result.group, result.outgoing
         sender, ready = outgoing.sender, dict(covers_up_to=result.covers_up_to, audit=result.audit, last=result.last)
         chat_key = outgoing.alert.chat_key
         async with sender.pacer.slot(chat_key, send_before) as granted:
             if not granted:  # not before the claim runs short: left for the next claim
-                return _Result(group, "expired")
+                return _Result(group, Outcome.EXPIRED)
             if (sender.channel, chat_key) in self._refused:  # its other alert just did
-                return _Result(group, "cancelled")
+                return _Result(group, Outcome.CANCELLED)
             try:
                 message_id = await sender.send(outgoing.alert)
             except RetryLater as error:
                 sender.pacer.pause(error.seconds)
-                return _Result(group, "retry", delay=error.seconds, error=str(error))
+                return _Result(group, Outcome.RETRY, delay=error.seconds, error=str(error))
             except PermanentFailure as error:
                 self._refused.add((sender.channel, chat_key))
-                return _Result(group, "blocked", error=str(error))
+                return _Result(group, Outcome.BLOCKED, error=str(error))
             except TemporaryFailure as error:
-                return _Result(group, "failed", error=str(error))
+                return _Result(group, Outcome.FAILED, error=str(error))
             except Exception as error:  # noqa: BLE001 - unforeseen: retried like a temporary failure
                 log.exception("alert send failed on %s", sender.channel)
-                return _Result(group, "failed", error=f"{type(error).__name__}: {error}")
+                return _Result(group, Outcome.FAILED, error=f"{type(error).__name__}: {error}")
         log.debug("alert sent on %s", sender.channel)
-        return _Result(group, "sent", message_id=message_id, **ready)
+        return _Result(group, Outcome.SENT, message_id=message_id, **ready)
 
     def _sendable(self):
         """Rows for chats on a channel this process can send on: the others are left to the
         processes that can (claiming them here would only keep them from those)."""
-        channels = select(Chat.id).where(col(Chat.channel).in_(sorted(self._senders)))
-        return col(Notification.chat_id).in_(channels)
+        return outbox.on_channels(sorted(self._senders))
 
     async def _claim(self) -> list[_Group]:
         now = self._clock()
-        due = now - timedelta(seconds=self._policy.grace_seconds)
+        claim = now + timedelta(seconds=self._policy.claim_seconds)
         async with self._database.session() as session:
-            candidates = (
-                select(Notification.id)
-                .where(
-                    Notification.status == "pending",
-                    self._sendable(),
-                    Notification.created_at <= due,
-                    or_(col(Notification.not_before).is_(None), col(Notification.not_before) <= now),
-                    or_(col(Notification.claimed_until).is_(None), col(Notification.claimed_until) < now),
-                )
-                .order_by(col(Notification.priority), col(Notification.id))
-                .limit(self._policy.batch_size)
-            )
-            if self._database.is_postgresql:
-                candidates = candidates.with_for_update(skip_locked=True)
-            claim = now + timedelta(seconds=self._policy.claim_seconds)
-            claimed = await session.exec(
-                update(Notification)
-                .where(col(Notification.id).in_(candidates.scalar_subquery()))
-                .values(claimed_until=claim)
-                .returning(Notification.id)
-            )
-            ids = [row[0] for row in claimed.all()]
+            ids = await outbox.claim(
+                session, self._sendable(), now, now - timedelta(seconds=self._policy.grace_seconds), claim,
+                self._policy.batch_size, skip_locked=self._database.is_postgresql,
+            )  # fmt: skip
             await session.commit()
             if not ids:
                 return []
@@ -285,7 +284,7 @@ class Dispatcher:
                 results.append(self._compose(group, chats.get(group.chat_id), card, pending, destinations, now))
             except Exception as error:  # noqa: BLE001 - one bad alert must not sink its whole chunk
                 log.exception("alert could not be composed")
-                results.append(_Result(group, "failed", error=f"{type(error).__name__}: {error}"))
+                results.append(_Result(group, Outcome.FAILED, error=f"{type(error).__name__}: {error}"))
         return results
 
     def _compose(
@@ -293,21 +292,21 @@ class Dispatcher:
         group: _Group,
         chat: Chat | None,
         card: CardData | None,
-        pending: dict[tuple[int, int], "_Pending"],
+        pending: dict[tuple[int, int], _Pending],
         destinations: dict[str, Hospital],
         now: datetime,
     ) -> _Result:
         if chat is None or chat.unreachable_at is not None:
-            return _Result(group, "cancelled")
+            return _Result(group, Outcome.CANCELLED)
         sender = self._senders.get(chat.channel)
         if sender is None:  # that channel is not configured in this process: leave it
-            return _Result(group, "unsendable")
+            return _Result(group, Outcome.UNSENDABLE)
         if card is None:  # verification lapsed, the number was corrected away, /stop, alerts ended
-            return _Result(group, "cancelled")
+            return _Result(group, Outcome.CANCELLED)
         local = now.astimezone(ZoneInfo(card.hospital.time_zone))
         if group.priority > 0 and in_quiet_hours(chat, local):
             wait = (quiet_hours_end(chat, local) - local).total_seconds()
-            return _Result(group, "quiet", delay=wait)
+            return _Result(group, Outcome.QUIET, delay=wait)
         language = self._catalogues.get(chat.language)
         waiting = pending.get((group.chat_id, group.admission_id), _Pending())
         covered = waiting.last_id
@@ -326,7 +325,7 @@ class Dispatcher:
             reply = compose_digest(card, group.rows[-1], language, now, self._config.overdue_hours)
             kind, covered = DIGEST, None
         if reply is None:
-            return _Result(group, "cancelled", covers_up_to=covered)
+            return _Result(group, Outcome.CANCELLED, covers_up_to=covered)
         alert = Alert(
             chat.chat_key, reply, kind, language.code, template_fields(card, before, language, destination),
             last_inbound_at=chat.last_inbound_at, template_only=any(row.template_only for row in group.rows),
@@ -338,13 +337,13 @@ class Dispatcher:
         )  # fmt: skip
         last = card.admission.status in (AdmissionStatus.DISCHARGED, AdmissionStatus.DECEASED)
         return _Result(
-            group, "ready", covers_up_to=covered, audit={**audit, "at": now}, last=last,
+            group, Outcome.READY, covers_up_to=covered, audit={**audit, "at": now}, last=last,
             outgoing=_Outgoing(sender, alert),
         )  # fmt: skip
 
     async def _pending(
         self, session: AsyncSession, chat_ids: set[int], admission_ids: set[int], claim: datetime | None, now: datetime
-    ) -> dict[tuple[int, int], "_Pending"]:
+    ) -> dict[tuple[int, int], _Pending]:
         """For each chat and admission: the newest pending row (the alert settles those up to
         it), and the oldest pending change no other dispatcher holds (where the alert starts)."""
         claimed_until = col(Notification.claimed_until)
@@ -356,7 +355,7 @@ class Dispatcher:
             .where(
                 col(Notification.chat_id).in_(chat_ids),
                 col(Notification.admission_id).in_(admission_ids),
-                Notification.status == "pending",
+                Notification.status == NotificationStatus.PENDING,
             )
             .order_by(col(Notification.id))
         )
@@ -382,87 +381,54 @@ class Dispatcher:
         return {_name_key(hospital.name): hospital for hospital in result.all()}
 
     async def _record(self, results: list[_Result]) -> None:
-        """Mark the chunk's rows in one transaction: one statement for all rows that end alike
-        (the usual case: all sent), each group's own only where its values differ."""
+        """Mark the chunk's rows in one transaction, in a few statements for the whole chunk
+        (`outbox.mark`); audit what was sent; end the alerts that told their last news, and those of
+        chats that refused us for good."""
         now = self._clock()
-        unreachable: set[int] = set()
-        if any(result.outcome == "unsendable" for result in results):
+        if any(result.outcome == Outcome.UNSENDABLE for result in results):
             log.warning("alerts for a channel this process cannot send on: left for another")
-        alike: dict[tuple, list[int]] = defaultdict(list)  # the rows' new values -> their ids
-        covers: list[dict] = []
+        marked: list[outbox.Marked] = []
         audits: list[dict] = []
-        last: list[_Group] = []
+        told_last: list[tuple[int, int]] = []
+        unreachable: set[int] = set()
         for result in results:
-            if result.outcome in ("expired", "unsendable"):  # the claim lapses by itself
+            if result.outcome in _LEFT_ALONE:
                 continue
-            values = self._marking(result, now)
             group = result.group
-            alike[(group.claim, tuple(sorted(values.items())))].extend(row.id for row in group.rows)
-            if result.outcome == "sent":
+            covered = None
+            if result.covers_up_to is not None:
+                covered = outbox.Covered(group.chat_id, group.admission_id, result.covers_up_to)
+            ids = tuple(row.id for row in group.rows)
+            marked.append(outbox.Marked(ids, self._marking(result, now), group.claim, covered))
+            if result.outcome == Outcome.SENT:
                 if result.audit is not None:  # every disclosure is audited
                     audits.append(result.audit)
                 if result.last:
-                    last.append(group)
-            elif result.outcome == "blocked":
+                    told_last.append((group.chat_id, group.admission_id))
+            elif result.outcome == Outcome.BLOCKED:
                 unreachable.add(group.chat_id)
-            if result.covers_up_to is not None:
-                covers.append({"chat": group.chat_id, "admission": group.admission_id,
-                               "up_to": result.covers_up_to, "status": values["status"],
-                               "sent_at": values.get("sent_at")})  # fmt: skip
-        table = Notification.__table__
         async with self._database.session() as session:
-            for (claim, values), ids in alike.items():
-                mine = col(Notification.claimed_until) == claim if claim is not None else true()
-                await session.exec(update(Notification).where(col(Notification.id).in_(ids), mine).values(**dict(values)))
-            if covers:  # after the rows above, which are no longer pending then
-                await session.exec(
-                    update(table)
-                    .where(
-                        table.c.chat_id == bindparam("chat"),
-                        table.c.admission_id == bindparam("admission"),
-                        table.c.id <= bindparam("up_to"),
-                        table.c.status == "pending",
-                        # another dispatcher's: it settles them itself
-                        or_(table.c.claimed_until.is_(None), table.c.claimed_until < now),
-                    )
-                    .values(status=bindparam("status"), sent_at=bindparam("sent_at")),
-                    params=covers,
-                )
+            await outbox.mark(session, marked, now)
             if audits:
                 await session.exec(insert(AuditEvent.__table__), params=audits)
-            for group in last:
-                await self._end_alerts(session, group)
+            # An alert that told a discharge or a death was the last about it: decided by what the
+            # alert showed, not by the status now (a discharge recorded while a condition alert was
+            # on its way must still be told).
+            await access.end_alerts_about(session, told_last)
             for chat_id in unreachable:  # after the rows above: it cancels the chat's pending rest
                 await access.mark_unreachable(session, chat_id, now)
             await session.commit()
 
-    def _marking(self, result: _Result, now: datetime) -> dict:
-        """The new values of a group's rows after its outcome."""
-        policy = self._policy
-        values: dict = {"claimed_until": None}
-        if result.outcome == "sent":
-            return values | {"status": "sent", "sent_at": now, "message_id": result.message_id, "delivery": None}
-        if result.outcome == "cancelled":
-            return values | {"status": "cancelled"}
-        if result.outcome in ("retry", "quiet"):
-            return values | {"status": "pending", "not_before": now + timedelta(seconds=result.delay)}
-        error = (result.error or "")[:300]
-        if result.outcome == "blocked":
-            return values | {"status": "dead", "error": error}
+    def _marking(self, result: _Result, now: datetime) -> outbox.Marking:
+        """What a group's rows become after its outcome."""
+        if result.outcome == Outcome.SENT:
+            return outbox.sent(now, result.message_id)
+        if result.outcome == Outcome.CANCELLED:
+            return outbox.cancelled()
+        if result.outcome in (Outcome.RETRY, Outcome.QUIET):
+            return outbox.held(now + timedelta(seconds=result.delay))
+        if result.outcome == Outcome.BLOCKED:
+            return outbox.dead(result.error or "")
         # failed: counted, then dead
-        attempts = max(row.attempts for row in result.group.rows) + 1
-        if attempts >= policy.max_attempts:
-            return values | {"status": "dead", "attempts": attempts, "error": error}
-        backoff = min(policy.backoff_max_seconds, policy.backoff_first_seconds * 2 ** (attempts - 1))
-        not_before = now + timedelta(seconds=random.uniform(backoff / 2, backoff))
-        return values | {"status": "pending", "attempts": attempts, "not_before": not_before, "error": error}
-
-    async def _end_alerts(self, session: AsyncSession, group: _Group) -> None:
-        """The alert told of a discharge or a death, the last one: the chat's alerts for it end.
-        (Decided by what the alert showed, not by the status now: a discharge recorded while a
-        condition alert was on its way must still be told.)"""
-        await session.exec(
-            update(Subscription)
-            .where(col(Subscription.chat_id) == group.chat_id, col(Subscription.admission_id) == group.admission_id)
-            .values(alerts=False)
-        )
+        attempts = max(row.attempts for row in result.group.rows)
+        return outbox.retried(self._policy, attempts, now, result.error or "")

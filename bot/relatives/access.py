@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Collection
 from datetime import datetime, timedelta
-from typing import Collection
 
-from sqlalchemy import delete, update
+from sqlalchemy import delete, tuple_, update
 from sqlmodel import col, or_, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from bot import outbox
+from bot.platform.db import Database
 from bot.platform.settings import VerificationConfig
 from bot.relatives.status_card import CardData
 from models import Admission, AlternateMobile, AuditEvent, Hospital
 from models.audit import audit_values
-from models.chat import Chat, Notification, Subscription, Verification
+from models.chat import Chat, Subscription, Verification
 from models.enums import AdmissionStatus
 from models.queries import latest_updates
 
@@ -161,23 +163,41 @@ async def resume_alerts(session: AsyncSession, chat: Chat) -> int:
     return await _set_alerts(session, chat, True)
 
 
+async def end_alerts_about(session: AsyncSession, pairs: Collection[tuple[int, int]]) -> None:
+    """Alerts end for these (chat id, admission id) pairs: each chat was told the admission's last
+    news (a discharge, a death). The card stays readable."""
+    if pairs:
+        await session.exec(
+            update(Subscription)
+            .where(tuple_(col(Subscription.chat_id), col(Subscription.admission_id)).in_(pairs))
+            .values(alerts=False)
+        )
+
+
 async def mark_unreachable(session: AsyncSession, chat_id: int, now: datetime) -> None:
     """The platform refused the chat for good (the user blocked the bot, the chat is gone, the
     WhatsApp number opted out): its alerts end and those waiting are cancelled. The chat's next
     message makes it reachable again; /start (WhatsApp: START) resumes the alerts."""
     await session.exec(update(Chat).where(col(Chat.id) == chat_id).values(unreachable_at=now))
     await session.exec(update(Subscription).where(col(Subscription.chat_id) == chat_id).values(alerts=False))
-    await session.exec(
-        update(Notification)
-        .where(col(Notification.chat_id) == chat_id, Notification.status == "pending")
-        .values(status="cancelled", claimed_until=None)
-    )
+    await outbox.cancel_chats(session, [chat_id])
+
+
+async def mark_unreachable_by_key(database: Database, channel: str, chat_key: str, now: datetime) -> None:
+    """`mark_unreachable`, in a transaction of its own, for the chat a channel knows by its key (the
+    platform refused a reply for good); nothing when there is no such chat (it was forgotten)."""
+    async with database.session() as session:
+        found = await session.exec(select(Chat.id).where(Chat.channel == channel, Chat.chat_key == chat_key))
+        chat_id = found.first()
+        if chat_id is not None:
+            await mark_unreachable(session, chat_id, now)
+            await session.commit()
 
 
 async def forget(session: AsyncSession, chat: Chat) -> None:
     """Delete this chat's subscriptions, verifications, alerts (sent or pending) and conversation.
     The audit stays."""
-    await session.exec(delete(Notification).where(col(Notification.chat_id) == chat.id))
+    await outbox.forget_chat(session, chat.id)
     await session.exec(delete(Subscription).where(col(Subscription.chat_id) == chat.id))
     await session.exec(delete(Verification).where(col(Verification.chat_id) == chat.id))
     await session.delete(chat)

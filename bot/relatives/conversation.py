@@ -17,13 +17,13 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Awaitable, Callable
 
-from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import col, select
+from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from bot import outbox
 from bot.platform.background import Background
-from bot.platform.db import OUTBOX_FLAG, Database
+from bot.platform.db import Database
 from bot.platform.i18n import LANGUAGE_NAMES, Catalogues, Language
 from bot.platform.phones import (
     PhoneNumberError,
@@ -37,7 +37,7 @@ from bot.relatives import access, commands, quiet_hours
 from bot.relatives.otp import Checked, OtpService, Requested, read_code
 from bot.relatives.replies import Button, Inbound, Reply
 from bot.relatives.status_card import render_card
-from models.chat import Chat, InboundMessage, Notification
+from models.chat import Chat, InboundMessage
 
 log = logging.getLogger(__name__)
 
@@ -399,18 +399,7 @@ class Conversation:
     async def _release_held_news(turn: Turn) -> None:
         """News held back by the old quiet hours is looked at again under the new ones (those
         waiting for a retry keep waiting: they have attempts)."""
-        result = await turn.session.exec(
-            update(Notification)
-            .where(
-                col(Notification.chat_id) == turn.chat.id,
-                Notification.status == "pending",
-                Notification.attempts == 0,
-                col(Notification.not_before) > turn.now,
-            )
-            .values(not_before=None)
-        )
-        if result.rowcount:
-            turn.session.info[OUTBOX_FLAG] = True
+        await outbox.release_held(turn.session, turn.chat.id, turn.now)
 
     async def _ask_language(self, turn: Turn) -> None:
         buttons = [Button(LANGUAGE_NAMES[code], f"lang:{code}") for code in self._catalogues.codes]

@@ -6,9 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, delete, func, or_, tuple_, update
+from sqlalchemy import and_, delete, func, or_, update
 from sqlmodel import col, select
 
+from bot import outbox
 from bot.platform.db import Database
 from bot.platform.settings import NotificationsConfig, OtpConfig, VerificationConfig
 from bot.relatives import access
@@ -80,16 +81,7 @@ async def end_lapsed_verifications(database: Database, policy: VerificationConfi
             await session.exec(
                 update(Subscription).where(col(Subscription.id).in_([row[0] for row in chunk])).values(alerts=False)
             )
-            await session.exec(
-                update(Notification)
-                .where(
-                    tuple_(col(Notification.chat_id), col(Notification.admission_id)).in_(
-                        [(row[1], row[2]) for row in chunk]
-                    ),
-                    Notification.status == "pending",
-                )
-                .values(status="cancelled", claimed_until=None)
-            )
+            await outbox.cancel_pairs(session, [(chat_id, admission_id) for _id, chat_id, admission_id in chunk])
         await session.commit()
     return len(lapsed)
 
@@ -112,6 +104,10 @@ async def delete_after_retention(database: Database, policy: NotificationsConfig
         col(Admission.status_at) < cutoff,
     )
     follows = select(Subscription.id).where(Subscription.chat_id == Chat.id).exists()
+    # The outbox rows go here, not through bot.outbox: they are history (alerts about admissions
+    # closed for the whole retention period, those of chats silent for as long), deleted with the
+    # subscriptions and chats they belong to, before them as the foreign keys want. bot.outbox
+    # writes the rows the dispatcher may still act on, a forgotten chat's waiting alerts among them.
     async with database.session() as session:
         closed_ids = list((await session.exec(closed)).all())
         subscriptions = 0
