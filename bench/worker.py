@@ -31,7 +31,6 @@ from bot.intake.hospitals import get_hospital
 from bot.intake.schemas import ConditionUpdateIn, IntakeContext
 from bot.platform.logs import configure_logging
 from bot.platform.settings import load_settings
-from models import queries
 
 
 def peak_rss_kb() -> int:
@@ -101,18 +100,13 @@ async def record_update(services: Services, hospital_code: str, registration_no:
     it; its commit wakes this process's dispatcher, as in `python -m bot run`."""
     async with services.database.session() as session:
         hospital = await get_hospital(session, hospital_code)
-        admission = await queries.find_admission(session, hospital, registration_no)
         context = IntakeContext(
             region=services.settings.config.phone_region, tz=ZoneInfo(hospital.time_zone), now=services.now()
         )
         data = ConditionUpdateIn(**update).resolve(context)
-        latest = await queries.latest_update(session, admission.id)
-        result = await rules.record_update(
-            session, hospital, admission, data, latest, f"api:{hospital.code}", source="api"
-        )
-        await session.commit()
+        applied = await rules.commit_one(session, hospital, registration_no, data, f"api:{hospital.code}", "api")
         committed = time.monotonic()  # CLOCK_MONOTONIC: the benchmark's clock too
-    return {"committed": committed, "outcome": result.outcome.value}
+    return {"committed": committed, "outcome": applied.outcome.value}
 
 
 async def dispatch() -> dict:

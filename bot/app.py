@@ -37,7 +37,8 @@ from bot.relatives.conversation import Conversation
 from bot.relatives.otp import OtpService
 from handlers.console import CHANNEL as CONSOLE
 from handlers.console import ConsoleChat, ConsoleCodes, ConsoleSender, read_stdin_line, write_stdout
-from handlers.hospital_api import hospital_api, request_validation_response
+from handlers.hospital_api import HospitalApiServices, request_validation_response
+from handlers.hospital_api import router as hospital_api_router
 from handlers.telegram import CHANNEL as TELEGRAM
 from handlers.telegram import TelegramChannel, TelegramSender, build_application
 from handlers.twilio_api import TwilioClient, TwilioSmsCodes, TwilioVerifyCodes, twilio_client
@@ -198,9 +199,10 @@ def build_web_app(services: Services, telegram: TelegramChannel | None = None) -
         version="1",
     )
     app.add_exception_handler(RequestValidationError, request_validation_response)
-    app.include_router(
-        hospital_api(services.database, services.secret_key, services.settings.config.phone_region, services.now)
+    app.state.hospital_api = HospitalApiServices(
+        services.database, services.secret_key, services.settings.config.phone_region, services.now
     )
+    app.include_router(hospital_api_router)
     if telegram is not None and services.settings.env.telegram_webhook_url:
         app.include_router(telegram.webhook_router())
     whatsapp = build_whatsapp(services)

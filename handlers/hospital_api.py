@@ -3,13 +3,18 @@
 Handlers translate HTTP to `bot.intake.rules` calls and back. Each request is one transaction: any
 error leaves the database as it was. Another hospital's admission answers exactly as an unknown
 one (404), so a key cannot even learn which registration numbers exist elsewhere.
+
+`router` is included by `bot.app.build_web_app`, which also puts the `HospitalApiServices` the
+routes use in `app.state.hospital_api`.
 """
 
-# No `from __future__ import annotations`: FastAPI must see the dependency types defined inside
-# `hospital_api` at run time.
+# No `from __future__ import annotations`: FastAPI reads the annotations of the routes and their
+# dependencies at run time.
 import math
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any, AsyncIterator, Callable
+from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Request, Response, status
@@ -18,7 +23,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
-from sqlalchemy.exc import IntegrityError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.intake import rules
@@ -33,6 +37,8 @@ from bot.intake.schemas import (
 )
 from bot.platform.db import Database
 from models import Admission, ConditionUpdate, Hospital, queries
+
+SOURCE = "api"
 
 RegistrationNo = Annotated[
     str,
@@ -147,154 +153,174 @@ async def request_validation_response(_request: Request, exc: RequestValidationE
     )
 
 
-def hospital_api(database: Database, secret_key: bytes, region: str, clock: Callable[[], datetime]) -> APIRouter:
-    """The `/api/v1` routes, bound to one database and key."""
-    router = APIRouter(prefix="/api/v1", tags=["hospital API"])
-    bearer = HTTPBearer(auto_error=False, description="the hospital's API key")
+@dataclass(frozen=True)
+class HospitalApiServices:
+    """What the routes need from the composition root."""
 
-    async def session_dependency(request: Request) -> AsyncIterator[AsyncSession]:
-        if request.method == "GET":
-            async with database.session() as session:
-                yield session
-            return
-        async with database.writing(), database.session() as session:
+    database: Database
+    secret_key: bytes
+    region: str  # whose mobile numbers are accepted
+    clock: Callable[[], datetime]
+
+
+router = APIRouter(prefix="/api/v1", tags=["hospital API"])
+_bearer = HTTPBearer(auto_error=False, description="the hospital's API key")
+
+
+def _services(request: Request) -> HospitalApiServices:
+    return request.app.state.hospital_api
+
+
+Services = Annotated[HospitalApiServices, Depends(_services)]
+
+
+async def _session(request: Request, services: Services) -> AsyncIterator[AsyncSession]:
+    database = services.database
+    if request.method == "GET":
+        async with database.session() as session:
             yield session
+        return
+    async with database.writing(), database.session() as session:
+        yield session
 
-    async def authenticated_hospital(
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-        session: Annotated[AsyncSession, Depends(session_dependency)],
-    ) -> Hospital:
-        hospital = None
-        if credentials is not None:
-            hospital = await hospital_for_key(session, secret_key, credentials.credentials)
-        if hospital is None:
-            raise HTTPException(
-                status.HTTP_401_UNAUTHORIZED,
-                "missing or invalid API key",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-        return hospital
 
-    Session = Annotated[AsyncSession, Depends(session_dependency)]
-    CurrentHospital = Annotated[Hospital, Depends(authenticated_hospital)]
+Session = Annotated[AsyncSession, Depends(_session)]
 
-    def context(hospital: Hospital) -> IntakeContext:
-        return IntakeContext(region=region, tz=ZoneInfo(hospital.time_zone), now=clock())
 
-    async def admission_or_404(session: AsyncSession, hospital: Hospital, registration_no: str) -> Admission:
-        admission = await queries.find_admission(session, hospital, registration_no)
-        if admission is None:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, "no such admission")
-        return admission
+async def _authenticated_hospital(
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    session: Session,
+    services: Services,
+) -> Hospital:
+    hospital = None
+    if credentials is not None:
+        hospital = await hospital_for_key(session, services.secret_key, credentials.credentials)
+    if hospital is None:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "missing or invalid API key",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    return hospital
 
-    @router.put(
-        "/admissions/{registration_no}",
-        response_model=AdmissionOut,
-        responses={201: {"model": AdmissionOut, "description": "created"}},
-    )
-    async def put_admission(
-        registration_no: RegistrationNo, body: AdmissionIn, response: Response,
-        session: Session, hospital: CurrentHospital,
-    ):  # fmt: skip
-        """Create the admission, or replace its details. Sending the same body again changes nothing."""
-        try:
-            data = body.resolve(context(hospital))
-        except FieldErrors as errors:
-            return field_errors_response(errors)
-        actor = f"api:{hospital.code}"
-        for attempt in (1, 2):
-            try:
-                existing = await queries.find_admission(session, hospital, registration_no)
-                alternates = await queries.alternates_of(session, existing.id) if existing else []
-                # Creating flushes the new row, so a clash can surface here as well as at commit.
-                result = await rules.put_admission(
-                    session, hospital, registration_no, data, existing, alternates, actor
-                )
-                await session.commit()
-                break
-            except IntegrityError:
-                # Another request created the same admission at the same moment: update it.
-                await session.rollback()
-                if attempt == 2:
-                    raise
-                await session.refresh(hospital)  # the rollback expired it
-        response.status_code = 201 if result.outcome == rules.Outcome.CREATED else 200
-        return await _admission_out(session, hospital, result.admission)
 
-    @router.post(
-        "/admissions/{registration_no}/updates",
-        status_code=201,
-        response_model=RecordedUpdateOut,
-        responses={
-            200: {"description": "the same update was already recorded; nothing changed"},
-            409: {"description": "the patient is no longer admitted"},
-        },
-    )
-    async def post_update(
-        registration_no: RegistrationNo, body: ConditionUpdateIn, response: Response,
-        session: Session, hospital: CurrentHospital,
-    ):  # fmt: skip
-        """Add a condition update to the patient's history. One recorded before the latest is
-        kept in the history but does not replace what relatives see."""
-        try:
-            data = body.resolve(context(hospital))
-        except FieldErrors as errors:
-            return field_errors_response(errors)
-        admission = await admission_or_404(session, hospital, registration_no)
-        latest = await queries.latest_update(session, admission.id)
-        try:
-            result = await rules.record_update(
-                session, hospital, admission, data, latest, f"api:{hospital.code}", source="api"
-            )
-        except rules.AdmissionClosed as exc:
-            raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
-        await session.commit()
-        if result.outcome == rules.Outcome.UNCHANGED:
-            response.status_code = 200
-        return {**_update_out(result.update, ZoneInfo(hospital.time_zone)), "is_latest": result.is_latest}
+CurrentHospital = Annotated[Hospital, Depends(_authenticated_hospital)]
 
-    @router.post("/admissions/{registration_no}/status", response_model=AdmissionOut)
-    async def post_status(
-        registration_no: RegistrationNo, body: StatusIn, session: Session, hospital: CurrentHospital
-    ):
-        """Record that the patient is admitted, discharged, transferred (with `to_hospital`) or deceased."""
-        try:
-            data = body.resolve(context(hospital))
-        except FieldErrors as errors:
-            return field_errors_response(errors)
-        admission = await admission_or_404(session, hospital, registration_no)
-        await rules.change_status(session, hospital, admission, data, f"api:{hospital.code}")
-        await session.commit()
-        return await _admission_out(session, hospital, admission)
 
-    @router.delete(
-        "/admissions/{registration_no}/updates/{update_id}",
-        response_model=AdmissionOut,
-        responses={404: {"description": "no such admission, or no such update of this admission"}},
-    )
-    async def delete_update(
-        registration_no: RegistrationNo, update_id: UpdateId, session: Session, hospital: CurrentHospital
-    ):
-        """Withdraw a wrong condition update (its `id` is in the answer that recorded it). It stays
-        in the history but is never shown again, and the update before it becomes the latest.
-        Relatives hear of the correction only if they were already told of the withdrawn update and
-        what they see changes; within the correction window they hear nothing of either.
-        Answers the admission as `GET` does. Idempotent: withdrawing an update already withdrawn
-        answers the same and changes nothing."""
-        admission = await admission_or_404(session, hospital, registration_no)
-        # Locked (PostgreSQL), so that two DELETEs at once withdraw it, and tell relatives, once.
-        update = await session.get(ConditionUpdate, update_id, with_for_update=True)
-        if update is None or update.admission_id != admission.id:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, "no such update of this admission")
-        await rules.retract_update(session, hospital, admission, update, f"api:{hospital.code}", clock())
-        await session.commit()
-        return await _admission_out(session, hospital, admission)
+def _context(services: HospitalApiServices, hospital: Hospital) -> IntakeContext:
+    return IntakeContext(region=services.region, tz=ZoneInfo(hospital.time_zone), now=services.clock())
 
-    @router.get("/admissions/{registration_no}", response_model=AdmissionOut)
-    async def get_admission(registration_no: RegistrationNo, session: Session, hospital: CurrentHospital):
-        """The admission with its latest condition update."""
-        admission = await admission_or_404(session, hospital, registration_no)
-        return await _admission_out(session, hospital, admission)
 
-    return router
+def _actor(hospital: Hospital) -> str:
+    return f"api:{hospital.code}"
 
+
+async def _admission_or_404(session: AsyncSession, hospital: Hospital, registration_no: str) -> Admission:
+    admission = await queries.find_admission(session, hospital, registration_no)
+    if admission is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such admission")
+    return admission
+
+
+async def _commit(
+    session: AsyncSession,
+    hospital: Hospital,
+    registration_no: str,
+    change: AdmissionIn | ConditionUpdateIn | StatusIn,
+) -> rules.Applied:
+    try:
+        return await rules.commit_one(session, hospital, registration_no, change, _actor(hospital), SOURCE)
+    except rules.NoSuchAdmission:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such admission") from None
+    except rules.AdmissionClosed as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+
+
+@router.put(
+    "/admissions/{registration_no}",
+    response_model=AdmissionOut,
+    responses={201: {"model": AdmissionOut, "description": "created"}},
+)
+async def put_admission(
+    registration_no: RegistrationNo, body: AdmissionIn, response: Response,
+    session: Session, hospital: CurrentHospital, services: Services,
+):  # fmt: skip
+    """Create the admission, or replace its details. Sending the same body again changes nothing."""
+    try:
+        data = body.resolve(_context(services, hospital))
+    except FieldErrors as errors:
+        return field_errors_response(errors)
+    applied = await _commit(session, hospital, registration_no, data)
+    response.status_code = 201 if applied.outcome == rules.Outcome.CREATED else 200
+    return await _admission_out(session, hospital, applied.admission)
+
+
+@router.post(
+    "/admissions/{registration_no}/updates",
+    status_code=201,
+    response_model=RecordedUpdateOut,
+    responses={
+        200: {"description": "the same update was already recorded; nothing changed"},
+        409: {"description": "the patient is no longer admitted"},
+    },
+)
+async def post_update(
+    registration_no: RegistrationNo, body: ConditionUpdateIn, response: Response,
+    session: Session, hospital: CurrentHospital, services: Services,
+):  # fmt: skip
+    """Add a condition update to the patient's history. One recorded before the latest is
+    kept in the history but does not replace what relatives see."""
+    try:
+        data = body.resolve(_context(services, hospital))
+    except FieldErrors as errors:
+        return field_errors_response(errors)
+    recorded = (await _commit(session, hospital, registration_no, data)).recorded
+    assert recorded is not None  # what a condition update gives back
+    if recorded.outcome == rules.Outcome.UNCHANGED:
+        response.status_code = 200
+    return {**_update_out(recorded.update, ZoneInfo(hospital.time_zone)), "is_latest": recorded.is_latest}
+
+
+@router.post("/admissions/{registration_no}/status", response_model=AdmissionOut)
+async def post_status(
+    registration_no: RegistrationNo, body: StatusIn, session: Session, hospital: CurrentHospital, services: Services
+):
+    """Record that the patient is admitted, discharged, transferred (with `to_hospital`) or deceased."""
+    try:
+        data = body.resolve(_context(services, hospital))
+    except FieldErrors as errors:
+        return field_errors_response(errors)
+    applied = await _commit(session, hospital, registration_no, data)
+    return await _admission_out(session, hospital, applied.admission)
+
+
+@router.delete(
+    "/admissions/{registration_no}/updates/{update_id}",
+    response_model=AdmissionOut,
+    responses={404: {"description": "no such admission, or no such update of this admission"}},
+)
+async def delete_update(
+    registration_no: RegistrationNo, update_id: UpdateId, session: Session, hospital: CurrentHospital,
+    services: Services,
+):  # fmt: skip
+    """Withdraw a wrong condition update (its `id` is in the answer that recorded it). It stays
+    in the history but is never shown again, and the update before it becomes the latest.
+    Relatives hear of the correction only if they were already told of the withdrawn update and
+    what they see changes; within the correction window they hear nothing of either.
+    Answers the admission as `GET` does. Idempotent: withdrawing an update already withdrawn
+    answers the same and changes nothing."""
+    admission = await _admission_or_404(session, hospital, registration_no)
+    # Locked (PostgreSQL), so that two DELETEs at once withdraw it, and tell relatives, once.
+    update = await session.get(ConditionUpdate, update_id, with_for_update=True)
+    if update is None or update.admission_id != admission.id:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such update of this admission")
+    await rules.retract_update(session, hospital, admission, update, _actor(hospital), services.clock())
+    await session.commit()
+    return await _admission_out(session, hospital, admission)
+
+
+@router.get("/admissions/{registration_no}", response_model=AdmissionOut)
+async def get_admission(registration_no: RegistrationNo, session: Session, hospital: CurrentHospital):
+    """The admission with its latest condition update."""
+    admission = await _admission_or_404(session, hospital, registration_no)
+    return await _admission_out(session, hospital, admission)

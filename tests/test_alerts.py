@@ -23,7 +23,7 @@ from bot.intake import rules
 from bot.intake.hospitals import get_hospital
 from bot.intake.schemas import ConditionUpdateIn, IntakeContext
 from handlers.console import CHANNEL, ConsoleSender
-from models import Admission, AuditEvent, Chat, ConditionUpdate, Subscription, queries
+from models import Admission, AuditEvent, Chat, ConditionUpdate, Subscription
 from models.chat import Notification
 from tests.conftest import auth
 from tests.support import Clock, ConsoleRelative, HospitalDesk
@@ -512,13 +512,11 @@ async def test_a_write_that_fails_adds_no_alert(world):
     # A write rolled back after its outbox row was added: the row goes with it.
     async with world.bot.database.session() as session:
         hospital = await get_hospital(session, "MRB")
-        admission = await queries.find_admission(session, hospital, "R-1")
-        latest = await queries.latest_update(session, admission.id)
         data = ConditionUpdateIn(**CRITICAL_ICU).resolve(
             IntakeContext(region="IN", tz=world.clock.now.tzinfo, now=world.clock.now)
         )
-        result = await rules.record_update(session, hospital, admission, data, latest, "test", source="api")
-        assert result.is_latest
+        applied = await rules.apply_one(session, hospital, "R-1", data, actor="test", source="api")
+        assert applied.recorded is not None and applied.recorded.is_latest
         assert len((await session.exec(select(Notification))).all()) == 1  # in this transaction
         await session.rollback()
     assert await world.rows(Notification) == []

@@ -19,7 +19,17 @@ from sqlmodel import SQLModel, col, select
 
 from bot.app import Services, build_web_app
 from bot.intake.hospitals import rotate_key
-from models import Admission, AuditEvent, ConditionUpdate, Hospital, queries
+from models import (
+    Admission,
+    AuditEvent,
+    Chat,
+    ConditionUpdate,
+    Hospital,
+    Notification,
+    Subscription,
+    Verification,
+    queries,
+)
 from tests.conftest import FIXTURES, auth, make_settings, now_utc
 
 ADMISSION: dict[str, Any] = json.loads((FIXTURES / "admission.json").read_text())
@@ -129,6 +139,23 @@ async def api_audit(services: Services) -> list[AuditEvent]:
 async def hospital_id(services: Services, code: str) -> int:
     (hospital,) = await rows(services, Hospital, Hospital.code == code)
     return hospital.id
+
+
+async def follow(services: Services, code: str, reg: str = REG) -> None:
+    """A relative's chat, verified on the admission's number, follows it with alerts on."""
+    async with services.database.session() as session:
+        hospital = (await session.exec(select(Hospital).where(Hospital.code == code))).one()
+        admission = await queries.find_admission(session, hospital, reg)
+        chat = Chat(channel="console", chat_key=f"{code}-{reg}", state="verified")
+        session.add(chat)
+        await session.flush()
+        verification = Verification(
+            chat_id=chat.id, mobile=admission.contact_mobile, expires_at=now_utc() + timedelta(days=30)
+        )
+        session.add(verification)
+        await session.flush()
+        session.add(Subscription(chat_id=chat.id, admission_id=admission.id, verification_id=verification.id))
+        await session.commit()
 
 
 @asynccontextmanager
@@ -322,20 +349,21 @@ async def test_a_burst_of_updates_at_once_is_stored_whole(admitted, services):
 async def test_put_that_loses_the_race_to_create_updates_instead(mrb, services, monkeypatch):
     """Another request creates the admission between this one's lookup and its insert."""
     await mrb.put()
-    real_find = queries.find_admission
+    real_find = queries.find_admissions
     lookups = []
 
-    async def find_too_early(session, hospital, registration_no):
-        lookups.append(registration_no)
-        return None if len(lookups) == 1 else await real_find(session, hospital, registration_no)
+    async def find_too_early(session, hospital, registration_nos):
+        lookups.append(registration_nos)
+        return {} if len(lookups) == 1 else await real_find(session, hospital, registration_nos)
 
-    monkeypatch.setattr(queries, "find_admission", find_too_early)
+    monkeypatch.setattr(queries, "find_admissions", find_too_early)
 
     response = await mrb.put(body(ADMISSION, ward="HDU 1"))
 
     assert response.status_code == 200, response.text
     assert response.json()["ward"] == "HDU 1"
     assert (await row_counts(services))["admission"] == 1
+    assert len(lookups) == 2  # looked up again after the clash
     # The failed attempt's audit row went with its rollback.
     assert [e.action for e in await api_audit(services)] == ["admission.created", "admission.updated"]
 
@@ -716,11 +744,28 @@ async def test_updates_after_the_patient_has_left_get_409_and_store_nothing(admi
 
     async with writes_nothing(services, admitted):
         response = await admitted.update(body(UPDATE, recorded_at="2024-07-02T12:00:00"))
-        repeat = await admitted.update()
 
     assert response.status_code == 409, response.text
     assert status in response.json()["detail"]
-    assert repeat.status_code == 409
+
+
+@pytest.mark.parametrize("late", [False, True], ids=["latest", "late"])
+async def test_a_repeat_of_a_recorded_update_after_the_patient_has_left_is_200_and_stores_nothing(
+    admitted, services, late
+):
+    """Sending again what was recorded before the discharge (a retry, a resent batch) is no
+    new update: answered like any repeat, with the update already stored."""
+    sent = body(UPDATE, condition="moderate", recorded_at="2024-07-02T06:00:00") if late else UPDATE
+    recorded = await admitted.update(sent)
+    await follow(services, "MRB")
+    assert (await admitted.status()).status_code == 200
+
+    async with writes_nothing(services, admitted):
+        repeat = await admitted.update(sent)
+
+    assert repeat.status_code == 200, repeat.text
+    assert repeat.json() == recorded.json()
+    assert repeat.json()["is_latest"] is not late
 
 
 async def test_a_readmitted_patient_takes_updates_again(admitted):
@@ -790,6 +835,24 @@ async def test_repeating_the_current_status_changes_nothing(admitted, services):
     assert admitted_again.json()["status"] == "admitted"
     assert still.json() == admitted_again.json()
     assert (await row_counts(services))["audit_event"] == counts["audit_event"] + 1
+
+
+async def test_repeating_the_status_without_remarks_keeps_the_remarks_and_changes_nothing(admitted, services):
+    await follow(services, "MRB")
+    with_remarks = body(DISCHARGE, remarks="Home isolation, 7 days")
+    first = await admitted.status(with_remarks)
+    assert first.json()["status_remarks"] == "Home isolation, 7 days"
+
+    async with writes_nothing(services, admitted):  # no audit row, no alert
+        again = await admitted.status(DISCHARGE)
+
+    assert again.status_code == 200, again.text
+    assert again.json() == first.json()
+
+    changed = await admitted.status(body(DISCHARGE, remarks="Home isolation, 14 days"))
+    assert changed.json()["status_remarks"] == "Home isolation, 14 days"
+    assert [e.action for e in await api_audit(services)][-2:] == ["status.changed", "status.changed"]
+    assert [row.kind for row in await rows(services, Notification)] == ["status", "status"]
 
 
 async def test_a_details_put_does_not_change_the_status(admitted):

@@ -52,7 +52,7 @@ from bot.relatives.conversation import State
 from bot.relatives.replies import Reply, Span
 from handlers.console import ConsoleSender
 from handlers.telegram import TelegramChannel, TelegramSender
-from models import Admission, Chat, Subscription, queries
+from models import Admission, Chat, Subscription
 from models.chat import Notification
 from tests.conftest import PROJECT_ROOT, auth, make_settings
 from tests.fake_telegram import FakeTelegram, SentMessage
@@ -289,11 +289,9 @@ async def test_a_rolled_back_write_sends_nothing(open_ward):
 
     async with ward.bot.database.session() as session:
         hospital = await get_hospital(session, "MRB")
-        admission = (await session.exec(select(Admission).where(Admission.registration_no == "R-1"))).one()
         context = IntakeContext(region="IN", tz=timezone.utc, now=ward.bot.now())
         data = ConditionUpdateIn(recorded_at=now_utc(), **CRITICAL).resolve(context)
-        latest = await queries.latest_update(session, admission.id)
-        await rules.record_update(session, hospital, admission, data, latest, "test", source="api")
+        await rules.apply_one(session, hospital, "R-1", data, actor="test", source="api")
         assert len((await session.exec(select(Notification))).all()) == 1  # added, not committed
         await session.rollback()
 

@@ -65,7 +65,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ValidationError
@@ -82,7 +82,7 @@ from bot.intake.schemas import (
     IntakeContext,
     StatusIn,
 )
-from models import Admission, ConditionUpdate, Hospital, queries
+from models import Admission, Hospital
 
 ADMISSION_COLUMNS = (
     "patient_name", "contact_mobile", "alternate_mobiles", "age", "sex", "ward", "bed", "admitted_at",
@@ -365,30 +365,28 @@ class _Importer:
             tz=ZoneInfo(hospital.time_zone),
             now=now,
         )
-        self.batch = rules.Batch(session, hospital, actor=f"csv:{hospital.code}", source=SOURCE)
-        self.admissions: dict[str, Admission] = {}
-        self.alternates: dict[int, list[str]] = {}
-        self.latest: dict[int, ConditionUpdate] = {}
 
     async def run(self, rows: list[_Row], present: set[str]) -> None:
-        await self._load(row.registration_no for row in rows if row.registration_no)
+        batch = await rules.Batch.load(
+            self.session,
+            self.hospital,
+            [row.registration_no for row in rows if row.registration_no],
+            actor=f"csv:{self.hospital.code}",
+            source=SOURCE,
+        )
         for row in rows:
-            existing = self.admissions.get(row.registration_no) if row.registration_no else None
-            checked = self._check(row, existing, present)
-            if checked is not None and await self._apply(row, checked, existing):
+            existing = batch.stored(row.registration_no) if row.registration_no else None
+            kept = await batch.stored_alternates(existing) if existing is not None else []
+            checked = self._check(row, existing, kept, present)
+            if checked is not None and await self._apply(batch, row, checked):
                 continue
             self.report.rows_rejected += 1
             self.report.problems.append(f"line {row.line}: {'; '.join(row.problems)}")
-        await self.batch.save()
+        await batch.save()
 
-    async def _load(self, registration_nos: Iterable[str]) -> None:
-        """What is stored about the file's admissions, in a few queries."""
-        self.admissions = await queries.find_admissions(self.session, self.hospital, registration_nos)
-        ids = [admission.id for admission in self.admissions.values()]
-        self.alternates = await queries.alternates_by_admission(self.session, ids)
-        self.latest = await queries.latest_updates(self.session, ids)
-
-    def _check(self, row: _Row, existing: Admission | None, present: set[str]) -> _Checked | None:
+    def _check(
+        self, row: _Row, existing: Admission | None, existing_alternates: list[str], present: set[str]
+    ) -> _Checked | None:
         """Validate a row through the API's models and their `resolve`; None if it has problems
         (added to `row.problems`)."""
         given = row.given
@@ -407,7 +405,7 @@ class _Importer:
         admission_in = {name: values[name] for name in ADMISSION_COLUMNS if name in values}
         if existing is not None:
             kept = {
-                "alternate_mobiles": self.alternates.get(existing.id, []),
+                "alternate_mobiles": existing_alternates,
                 "age": existing.age,
                 "sex": existing.sex,
                 "ward": existing.ward,
@@ -458,17 +456,14 @@ class _Importer:
             row.problems.extend(f"{_column_name(field.split('.'))}: {reason}" for field, reason in exc.errors)
             return None
 
-    async def _apply(self, row: _Row, checked: _Checked, existing: Admission | None) -> bool:
+    async def _apply(self, batch: rules.Batch, row: _Row, checked: _Checked) -> bool:
         """Apply a valid row; False, with the reason in `row.problems`, if it is refused (then
         nothing of it is kept)."""
         try:
-            outcome = await self.batch.apply(
+            outcome = await batch.row(
                 row.registration_no,
                 checked.admission,
-                existing,
-                self.alternates.get(existing.id, []) if existing is not None else [],
                 update=checked.update,
-                latest=self.latest.get(existing.id) if existing is not None else None,
                 status=checked.status,
                 only_if_changed=not checked.update_has_time,
             )

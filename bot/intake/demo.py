@@ -7,8 +7,8 @@ patients are made up, the mobile numbers come from the visibly fictional range
 made-up Kolkata landlines.
 
 The data goes in the way a hospital's does: hospitals through `bot.intake.hospitals.add_hospital`,
-admissions, condition updates and status changes through the `bot.intake.rules` functions after the
-same validation as the hospital API (actor "demo"). Mobile numbers are written in the formats
+admissions, condition updates and status changes one at a time through `bot.intake.rules.apply_one`
+after the same validation as the hospital API (actor "demo"). Mobile numbers are written in the formats
 people use (leading 0, +91, 0091, Bengali digits) and normalised on the way in.
 
 Times are relative to `now`, so the demo always looks current: a few patients have
@@ -35,7 +35,7 @@ from bot.intake.hospitals import add_hospital, get_hospital
 from bot.intake.schemas import AdmissionIn, ConditionUpdateIn, IntakeContext, StatusIn
 from bot.platform.phones import normalise_mobile
 from bot.platform.settings import Settings
-from models import Hospital, queries
+from models import Hospital
 
 ACTOR = "demo"
 SOURCE = "demo"
@@ -247,26 +247,21 @@ async def _load_patient(
     def ago(hours: float) -> datetime:
         return now - timedelta(hours=hours)
 
+    async def apply(change: AdmissionIn | ConditionUpdateIn | StatusIn) -> rules.Outcome:
+        applied = await rules.apply_one(session, hospital, patient.registration_no, change, ACTOR, SOURCE)
+        return applied.outcome
+
     body = {**patient.admission, "admitted_at": ago(patient.admitted_hours_ago)}
-    data = AdmissionIn.model_validate(body).resolve(ctx)
-    existing = await queries.find_admission(session, hospital, patient.registration_no)
-    alternates = await queries.alternates_of(session, existing.id) if existing else []
-    result = await rules.put_admission(
-        session, hospital, patient.registration_no, data, existing, alternates, ACTOR
-    )
-    admission = result.admission
+    await apply(AdmissionIn.model_validate(body).resolve(ctx))
 
     stored = 0
     for hours, update_body in patient.updates:
         update = ConditionUpdateIn.model_validate({**update_body, "recorded_at": ago(hours)}).resolve(ctx)
-        latest = await queries.latest_update(session, admission.id)
-        recorded = await rules.record_update(session, hospital, admission, update, latest, ACTOR, SOURCE)
-        stored += recorded.outcome == rules.Outcome.CREATED
+        stored += await apply(update) == rules.Outcome.CREATED
 
     if patient.status is not None:
         hours, status_body = patient.status
-        status = StatusIn.model_validate({**status_body, "at": ago(hours)}).resolve(ctx)
-        await rules.change_status(session, hospital, admission, status, ACTOR)
+        await apply(StatusIn.model_validate({**status_body, "at": ago(hours)}).resolve(ctx))
     return stored
 
 
