@@ -12,7 +12,7 @@ transactions. Each chat hears once: its two pending changes become one alert wit
 The dispatcher runs in a child process (`python -m bench.worker dispatch`): the real
 `Services.dispatcher` with the Telegram sender of `build_telegram` (python-telegram-bot with its
 AIORateLimiter), logging as `python -m bot worker` logs, `notifications.grace_seconds` 0. It sends
-to the fake Bot API of `tests.fake_telegram`, served by this process on 127.0.0.1, which timestamps
+to the fake Bot API of `tests.fakes.telegram`, served by this process on 127.0.0.1, which timestamps
 each message as it arrives (to a few milliseconds: it is polled).
 
   paced     config.yaml's pacing (Telegram: 30 messages/s overall, 1/s per chat) on a copy of the
@@ -78,7 +78,7 @@ from bot.platform.settings import load_settings
 from models import Admission, ConditionUpdate
 from models.chat import Chat, Notification, Subscription, Verification
 from models.enums import NotificationStatus
-from tests.fake_telegram import FakeTelegram
+from tests.fakes.telegram import FakeTelegram
 
 TOKEN = "7000001:bench-dispatch"
 DATABASE = "wardwatch_bench_dispatch"

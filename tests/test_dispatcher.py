@@ -1,6 +1,6 @@
 """The dispatcher end to end, reliability first: the hospital API records changes, the outbox
 rows commit with them, the real dispatcher loop sends the alerts through the real
-python-telegram-bot to the fake Bot API of `tests.fake_telegram`, here strict like Telegram
+python-telegram-bot to the fake Bot API of `tests.fakes.telegram`, here strict like Telegram
 (429 beyond 1 message/s per chat or 30/s in all, 403 for a blocked chat, 400 for a chat gone,
 500 at random). The correction window is 0 (a temporary config.yaml) so that alerts go at once;
 the clock is real. Chats are mostly set up directly (a chat row and `access.verify`), one test
@@ -55,7 +55,7 @@ from handlers.telegram import TelegramChannel, TelegramSender
 from models import Admission, Chat, Subscription
 from models.chat import Notification
 from tests.conftest import PROJECT_ROOT, auth, make_settings
-from tests.fake_telegram import FakeTelegram, SentMessage
+from tests.fakes.telegram import FakeTelegram, SentMessage
 from tests.support import SETTINGS_ENVIRONMENT
 
 TOKEN = "123:ABC"

@@ -1,5 +1,5 @@
 """Codes by SMS through Twilio: the real twilio client, on its async HTTP client, against the local
-fake Twilio API of tests/fake_twilio.py; the relative's side through the real conversation.
+fake Twilio API of tests/fakes/twilio.py; the relative's side through the real conversation.
 
 Also the logging rules of docs/ARCHITECTURE.md: phone numbers masked, no code, Twilio's HTTP logs quiet."""
 
@@ -25,7 +25,7 @@ from bot.platform.logs import MaskPhoneNumbers, mask_phones
 from bot.platform.phones import national
 from bot.relatives.replies import Inbound
 from tests.conftest import PROJECT_ROOT, make_settings
-from tests.fake_twilio import (
+from tests.fakes.twilio import (
     ACCOUNT_SID,
     AUTH_TOKEN,
     MESSAGING_SERVICE_SID,

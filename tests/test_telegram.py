@@ -1,5 +1,5 @@
 """The Telegram channel end to end: the real python-telegram-bot 22.8 (long polling and webhook)
-against the fake Bot API of `tests.fake_telegram` on 127.0.0.1, with the real conversation, codes
+against the fake Bot API of `tests.fakes.telegram` on 127.0.0.1, with the real conversation, codes
 and database (SQLite, and PostgreSQL when TEST_DATABASE_URL is set). No mocked Update objects:
 every update is Telegram's JSON, read by PTB's own parser, filters and handlers.
 
@@ -27,7 +27,7 @@ from bot.relatives.replies import Reply, Span
 from handlers.telegram import TelegramChannel, send_replies
 from models.chat import Chat, OtpChallenge
 from tests.conftest import make_settings
-from tests.fake_telegram import FakeTelegram, FakeUser, SentMessage
+from tests.fakes.telegram import FakeTelegram, FakeUser, SentMessage
 
 TOKEN = "123:ABC"
 WEBHOOK_URL = "https://example.org/webhooks/telegram"

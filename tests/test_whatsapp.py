@@ -1,7 +1,7 @@
 """The WhatsApp channel end to end: Twilio's webhook signed with twilio's own `RequestValidator`,
 posted to the real web app, the real conversation and database (SQLite, and PostgreSQL when
 TEST_DATABASE_URL is set), and the replies and SMS codes sent by the real twilio client to the
-local fake Twilio API of tests/fake_twilio.py."""
+local fake Twilio API of tests/fakes/twilio.py."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ from handlers.twilio_api import twilio_client
 from handlers.whatsapp import EMPTY_TWIML, MAX_LENGTH, WEBHOOK_PATH, render
 from models.chat import Chat, InboundMessage, Subscription
 from tests.conftest import PROJECT_ROOT, SECRET, make_settings, now_utc
-from tests.fake_twilio import (
+from tests.fakes.twilio import (
     ACCOUNT_SID,
     AUTH_TOKEN,
     SMS_FROM,

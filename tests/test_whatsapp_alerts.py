@@ -15,7 +15,7 @@ from bot.app import Services
 from bot.intake.hospitals import rotate_key
 from models import Admission
 from models.chat import Chat, Notification, Subscription, Verification
-from tests.fake_twilio import Message, post_status
+from tests.fakes.twilio import Message, post_status
 from tests.support import WHATSAPP_TEMPLATES, Clock, HospitalDesk
 from tests.test_whatsapp import PUBLIC_BASE_URL, RELATIVE, WhatsApp, fake, start  # noqa: F401 (fixtures)
 

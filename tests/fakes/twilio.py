@@ -1,5 +1,5 @@
 """A local fake of the parts of the Twilio REST API we call, for the real twilio client to talk to
-over HTTP (DESIGN.md: real libraries against fake servers at the HTTP boundary).
+over HTTP: the tests go through the real library and stop only at the network.
 
     async with FakeTwilio() as twilio:      # serves on 127.0.0.1, a free port: twilio.url
         ...TWILIO_API_BASE_URL=twilio.url...
