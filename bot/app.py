@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 from dataclasses import dataclass, field
@@ -164,6 +165,9 @@ def build_telegram(services: Services) -> TelegramChannel | None:
     settings = services.settings
     if not settings.secrets.telegram_bot_token:
         return None
+    # python-telegram-bot 22 gives a 429's retry_after in whole seconds, with a deprecation warning
+    # at each that its next major version gives a timedelta: this process takes the timedelta now.
+    os.environ["PTB_TIMEDELTA"] = "true"
     application = build_application(settings, services.conversation)
     services.senders[TELEGRAM] = TelegramSender(application, settings)
     return TelegramChannel(

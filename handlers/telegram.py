@@ -12,7 +12,7 @@ from __future__ import annotations
 import hmac
 import html
 import logging
-import warnings
+from datetime import timedelta
 from typing import Any
 from urllib.parse import urlparse
 
@@ -45,7 +45,6 @@ from telegram.ext import (
     MessageHandler,
     filters,
 )
-from telegram.warnings import PTBDeprecationWarning
 
 from bot.alerts.channels import Alert, PermanentFailure, RetryLater, TemporaryFailure
 from bot.alerts.pacing import Pacer
@@ -243,10 +242,8 @@ class TelegramSender:
         try:
             await send_with(self.bot, int(alert.chat_key), [alert.reply])
         except RetryAfter as error:
-            with warnings.catch_warnings():  # PTB 22 warns that retry_after will be a timedelta
-                warnings.simplefilter("ignore", PTBDeprecationWarning)
-                wait = error.retry_after
-            raise RetryLater(wait.total_seconds() if hasattr(wait, "total_seconds") else float(wait)) from None
+            wait = error.retry_after  # a timedelta where PTB_TIMEDELTA is on, as build_telegram (bot/app.py) sets it
+            raise RetryLater(wait.total_seconds() if isinstance(wait, timedelta) else wait) from None
         except Forbidden as error:  # blocked by the user, or the account is deactivated
             raise PermanentFailure(error.message) from None
         except BadRequest as error:

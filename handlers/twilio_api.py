@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import logging
 
-from aiohttp import ClientError, ClientSession, ClientTimeout
+from aiohttp import ClientError, ClientSession, ClientTimeout, encode_basic_auth
 from twilio.base.exceptions import (
     TwilioException,
     TwilioRestException,
     TwilioServiceException,
 )
 from twilio.http.async_http_client import AsyncTwilioHttpClient
+from twilio.http.response import Response
 from twilio.rest import Client as TwilioClient
 
 from bot.platform.logs import mask_phones
@@ -37,26 +38,36 @@ SEND_ERRORS = (TwilioException, ClientError, TimeoutError)
 
 
 class _AsyncHttpClient(AsyncTwilioHttpClient):
-    """Twilio's async HTTP client, with two corrections:
+    """Twilio's async HTTP client, its `request` written again with three corrections:
 
     - its aiohttp session is opened on the first request, in the running event loop: aiohttp
       refuses to make one outside a loop, and `Services.build` runs before the loop starts
       (`python -m bot`);
     - its `timeout` is applied: Twilio's client keeps it but passes each request's own (None:
-      no timeout at all) to aiohttp.
+      no timeout at all) to aiohttp;
+    - the account's credentials go in an `Authorization` header: Twilio's client hands aiohttp a
+      `BasicAuth` in `auth=`, both deprecated since aiohttp 3.14 and gone in aiohttp 4.
     """
 
     def __init__(self, timeout: float = TWILIO_TIMEOUT_SECONDS) -> None:
         super().__init__(pool_connections=False, timeout=timeout)
 
     async def request(self, method, url, params=None, data=None, headers=None, auth=None,
-                      timeout=None, allow_redirects=False):  # fmt: skip
+                      timeout=None, allow_redirects=False) -> Response:  # fmt: skip
+        if timeout is not None and timeout <= 0:
+            raise ValueError(timeout)
         if self.session is None or self.session.closed:
             self.session = ClientSession(timeout=ClientTimeout(total=self.timeout))
-        return await super().request(
-            method, url, params=params, data=data, headers=headers, auth=auth,
-            timeout=timeout if timeout is not None else self.timeout, allow_redirects=allow_redirects,
-        )  # fmt: skip
+        if auth is not None:
+            headers = {**(headers or {}), "Authorization": encode_basic_auth(*auth)}
+        kwargs = {
+            "method": method.upper(), "url": url, "params": params, "data": data, "headers": headers,
+            "timeout": timeout if timeout is not None else self.timeout, "allow_redirects": allow_redirects,
+        }  # fmt: skip
+        self.log_request(kwargs)  # Twilio's request log, which leaves out the Authorization header
+        response = await self.session.request(**kwargs)
+        self.log_response(response.status, response)
+        return Response(response.status, await response.text(), response.headers)
 
     async def close(self) -> None:
         if self.session is not None:
