@@ -247,7 +247,8 @@ async def test_the_reply_does_not_wait_for_the_sms(world):
     bot, background = world.bot, Background()
     otp = OtpService(bot.settings.config.otp, bot.secret_key, bot.now, sender=SlowSms())
     conversation = Conversation(bot.database, bot.settings.config, otp, bot.catalogues, background, bot.now)
-    replies = await asyncio.wait_for(conversation.handle(Inbound("console", "slow", text=MOBILE_TYPED)), 5)
+    # The SMS waits for `release`: an answer that waited for it would never come (60 s: only against a hang).
+    replies = await asyncio.wait_for(conversation.handle(Inbound("console", "slow", text=MOBILE_TYPED)), 60)
     assert replies[0].plain.startswith(CODE_ON_ITS_WAY.format(number=MOBILE_SHOWN))
     assert delivered == []
     release.set()

@@ -3,7 +3,9 @@ rows commit with them, the real dispatcher loop sends the alerts through the rea
 python-telegram-bot to the fake Bot API of `tests.fakes.telegram`, here strict like Telegram
 (429 beyond 1 message/s per chat or 30/s in all, 403 for a blocked chat, 400 for a chat gone,
 500 at random). The correction window is 0 (a temporary config.yaml) so that alerts go at once;
-the clock is real. Chats are mostly set up directly (a chat row and `access.verify`), one test
+the clock is real, but where a test holds it (`tests.support.Clock`) to read what the dispatcher
+decided. No test sleeps to see that nothing happened: it waits for the dispatcher's loop to have
+looked (`Passes`). Chats are mostly set up directly (a chat row and `access.verify`), one test
 goes through the real conversation on Telegram.
 
 What "exactly once" means here: each outbox row ends `sent` and every alert the dispatcher
@@ -56,7 +58,7 @@ from models import Admission, Chat, Subscription
 from models.chat import Notification
 from tests.conftest import PROJECT_ROOT, auth, make_settings
 from tests.fakes.telegram import FakeTelegram, SentMessage
-from tests.support import SETTINGS_ENVIRONMENT
+from tests.support import SETTINGS_ENVIRONMENT, Clock
 
 TOKEN = "123:ABC"
 MODERATE = {"condition": "moderate", "care_area": "ward", "respiratory_support": "none"}
@@ -89,6 +91,54 @@ async def until(check: Callable[[], Any], what: str, timeout: float = 30) -> Non
 
 async def _value(value: Any) -> Any:
     return await value if inspect.isawaitable(value) else value
+
+
+class Passes:
+    """What a dispatcher's loop (`Dispatcher.run`) did, in order: ("pass", alerts handled) for each
+    pass that ended, and ("idle", seconds) for each wait it chose after a pass that found nothing
+    to do. Tests wait for these rather than sleep."""
+
+    def __init__(self, dispatcher: Dispatcher) -> None:
+        self.log: list[tuple[str, float]] = []
+        self.begun = 0
+        self._dispatcher = dispatcher
+        self._changed = asyncio.Condition()
+        dispatch_once, idle_seconds = dispatcher.dispatch_once, dispatcher._idle_seconds
+
+        async def logged_pass() -> int:
+            self.begun += 1
+            handled = await dispatch_once()
+            await self._note("pass", handled)
+            return handled
+
+        async def logged_idle() -> float:
+            seconds = await idle_seconds()
+            await self._note("idle", seconds)
+            return seconds
+
+        dispatcher.dispatch_once = logged_pass
+        dispatcher._idle_seconds = logged_idle
+
+    async def _note(self, what: str, value: float) -> None:
+        async with self._changed:
+            self.log.append((what, value))
+            self._changed.notify_all()
+
+    def ended(self) -> int:
+        return sum(1 for what, _ in self.log if what == "pass")
+
+    async def until(self, check: Callable[[], bool], what: str) -> None:
+        async with self._changed:
+            try:
+                await asyncio.wait_for(self._changed.wait_for(check), 30)
+            except TimeoutError:
+                raise AssertionError(f"timed out after 30 s waiting for {what}: {self.log}") from None
+
+    async def looked(self) -> None:
+        """Until a whole pass that began after this call has ended (the loop is woken for it)."""
+        begun = self.begun
+        self._dispatcher.wake()
+        await self.until(lambda: self.ended() > begun, "a pass of the dispatcher")
 
 
 @dataclass
@@ -285,6 +335,7 @@ async def test_a_rolled_back_write_sends_nothing(open_ward):
     ward = await open_ward()
     await ward.admit("R-1", mobile(1))
     relative = await ward.follow(mobile(1))
+    passes = Passes(ward.bot.dispatcher)
     ward.run()
 
     async with ward.bot.database.session() as session:
@@ -295,7 +346,7 @@ async def test_a_rolled_back_write_sends_nothing(open_ward):
         assert len((await session.exec(select(Notification))).all()) == 1  # added, not committed
         await session.rollback()
 
-    await asyncio.sleep(1.5)  # the dispatcher looks at least once a second
+    await passes.looked()
     assert await ward.rows() == []
     assert ward.fake.sent == []
 
@@ -364,15 +415,10 @@ async def test_every_change_reaches_every_subscribed_chat_exactly_once(open_ward
 # --- pace --------------------------------------------------------------------------------------------
 
 
-def busiest_second(messages: list[SentMessage]) -> int:
-    """The most messages the fake accepted within any one second."""
-    times = sorted(message.at for message in messages)
-    return max(sum(1 for t in times[i:] if t - start < 1.0) for i, start in enumerate(times))
-
-
 async def test_the_pace_keeps_within_telegrams_limits(open_ward, fake):
     """config.yaml's pacing (30/s in all, 1/s per chat) against a fake that answers 429 beyond
-    either, in any sliding second: not one 429, and close to the limit while there is a queue."""
+    either, in any sliding second: not one 429. How close to the limit a queue goes is a speed,
+    which no test on a shared machine can promise: bench/ measures it (its `paced` row)."""
     ward = await open_ward()  # pacing as in config.yaml
     assert ward.bot.settings.config.pacing.telegram.messages_per_second == 30
     assert ward.bot.settings.config.pacing.telegram.per_chat_messages_per_second == 1
@@ -387,9 +433,7 @@ async def test_the_pace_keeps_within_telegrams_limits(open_ward, fake):
         await ward.update(reg, **MODERATE)
     ward.run()
     await ward.settled()
-    burst = list(fake.sent)
-    assert len(burst) == 55
-    assert busiest_second(burst) == 30  # as fast as allowed, never faster
+    assert len(fake.sent) == 55
     for chat in chats[:10]:
         first, second = fake.messages_to(chat)
         assert second.at - first.at >= 1.0
@@ -431,20 +475,24 @@ async def test_a_429_is_waited_out_and_the_alert_arrives_once(open_ward, fake):
 
 async def test_server_errors_are_retried_with_exponential_backoff(open_ward, fake):
     ward = await open_ward(notifications={"backoff_first_seconds": 0.2, "backoff_max_seconds": 5})
+    clock = ward.bot.clock = Clock(now_utc())  # moved by the test alone
     await ward.admit("R-1", mobile(1))
     chat = await ward.follow(mobile(1))
     fake.fail_next(chat, 500, count=2)
     fake.fail_next(chat, 502)
-    ward.run()
     await ward.update("R-1", **CRITICAL)
-    await ward.settled()
 
-    attempts = fake.attempts_to(chat)
-    assert [status for _, status in attempts] == [500, 500, 502, 200]
-    gaps = [later - earlier for (earlier, _), (later, _) in zip(attempts, attempts[1:])]
-    # Backoff 0.2 s, doubling, each drawn between half and all of it: at least 0.1, 0.2, 0.4 s.
-    for gap, backoff in zip(gaps, (0.2, 0.4, 0.8)):
-        assert backoff / 2 <= gap <= backoff + 1.0, gaps
+    # Backoff 0.2 s, doubling, each drawn between half and all of it; not tried again before then.
+    dispatcher = ward.bot.dispatcher
+    for backoff in (0.2, 0.4, 0.8):
+        assert await dispatcher.dispatch_once() == 1
+        [row] = await ward.rows()
+        assert backoff / 2 <= (row.not_before - clock.now).total_seconds() <= backoff
+        clock.now = row.not_before - timedelta(microseconds=1)
+        assert await dispatcher.dispatch_once() == 0
+        clock.now = row.not_before
+    assert await dispatcher.dispatch_once() == 1
+    assert [status for _, status in fake.attempts_to(chat)] == [500, 500, 502, 200]
     [row] = await ward.rows()
     assert (row.status, row.attempts) == ("sent", 3)
     await ward.assert_each_alert_once()
@@ -511,24 +559,24 @@ async def test_after_max_attempts_an_alert_is_dead_and_listed(open_ward, fake, m
 
 async def test_an_alert_waiting_for_its_retry_does_not_keep_the_dispatcher_busy(open_ward, fake):
     ward = await open_ward(notifications={"backoff_first_seconds": 4, "backoff_max_seconds": 4})
+    clock = ward.bot.clock = Clock(now_utc())  # held: the retry stays 2 to 4 s away
     await ward.admit("R-1", mobile(1))
     chat = await ward.follow(mobile(1))
     fake.fail_next(chat, 500)
-    passes: list[float] = []
-    claim = ward.bot.dispatcher._claim
-
-    async def counted():
-        passes.append(time.monotonic())
-        return await claim()
-
-    ward.bot.dispatcher._claim = counted
+    passes = Passes(ward.bot.dispatcher)
     ward.run()
     await ward.update("R-1", **CRITICAL)
-    await until(lambda: len(fake.attempts_to(chat)) == 1, "the first try")
-    await asyncio.sleep(1.5)  # the retry is 2 to 4 s away
-    looks = [at for at in passes if at > fake.attempts[0][0] + 0.2]
-    assert len(looks) <= 4  # about one a second, not a spin
-    await ward.settled(timeout=10)
+    await passes.until(lambda: ("pass", 1) in passes.log, "the first try")
+    tried = passes.log.index(("pass", 1))
+    await passes.until(lambda: len(passes.log) >= tried + 5, "two more passes")
+    [row] = await ward.rows()
+    assert 2 <= (row.not_before - clock.now).total_seconds() <= 4
+    # Each pass while the alert waits finds nothing to do and then waits a whole look: no spin.
+    idle = dispatcher_module.IDLE_LOOK_SECONDS
+    assert passes.log[tried + 1 : tried + 5] == [("pass", 0), ("idle", idle), ("pass", 0), ("idle", idle)]
+
+    clock.now = row.not_before
+    await ward.settled()
     assert [status for _, status in fake.attempts_to(chat)] == [500, 200]
 
 
@@ -541,20 +589,16 @@ async def test_a_process_without_the_chats_channel_leaves_its_alerts_to_one_with
         ward.bot.database, ward.bot.settings.config, ward.bot.catalogues,
         {"console": ConsoleSender(lambda text: None)}, ward.bot.now,
     )  # fmt: skip
-    claims: list[float] = []
-    claim = console_only._claim
-
-    async def counted():
-        claims.append(time.monotonic())
-        return await claim()
-
-    console_only._claim = counted
+    passes = Passes(console_only)
     ward.run(console_only)
-    await asyncio.sleep(1.5)
-    assert fake.sent == [] and len(claims) <= 5  # it looks now and then, it does not spin
+    await passes.until(lambda: len(passes.log) >= 4, "two passes")
+    # It looks now and then, finds nothing of its own, and waits a whole look in between: no spin.
+    idle = dispatcher_module.IDLE_LOOK_SECONDS
+    assert passes.log[:4] == [("pass", 0), ("idle", idle), ("pass", 0), ("idle", idle)]
+    assert fake.sent == []
 
     ward.run()  # a process with Telegram
-    [alert] = await fake.wait_messages(chat, 1, timeout=5)
+    [alert] = await fake.wait_messages(chat, 1)
     await ward.settled()
     await ward.assert_each_alert_once()
 
@@ -581,7 +625,9 @@ async def test_an_unforeseen_error_costs_its_own_alert_retries_and_nothing_else(
         await ward.update(f"R-{n}", **CRITICAL)
     ward.run()
     await ward.settled()
-    await asyncio.sleep(2.5)  # a lost chunk would be claimed and sent again by now
+    # Once every claim has lapsed a lost chunk would be claimed and sent again: nothing is.
+    ward.bot.clock = Clock(now_utc() + timedelta(seconds=3))
+    assert await ward.dispatcher().dispatch_once() == 0
 
     rows = await ward.rows()
     assert [(row.status, row.attempts, row.error) for row in rows if row.status != "sent"] == [
@@ -748,36 +794,36 @@ async def test_two_dispatchers_on_one_postgresql_never_send_a_row_twice(open_war
 
 
 async def test_a_change_committed_here_is_sent_at_once_not_at_the_next_look(open_ward, fake, monkeypatch):
-    """With grace 0, the commit wakes the dispatcher: the alert is out well under 2 s although
-    the dispatcher would look by itself only every 30 s here (also when the commit lands while
-    a pass that found nothing is ending)."""
-    monkeypatch.setattr(dispatcher_module, "IDLE_LOOK_SECONDS", 30.0)
+    """With grace 0, the commit wakes the dispatcher: the alert is out although the dispatcher
+    would look by itself only every hour here (also when the commit lands while a pass that
+    found nothing is ending)."""
+    monkeypatch.setattr(dispatcher_module, "IDLE_LOOK_SECONDS", 3600.0)
     ward = await open_ward()
     await ward.admit("R-1", mobile(1))
     chat = await ward.follow(mobile(1))
+    passes = Passes(ward.bot.dispatcher)
     ward.run()
-    await asyncio.sleep(0.3)  # idle
+    await passes.until(lambda: ("idle", 3600.0) in passes.log, "the dispatcher to go to sleep for an hour")
 
-    committed = time.monotonic()
     await ward.update("R-1", **CRITICAL)
-    [alert] = await fake.wait_messages(chat, 1, timeout=5)
-    assert committed < alert.at < committed + 2.0
+    [alert] = await fake.wait_messages(chat, 1)
+    assert shown_condition(alert) == "Critical"
 
     # A commit between a pass's empty claim and its going to sleep still wakes it.
     claim = ward.bot.dispatcher._claim
-    committed_during_pass: list[float] = []
+    committed_during_pass: list[bool] = []
 
     async def claim_then_commit():
         groups = await claim()
         if not groups and not committed_during_pass:
-            committed_during_pass.append(time.monotonic())
+            committed_during_pass.append(True)
             await ward.update("R-1", **STABLE)
         return groups
 
     ward.bot.dispatcher._claim = claim_then_commit
     ward.bot.dispatcher.wake()
-    [_, alert] = await fake.wait_messages(chat, 2, timeout=5)
-    assert committed_during_pass[0] < alert.at < committed_during_pass[0] + 2.0
+    [_, alert] = await fake.wait_messages(chat, 2)
+    assert committed_during_pass and shown_condition(alert) == "Stable"
     await ward.settled()
     await ward.assert_each_alert_once()
 
@@ -800,7 +846,7 @@ async def test_a_database_hiccup_does_not_stop_the_dispatcher(open_ward, fake):
     running = ward.run()
     await until(lambda: bool(hiccups), "the hiccup")
     await ward.update("R-1", **CRITICAL)
-    await fake.wait_messages(chat, 1, timeout=5)
+    await fake.wait_messages(chat, 1)
     assert not running.done()
     await ward.settled()
     await ward.assert_each_alert_once()
@@ -852,11 +898,10 @@ async def test_the_telegram_sender_tells_the_dispatcher_what_telegram_said(open_
 
 
     fake.fail_next(user.id, 429, retry_after=7)
-    started = time.monotonic()
     with pytest.raises(RetryLater) as slow_down:
         await sender.send(alert(user.id))
     assert slow_down.value.seconds == 7
-    assert time.monotonic() - started < 2  # told at once, not slept through inside PTB
+    assert [status for _, status in fake.attempts_to(user.id)] == [429]  # told at once, not retried inside PTB
     for code, failure in ((500, TemporaryFailure), (502, TemporaryFailure), (403, PermanentFailure), (400, PermanentFailure)):
         fake.fail_next(user.id, code)
         with pytest.raises(failure):
@@ -876,6 +921,8 @@ async def test_the_fake_refuses_like_telegram(fake):
 
         users = [fake.user().id for _ in range(32)]
         fake.known_chats.update(users)
+        moment = 1000.0
+        fake.clock = lambda: moment  # the fake's windows move only when this test says
         fake.limits = True
         assert (await send(users[0])).status_code == 200
         refused = await send(users[0])  # a second message to one chat within a second
@@ -888,7 +935,7 @@ async def test_the_fake_refuses_like_telegram(fake):
         assert {response.status_code for response in accepted} == {200}
         assert (await send(users[30])).status_code == 429  # the 31st within a second
         assert [why for _, _, why in fake.throttled] == ["chat", "overall"]
-        await asyncio.sleep(1.05)
+        moment += 1.0  # a second later: room again
         assert (await send(users[30])).status_code == 200
 
         fake.limits = False

@@ -489,6 +489,14 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+async def _until_serving(process: asyncio.subprocess.Process, port: int, lines: list[str]) -> None:
+    """Until the process says its web server listens on `port`, keeping what it wrote in `lines`."""
+    while not lines or f"Uvicorn running on http://127.0.0.1:{port}" not in lines[-1]:
+        line = (await process.stdout.readline()).decode()
+        assert line, "the process ended before it served:\n" + "".join(lines)
+        lines.append(line)
+
+
 async def test_python_m_bot_run_serves_the_webhook(fake, tmp_path):
     url = f"sqlite+aiosqlite:///{tmp_path / 'ward.sqlite3'}"
     await db.upgrade_async(url)
@@ -502,16 +510,10 @@ async def test_python_m_bot_run_serves_the_webhook(fake, tmp_path):
         sys.executable, "-m", "bot", "run", cwd=PROJECT_ROOT, env=environ,
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )  # fmt: skip
+    started: list[str] = []
     try:
+        await asyncio.wait_for(_until_serving(process, port, started), 120)  # only against a hang
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
-            for _ in range(200):
-                try:
-                    if (await http.get("/healthz")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert process.returncode is None, (await process.stdout.read()).decode()
-                await asyncio.sleep(0.05)
             response = await post_whatsapp(http, "Hello", RELATIVE, PUBLIC_BASE_URL)
         assert response.status_code == 200
         [welcome] = fake.messages_to(f"whatsapp:{RELATIVE}")
@@ -519,7 +521,7 @@ async def test_python_m_bot_run_serves_the_webhook(fake, tmp_path):
     finally:
         if process.returncode is None:
             process.send_signal(signal.SIGTERM)
-        output = (await asyncio.wait_for(process.stdout.read(), 30)).decode()
+        output = "".join(started) + (await asyncio.wait_for(process.stdout.read(), 30)).decode()
         await process.wait()
     assert process.returncode == 0, output
     assert "WhatsApp webhook at https://example.org/webhooks/twilio/whatsapp" in output

@@ -50,6 +50,7 @@ import re
 import socket
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -219,7 +220,7 @@ class SentMessage:
     parse_mode: str | None
     reply_markup: dict | None
     json: dict  # the Message object returned to the bot, reusable in a callback_query
-    at: float = 0.0  # time.monotonic() when it was accepted
+    at: float = 0.0  # the fake's clock when it was accepted
 
     @property
     def inline_buttons(self) -> list[tuple[str, str]]:
@@ -367,9 +368,11 @@ class FakeTelegram:
     gone: set[int] = field(default_factory=set)
     error_rate: float = 0.0
     seed: int = 0
-    # Every 429 given: (time.monotonic(), chat_id, "chat", "overall" or "injected").
+    # What sendMessage's windows and records go by, in seconds: a test may hold it and move it.
+    clock: Callable[[], float] = time.monotonic
+    # Every 429 given: (clock(), chat_id, "chat", "overall" or "injected").
     throttled: list[tuple[float, int | None, str]] = field(default_factory=list)
-    # Every sendMessage call: (time.monotonic(), chat_id, HTTP status answered).
+    # Every sendMessage call: (clock(), chat_id, HTTP status answered).
     attempts: list[tuple[float, int | None, int]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -606,7 +609,7 @@ class FakeTelegram:
             raise ApiError(500, _SCRIPTED[500])
 
     async def _api_sendmessage(self, params: dict) -> dict:
-        now = time.monotonic()
+        now = self.clock()
         chat_id = None
         try:
             chat_id = self._int(params, "chat_id")
