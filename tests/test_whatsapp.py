@@ -51,7 +51,7 @@ SEEN_BASE_URL = "http://127.0.0.1:8080"
 # The relative writes from their own WhatsApp number, not the admission number.
 RELATIVE = "+447700900123"
 OTHER_RELATIVE = "+919830000111"
-# Ratan Das, ICU at M.R. Bangur Hospital (bot/demo.py), typed the way relatives write it.
+# Ratan Das, ICU at M.R. Bangur Hospital (bot/intake/demo.py), typed the way relatives write it.
 MOBILE, TYPED, PATIENT = "+919000000002", "090000 00002", "Ratan Das"
 MASKED_RELATIVE = "+44******0123"
 CODE = re.compile(r"(?<!\d)\d{6}(?!\d)")

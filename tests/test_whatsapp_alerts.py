@@ -19,7 +19,7 @@ from tests.fakes.twilio import Message, post_status
 from tests.support import WHATSAPP_TEMPLATES, Clock, HospitalDesk
 from tests.test_whatsapp import PUBLIC_BASE_URL, RELATIVE, WhatsApp, fake, start  # noqa: F401 (fixtures)
 
-RATAN = "MRB-20-0413"  # Ratan Das, ICU at M.R. Bangur Hospital (bot/demo.py), under the number TYPED
+RATAN = "MRB-20-0413"  # Ratan Das, ICU at M.R. Bangur Hospital (bot/intake/demo.py), under the number TYPED
 TYPED, MRB_HELPLINE = "090000 00002", "033 2400 1000"
 TO = f"whatsapp:{RELATIVE}"
 STATUS_CALLBACK = f"{PUBLIC_BASE_URL}/webhooks/twilio/status"
