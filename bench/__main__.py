@@ -230,7 +230,9 @@ async def bench_api(database: str, url: str, admissions: int, concurrency: int, 
         seconds=seconds,
         peak_rss_kb=server["peak_rss_kb"],
         p95_ms=latencies[int(len(latencies) * 0.95)] * 1000 if latencies else None,
-        problems=(f"{len(problems)} problems, first: {problems[0]}" + (f"; the server's log ends: {tail}" if tail else ""))
+        problems=(
+            f"{len(problems)} problems, first: {problems[0]}" + (f"; the server's log ends: {tail}" if tail else "")
+        )
         if problems
         else "",
     )
@@ -286,14 +288,23 @@ async def bench_csv(database: str, url: str, csv_path: Path, rows: int, logs: Pa
 
 def print_table(results: list[Result], notes: list[str]) -> None:
     header = ("path", "database", "sent", "records", "seconds", "records/s", "p95 ms", "peak RSS", "target")
-    print_rows(header, [
-        (
-            r.path, r.database, r.work, f"{r.records:,}", f"{r.seconds:.2f}",
-            f"{r.records / r.seconds:,.0f}", f"{r.p95_ms:.1f}" if r.p95_ms is not None else "-",
-            f"{r.peak_rss_kb / 1024:.0f} MB", r.target or "-",
-        )  # fmt: skip
-        for r in results
-    ])
+    print_rows(
+        header,
+        [
+            (
+                r.path,
+                r.database,
+                r.work,
+                f"{r.records:,}",
+                f"{r.seconds:.2f}",
+                f"{r.records / r.seconds:,.0f}",
+                f"{r.p95_ms:.1f}" if r.p95_ms is not None else "-",
+                f"{r.peak_rss_kb / 1024:.0f} MB",
+                r.target or "-",
+            )  # fmt: skip
+            for r in results
+        ],
+    )
     for r in results:
         if r.problems:
             notes.append(f"{r.path} on {r.database}: {r.problems}")
@@ -330,8 +341,11 @@ async def run(args: argparse.Namespace) -> list[Result]:
         write_csv(csv_path, args.rows)
         for backend in backends:
             for name, scenario in (
-                ("api", lambda url: bench_api(backend, url, args.admissions, args.concurrency, folder)),
-                ("csv", lambda url: bench_csv(backend, url, csv_path, args.rows, folder)),
+                (
+                    "api",
+                    lambda url, backend=backend: bench_api(backend, url, args.admissions, args.concurrency, folder),
+                ),
+                ("csv", lambda url, backend=backend: bench_csv(backend, url, csv_path, args.rows, folder)),
             ):
                 progress(f"{backend} {name}")
                 database = (

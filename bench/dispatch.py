@@ -47,10 +47,10 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import AsyncIterator, Awaitable, Callable
 from zoneinfo import ZoneInfo
 
 import yaml
@@ -159,7 +159,7 @@ async def seed_people(url: str) -> None:
     bulk: no outbox rows."""
     await db.upgrade_async(url)
     services = backlog_services(url)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     try:
         async with services.database.session() as session:
             hospital_ids = []
@@ -174,28 +174,40 @@ async def seed_people(url: str) -> None:
                 insert(Admission.__table__),
                 params=[
                     {
-                        "hospital_id": hospital_ids[i % HOSPITALS], "registration_no": registration_no(i),
-                        "patient_name": f"Bench Patient {i}", "contact_mobile": contact_mobile(i),
-                        "age": 20 + i % 70, "sex": "MF"[i % 2], "ward": f"Ward {i % 12 + 1}",
-                        "bed": str(i % 40 + 1), "admitted_at": now - timedelta(days=2), "status": "admitted",
-                        "status_at": None, "transferred_to": None, "status_remarks": None,
-                        "created_at": now, "updated_at": now,
+                        "hospital_id": hospital_ids[i % HOSPITALS],
+                        "registration_no": registration_no(i),
+                        "patient_name": f"Bench Patient {i}",
+                        "contact_mobile": contact_mobile(i),
+                        "age": 20 + i % 70,
+                        "sex": "MF"[i % 2],
+                        "ward": f"Ward {i % 12 + 1}",
+                        "bed": str(i % 40 + 1),
+                        "admitted_at": now - timedelta(days=2),
+                        "status": "admitted",
+                        "status_at": None,
+                        "transferred_to": None,
+                        "status_remarks": None,
+                        "created_at": now,
+                        "updated_at": now,
                     }  # fmt: skip
                     for i in range(ADMISSIONS)
                 ],
             )
-            admission_id = dict(
-                (await session.exec(select(Admission.registration_no, Admission.id))).all()
-            )
+            admission_id = dict((await session.exec(select(Admission.registration_no, Admission.id))).all())
             first = now - timedelta(hours=3)
             await session.exec(
                 insert(ConditionUpdate.__table__),
                 params=[
                     {
-                        "admission_id": admission_id[registration_no(i)], "condition": state(i, 0)[0],
-                        "care_area": state(i, 0)[1], "respiratory_support": state(i, 0)[2],
-                        "spo2": 90 + i % 10, "pulse": 60 + i % 60, "recorded_at": first,
-                        "received_at": first, "source": "api",
+                        "admission_id": admission_id[registration_no(i)],
+                        "condition": state(i, 0)[0],
+                        "care_area": state(i, 0)[1],
+                        "respiratory_support": state(i, 0)[2],
+                        "spo2": 90 + i % 10,
+                        "pulse": 60 + i % 60,
+                        "recorded_at": first,
+                        "received_at": first,
+                        "source": "api",
                     }  # fmt: skip
                     for i in range(ADMISSIONS)
                 ],
@@ -204,8 +216,12 @@ async def seed_people(url: str) -> None:
                 insert(Chat.__table__),
                 params=[
                     {
-                        "channel": "telegram", "chat_key": str(key), "language": LANGUAGES[key % 3],
-                        "state": "verified", "created_at": now, "updated_at": now,
+                        "channel": "telegram",
+                        "chat_key": str(key),
+                        "language": LANGUAGES[key % 3],
+                        "state": "verified",
+                        "created_at": now,
+                        "updated_at": now,
                     }  # fmt: skip
                     for i in range(ADMISSIONS)
                     for key in chat_ids(i)
@@ -216,8 +232,10 @@ async def seed_people(url: str) -> None:
                 insert(Verification.__table__),
                 params=[
                     {
-                        "chat_id": chat_id[key], "mobile": contact_mobile(i),
-                        "verified_at": now - timedelta(hours=1), "expires_at": now + timedelta(days=29),
+                        "chat_id": chat_id[key],
+                        "mobile": contact_mobile(i),
+                        "verified_at": now - timedelta(hours=1),
+                        "expires_at": now + timedelta(days=29),
                     }
                     for i in range(ADMISSIONS)
                     for key in chat_ids(i)
@@ -228,8 +246,11 @@ async def seed_people(url: str) -> None:
                 insert(Subscription.__table__),
                 params=[
                     {
-                        "chat_id": chat_id[key], "admission_id": admission_id[registration_no(i)],
-                        "verification_id": verification_id[chat_id[key]], "created_at": now, "alerts": True,
+                        "chat_id": chat_id[key],
+                        "admission_id": admission_id[registration_no(i)],
+                        "verification_id": verification_id[chat_id[key]],
+                        "created_at": now,
+                        "alerts": True,
                     }
                     for i in range(ADMISSIONS)
                     for key in chat_ids(i)
@@ -243,7 +264,7 @@ async def seed_people(url: str) -> None:
 async def seed_updates(url: str, folder: Path) -> Backlog:
     """The condition updates, through the CSV import, which writes the outbox rows."""
     services = backlog_services(url)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     try:
         zone = ZoneInfo(services.settings.config.hospital_time_zone)
         for round_ in range(1, ROUNDS + 1):
@@ -350,7 +371,7 @@ class Arrivals:
         self.by_chat: dict[int, list[float]] = defaultdict(list)
         self._task: asyncio.Task | None = None
 
-    def __enter__(self) -> "Arrivals":
+    def __enter__(self) -> Arrivals:
         self._task = asyncio.create_task(self._poll())
         return self
 
@@ -423,10 +444,8 @@ class DispatcherProcess:
         self.ready: dict = {}
 
     @classmethod
-    async def start(cls, url: str, config: Path, fake: FakeTelegram, log: Path) -> "DispatcherProcess":
-        env = child_env(
-            url, BOT_CONFIG=str(config), TELEGRAM_BOT_TOKEN=TOKEN, TELEGRAM_API_BASE_URL=f"{fake.url}/bot"
-        )
+    async def start(cls, url: str, config: Path, fake: FakeTelegram, log: Path) -> DispatcherProcess:
+        env = child_env(url, BOT_CONFIG=str(config), TELEGRAM_BOT_TOKEN=TOKEN, TELEGRAM_API_BASE_URL=f"{fake.url}/bot")
         with log.open("wb") as stderr:  # a file: a pipe nobody reads would stall a chatty child
             process = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "bench.worker", "dispatch", cwd=PROJECT_ROOT, env=env,
@@ -575,7 +594,9 @@ async def latency(backend: str, url: str, folder: Path, updates: int) -> Row:
                 })  # fmt: skip
                 committed = answer["committed"]
                 chats = chat_ids(i)
-                if not await arrivals.until(lambda: all(arrivals.by_chat.get(c) for c in chats), 10, step=0.001):
+                if not await arrivals.until(
+                    lambda chats=chats: all(arrivals.by_chat.get(c) for c in chats), 10, step=0.001
+                ):
                     problems.append(f"no alert within 10 s for {registration_no(i)}")
                     continue
                 latencies.extend(arrivals.by_chat[c][0] - committed for c in chats)
@@ -659,13 +680,22 @@ async def run(
             except Exception as exc:  # noqa: BLE001 - report and go on with the next one
                 notes.append(f"{backend} dispatch failed: {type(exc).__name__}: {exc}")
     header = ("database", "measure", "messages", "seconds", "result", "CPU/msg", "peak RSS", "target")
-    print_rows(header, [
-        (
-            r.database, r.measure, r.work, f"{r.seconds:.2f}", r.result,
-            f"{r.cpu_ms:.2f} ms" if r.cpu_ms is not None else "-", f"{r.peak_rss_kb / 1024:.0f} MB", r.target,
-        )  # fmt: skip
-        for r in rows
-    ])
+    print_rows(
+        header,
+        [
+            (
+                r.database,
+                r.measure,
+                r.work,
+                f"{r.seconds:.2f}",
+                r.result,
+                f"{r.cpu_ms:.2f} ms" if r.cpu_ms is not None else "-",
+                f"{r.peak_rss_kb / 1024:.0f} MB",
+                r.target,
+            )  # fmt: skip
+            for r in rows
+        ],
+    )
     notes.append(
         "CPU/msg and peak RSS are the dispatcher process's (python-telegram-bot and aiohttp included; for "
         "the latency, recording the updates too); the fake Bot API runs in the benchmark's own process"

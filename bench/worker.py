@@ -47,9 +47,7 @@ def peak_rss_kb() -> int:
 
 async def serve(port: int) -> dict:
     services = Services.build(load_settings())
-    config = uvicorn.Config(
-        build_web_app(services), host="127.0.0.1", port=port, log_level="warning", access_log=False
-    )
+    config = uvicorn.Config(build_web_app(services), host="127.0.0.1", port=port, log_level="warning", access_log=False)
     server = uvicorn.Server(config)
 
     async def stop_when_stdin_closes() -> None:

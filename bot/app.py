@@ -12,10 +12,10 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable
 
 import uvicorn
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -66,7 +66,7 @@ def _configured(value: str | None, name: str) -> str:
 
 
 def utc_clock() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 @dataclass
@@ -90,7 +90,7 @@ class Services:
     dispatcher: Dispatcher = field(init=False)
 
     @classmethod
-    def build(cls, settings: Settings, show: Callable[[str], None] = write_stdout) -> "Services":
+    def build(cls, settings: Settings, show: Callable[[str], None] = write_stdout) -> Services:
         services = cls(settings, Database(settings.database_url), settings.secret_key_or_local(), show=show)
         services._wire()
         return services
@@ -102,9 +102,7 @@ class Services:
         config = self.settings.config
         self.catalogues = Catalogues(config.languages.available, config.languages.default)
         self.otp = self._build_otp()
-        self.conversation = Conversation(
-            self.database, config, self.otp, self.catalogues, self.background, self.now
-        )
+        self.conversation = Conversation(self.database, config, self.otp, self.catalogues, self.background, self.now)
         self.senders = {CONSOLE: ConsoleSender(self.show)}
         if self.settings.env.twilio_whatsapp_from:  # no lifecycle of its own: the Twilio client's
             self.senders[WHATSAPP] = self._whatsapp_sender()
@@ -149,7 +147,9 @@ class Services:
         """The fictional demo hospitals and patients (`bot.intake.demo`), as of this clock."""
         return await load_demo(session, self.settings, self.secret_key, self.now())
 
-    async def import_csv(self, session: AsyncSession, path: Path, hospital_code: str, dry_run: bool = False) -> ImportReport:
+    async def import_csv(
+        self, session: AsyncSession, path: Path, hospital_code: str, dry_run: bool = False
+    ) -> ImportReport:
         """A hospital's CSV file (`bot.intake.csv_import`), read with this region and clock."""
         return await import_csv(session, path, hospital_code, self.settings.config.phone_region, self.now(), dry_run)
 
@@ -380,8 +380,6 @@ async def run_console(services: Services) -> None:
     """`python -m bot chat`: the relative's conversation in this terminal, on demo data locally."""
     try:
         await _load_demo_if_local(services)
-        await _until_stopped(
-            asyncio.create_task(_console(services)), asyncio.create_task(services.dispatcher.run())
-        )
+        await _until_stopped(asyncio.create_task(_console(services)), asyncio.create_task(services.dispatcher.run()))
     finally:
         await services.close()

@@ -6,8 +6,8 @@ import argparse
 import asyncio
 import logging
 import sys
+from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Callable, Coroutine
 
 from bot import app
 from bot.intake.hospitals import HospitalError, add_hospital, list_hospitals, rotate_key
@@ -119,7 +119,9 @@ async def _outbox(services: app.Services, _args: argparse.Namespace) -> int:
             print("id\tchannel\thospital\tregistration\tattempts\terror")
             for alert in dead:
                 error = " ".join((alert.error or "").split())
-                print(f"{alert.id}\t{alert.channel}\t{alert.hospital}\t{alert.registration_no}\t{alert.attempts}\t{error}")
+                print(
+                    f"{alert.id}\t{alert.channel}\t{alert.hospital}\t{alert.registration_no}\t{alert.attempts}\t{error}"
+                )
         return 0
 
     return await _with_session(services, work)

@@ -375,9 +375,7 @@ class DeadAlert:
 
 async def report(session: AsyncSession, limit: int = 100) -> tuple[dict[str, int], list[DeadAlert]]:
     """How many rows are in each status, and the latest `limit` dead ones (never the chat's key)."""
-    counts = dict(
-        (await session.exec(select(Notification.status, func.count()).group_by(Notification.status))).all()
-    )
+    counts = dict((await session.exec(select(Notification.status, func.count()).group_by(Notification.status))).all())
     result = await session.exec(
         select(Notification, Chat.channel, Hospital.code, Admission.registration_no)
         .join(Chat, col(Chat.id) == col(Notification.chat_id))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 from bot.alerts.channels import Alert
 from bot.alerts.pacing import Pacer
@@ -37,9 +37,7 @@ class ConsoleChat:
         self._bold = bold
 
     def _show(self, reply: Reply) -> None:
-        text = "".join(
-            f"\033[1m{span.text}\033[0m" if span.bold and self._bold else span.text for span in reply.spans
-        )
+        text = "".join(f"\033[1m{span.text}\033[0m" if span.bold and self._bold else span.text for span in reply.spans)
         self._write(f"\n{text}")
         if reply.buttons:
             self._write("  ".join(f"[{index}] {button.label}" for index, button in enumerate(reply.buttons, 1)))

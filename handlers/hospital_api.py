@@ -48,9 +48,7 @@ RegistrationNo = Annotated[
     ),
 ]
 
-UpdateId = Annotated[
-    int, Path(ge=1, le=2**31 - 1, description="the update's `id`, as answered when it was recorded")
-]
+UpdateId = Annotated[int, Path(ge=1, le=2**31 - 1, description="the update's `id`, as answered when it was recorded")]
 
 
 class UpdateOut(BaseModel):
@@ -109,8 +107,16 @@ async def _admission_out(session: AsyncSession, hospital: Hospital, admission: A
     return AdmissionOut(
         **admission.model_dump(
             include={
-                "registration_no", "patient_name", "age", "sex", "contact_mobile", "ward", "bed",
-                "status", "transferred_to", "status_remarks",
+                "registration_no",
+                "patient_name",
+                "age",
+                "sex",
+                "contact_mobile",
+                "ward",
+                "bed",
+                "status",
+                "transferred_to",
+                "status_remarks",
             }
         ),  # fmt: skip
         hospital=hospital.code,

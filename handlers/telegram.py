@@ -200,9 +200,7 @@ def build_application(settings: Settings, conversation: Conversation) -> Applica
         .base_url(settings.env.telegram_api_base_url)
         .request(AiohttpRequest())
         # A 429 waits its retry_after and tries again rather than losing the reply.
-        .rate_limiter(
-            AIORateLimiter(overall_max_rate=pacing.messages_per_second, overall_time_period=1, max_retries=3)
-        )
+        .rate_limiter(AIORateLimiter(overall_max_rate=pacing.messages_per_second, overall_time_period=1, max_retries=3))
     )
     if settings.env.telegram_webhook_url:
         builder = builder.updater(None)

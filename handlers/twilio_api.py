@@ -100,9 +100,7 @@ class TwilioSmsCodes:
 
     def __init__(self, client: TwilioClient, sender: str | None, messaging_service_sid: str | None) -> None:
         self._client = client
-        self._sender = (
-            {"messaging_service_sid": messaging_service_sid} if messaging_service_sid else {"from_": sender}
-        )
+        self._sender = {"messaging_service_sid": messaging_service_sid} if messaging_service_sid else {"from_": sender}
 
     async def send(self, mobile: str, body: str) -> None:
         try:

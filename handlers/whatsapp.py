@@ -19,8 +19,8 @@ import json
 import logging
 import re
 import unicodedata
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
-from typing import Callable, Mapping
 
 from fastapi import APIRouter, Request, Response
 from starlette.datastructures import ImmutableMultiDict
@@ -192,7 +192,9 @@ class WhatsAppSender:
         template = self._templates.find(alert.kind, alert.language)
         variables = {placeholder: alert.fields[name] for placeholder, name in template.variables.items()}
         return await self._create(
-            alert.chat_key, content_sid=template.content_sid, content_variables=json.dumps(variables, ensure_ascii=False)
+            alert.chat_key,
+            content_sid=template.content_sid,
+            content_variables=json.dumps(variables, ensure_ascii=False),
         )
 
     def _window_open(self, alert: Alert) -> bool:

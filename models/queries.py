@@ -27,9 +27,7 @@ def in_chunks(items: Sequence[_T], size: int = ROWS_PER_STATEMENT) -> Iterator[S
 
 async def find_admission(session: AsyncSession, hospital: Hospital, registration_no: str) -> Admission | None:
     result = await session.exec(
-        select(Admission).where(
-            Admission.hospital_id == hospital.id, Admission.registration_no == registration_no
-        )
+        select(Admission).where(Admission.hospital_id == hospital.id, Admission.registration_no == registration_no)
     )
     return result.first()
 
@@ -59,7 +57,6 @@ async def latest_update(
     return result.first()
 
 
-
 async def find_admissions(
     session: AsyncSession, hospital: Hospital, registration_nos: Iterable[str]
 ) -> dict[str, Admission]:
@@ -67,17 +64,13 @@ async def find_admissions(
     found: dict[str, Admission] = {}
     for chunk in in_chunks(sorted(set(registration_nos))):
         result = await session.exec(
-            select(Admission).where(
-                Admission.hospital_id == hospital.id, col(Admission.registration_no).in_(chunk)
-            )
+            select(Admission).where(Admission.hospital_id == hospital.id, col(Admission.registration_no).in_(chunk))
         )
         found.update((admission.registration_no, admission) for admission in result.all())
     return found
 
 
-async def alternates_by_admission(
-    session: AsyncSession, admission_ids: Iterable[int]
-) -> dict[int, list[str]]:
+async def alternates_by_admission(session: AsyncSession, admission_ids: Iterable[int]) -> dict[int, list[str]]:
     """`alternates_of` for many admissions at once; an admission without any is left out."""
     found: dict[int, list[str]] = {}
     for chunk in in_chunks(sorted(set(admission_ids))):
@@ -109,9 +102,7 @@ async def latest_updates(session: AsyncSession, admission_ids: Iterable[int]) ->
             .subquery()
         )
         result = await session.exec(
-            select(ConditionUpdate)
-            .join(ranked, col(ConditionUpdate.id) == ranked.c.id)
-            .where(ranked.c.rank == 1)
+            select(ConditionUpdate).join(ranked, col(ConditionUpdate.id) == ranked.c.id).where(ranked.c.rank == 1)
         )
         found.update((update.admission_id, update) for update in result.all())
     return found

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import os
-from datetime import datetime, timezone
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import AsyncIterator, Iterator
 
 import httpx
 import pytest
@@ -103,4 +103,4 @@ async def keys(services) -> dict[str, str]:
 
 
 def now_utc() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)

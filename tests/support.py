@@ -60,9 +60,7 @@ async def schema_differences(url: str) -> list:
     """What `alembic revision --autogenerate` would write to bring the database to the models."""
 
     def compare(connection) -> list:
-        context = MigrationContext.configure(
-            connection, opts={"compare_type": True, "compare_server_default": True}
-        )
+        context = MigrationContext.configure(connection, opts={"compare_type": True, "compare_server_default": True})
         return compare_metadata(context, SQLModel.metadata)
 
     database = db.Database(url)
@@ -122,17 +120,13 @@ class HospitalDesk:
     async def record(self, reg: str, hospital: str, recorded_at: datetime, **fields: Any) -> dict:
         """A condition update; the update as the API answers it."""
         body = {"recorded_at": recorded_at.isoformat(), **fields}
-        response = await self.api.post(
-            f"/api/v1/admissions/{reg}/updates", json=body, headers=self._headers(hospital)
-        )
+        response = await self.api.post(f"/api/v1/admissions/{reg}/updates", json=body, headers=self._headers(hospital))
         assert response.status_code == 201, response.text
         return response.json()
 
     async def set_status(self, status: str, reg: str = "R-1", hospital: str = "MRB", **fields: Any) -> None:
         body = {"status": status, "at": self.clock.now.isoformat(), **fields}
-        response = await self.api.post(
-            f"/api/v1/admissions/{reg}/status", json=body, headers=self._headers(hospital)
-        )
+        response = await self.api.post(f"/api/v1/admissions/{reg}/status", json=body, headers=self._headers(hospital))
         assert response.status_code == 200, response.text
 
 

@@ -6,10 +6,11 @@ Runs on SQLite, and on PostgreSQL when TEST_DATABASE_URL is set."""
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import httpx
 import pytest
@@ -29,7 +30,7 @@ from tests.conftest import auth
 from tests.support import Clock, ConsoleRelative, HospitalDesk
 
 # 12:00 in Kolkata.
-START = datetime(2024, 7, 2, 6, 30, tzinfo=timezone.utc)
+START = datetime(2024, 7, 2, 6, 30, tzinfo=UTC)
 GRACE = 120  # config.yaml: notifications.grace_seconds
 MOBILE, MOBILE_TYPED = "+919830012345", "98300 12345"
 MRB_HELPLINE, MCK_HELPLINE = "033 2473 2222", "033 2241 4901"

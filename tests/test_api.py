@@ -7,7 +7,7 @@ import asyncio
 import copy
 import json
 from contextlib import asynccontextmanager
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -244,9 +244,7 @@ async def test_put_with_changed_fields_updates_them(mrb, services):
     await mrb.put()
     (before,) = await rows(services, Admission)
 
-    response = await mrb.put(
-        body(ADMISSION, ward="HDU 1", bed="H-3", alternate_mobiles=["+91 70030 11111"])
-    )
+    response = await mrb.put(body(ADMISSION, ward="HDU 1", bed="H-3", alternate_mobiles=["+91 70030 11111"]))
 
     assert response.status_code == 200, response.text
     shown = (await mrb.get()).json()
@@ -299,9 +297,7 @@ async def test_mobile_numbers_in_any_common_format_are_stored_as_e164(mrb, servi
 
 
 async def test_alternate_mobiles_are_normalised_and_deduplicated(mrb):
-    response = await mrb.put(
-        body(ADMISSION, alternate_mobiles=["94330 55555", "+91 94330-55555", "70030 11111"])
-    )
+    response = await mrb.put(body(ADMISSION, alternate_mobiles=["94330 55555", "+91 94330-55555", "70030 11111"]))
 
     assert response.status_code == 201, response.text
     assert response.json()["alternate_mobiles"] == ["+919433055555", "+917003011111"]
@@ -335,7 +331,7 @@ async def test_a_burst_of_updates_at_once_is_stored_whole(admitted, services):
     engine = services.database.engine
     await engine.dispose()  # the connections made from now on do not wait
     event.listen(engine.sync_engine, "connect", no_waiting)
-    start = datetime(2024, 7, 2, 6, 30, tzinfo=timezone.utc)
+    start = datetime(2024, 7, 2, 6, 30, tzinfo=UTC)
     bodies = [body(UPDATE, recorded_at=(start + timedelta(minutes=n)).isoformat(), pulse=60 + n) for n in range(48)]
     try:
         responses = await asyncio.gather(*(admitted.update(data) for data in bodies))
@@ -432,6 +428,7 @@ BAD_INPUT = [
     ("status", {"reason": "recovered"}, ("reason",), "extra inputs are not permitted"),
 ]
 
+
 @pytest.mark.parametrize(
     "endpoint, changes, field, reason",
     [pytest.param(*case, id=f"{case[0]}-{'-'.join(map(str, case[2]))}") for case in BAD_INPUT],
@@ -469,9 +466,7 @@ async def test_vitals_at_the_edges_of_their_ranges_are_accepted(admitted):
 
 
 async def test_numbers_sent_as_strings_are_read(admitted):
-    response = await admitted.update(
-        body(UPDATE, recorded_at="2024-07-02T09:00:00", spo2="95", temperature_c="37.4")
-    )
+    response = await admitted.update(body(UPDATE, recorded_at="2024-07-02T09:00:00", spo2="95", temperature_c="37.4"))
 
     assert response.status_code == 201, response.text
     assert (response.json()["spo2"], response.json()["temperature_c"]) == (95, 37.4)
@@ -489,9 +484,7 @@ async def test_enum_values_are_read_in_any_case(admitted):
 
 
 @pytest.mark.parametrize("endpoint", ["put", "update", "status"])
-@pytest.mark.parametrize(
-    "raw", [b'{"condition": "stable", ', b"condition=stable", b"", b"[1, 2]", b'"stable"']
-)
+@pytest.mark.parametrize("raw", [b'{"condition": "stable", ', b"condition=stable", b"", b"[1, 2]", b'"stable"'])
 async def test_a_body_that_is_not_a_json_object_is_refused(admitted, services, endpoint, raw):
     headers = {**auth(admitted.key), "Content-Type": "application/json"}
 
@@ -550,9 +543,7 @@ BAD_AUTHORIZATION = {
 
 @pytest.mark.parametrize("endpoint", ["put", "update", "status", "get"])
 @pytest.mark.parametrize("headers", BAD_AUTHORIZATION.values(), ids=BAD_AUTHORIZATION.keys())
-async def test_requests_without_a_valid_key_get_401_and_write_nothing(
-    admitted, services, endpoint, headers
-):
+async def test_requests_without_a_valid_key_get_401_and_write_nothing(admitted, services, endpoint, headers):
     async with writes_nothing(services, admitted):
         response = await admitted.send(endpoint, headers=headers(admitted.key))
 
@@ -592,9 +583,7 @@ async def test_another_hospital_answers_as_for_an_admission_that_does_not_exist(
     assert (theirs.status_code, theirs.json()) == (nobodys.status_code, nobodys.json())
 
 
-async def test_same_registration_number_at_another_hospital_is_a_separate_admission(
-    admitted, mck, services
-):
+async def test_same_registration_number_at_another_hospital_is_a_separate_admission(admitted, mck, services):
     mrb_before = (await admitted.get()).json()
 
     response = await mck.put(body(ADMISSION, patient_name="Sabita Mondal", contact_mobile="70030 11111"))
@@ -685,9 +674,7 @@ async def test_a_repeat_of_the_same_update_returns_200_and_stores_nothing(admitt
     counts = await row_counts(services)
 
     again = await admitted.update()
-    written_differently = await admitted.update(
-        body(UPDATE, condition="CRITICAL", recorded_at="2024-07-02T02:30:00Z")
-    )
+    written_differently = await admitted.update(body(UPDATE, condition="CRITICAL", recorded_at="2024-07-02T02:30:00Z"))
 
     for response in (again, written_differently):
         assert response.status_code == 200, response.text
@@ -882,7 +869,7 @@ async def test_times_are_read_as_hospital_time_unless_they_say_otherwise(mrb, se
     shown = (await mrb.get()).json()
     assert (shown["admitted_at"], shown["status_at"], shown["latest_update"]["recorded_at"]) == (ist,) * 3
     assert status.json()["status_at"] == ist
-    utc = datetime(2024, 7, 2, 2, 30, tzinfo=timezone.utc)
+    utc = datetime(2024, 7, 2, 2, 30, tzinfo=UTC)
     (admission,) = await rows(services, Admission)
     (update,) = await rows(services, ConditionUpdate)
     assert (admission.admitted_at, admission.status_at, update.recorded_at) == (utc, utc, utc)
@@ -953,9 +940,7 @@ async def test_the_api_is_documented(client):
     assert docs.status_code == 200 and "swagger" in docs.text.lower()
     assert spec.status_code == 200
     paths = spec.json()["paths"]
-    operations = {
-        (method.upper(), path) for path, item in paths.items() for method in item if path.startswith("/api/")
-    }
+    operations = {(method.upper(), path) for path, item in paths.items() for method in item if path.startswith("/api/")}
     assert operations == {
         ("PUT", "/api/v1/admissions/{registration_no}"),
         ("GET", "/api/v1/admissions/{registration_no}"),

@@ -131,9 +131,7 @@ async def test_adding_a_code_twice_is_refused(shell, services, capsys, again):
 
     assert result.code == 1
     assert result.out == ""  # no key printed
-    assert result.err.splitlines() == [
-        "error: code: hospital MRB already exists (use rotate-key for a new key)"
-    ]
+    assert result.err.splitlines() == ["error: code: hospital MRB already exists (use rotate-key for a new key)"]
     assert [h.name for h in await hospitals(services)] == ["M.R. Bangur Hospital"]
     assert await api_answer(first.api_key) == 201
 

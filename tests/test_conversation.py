@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -26,7 +26,7 @@ from models import Admission, AuditEvent, OtpChallenge, Subscription, Verificati
 from tests.support import Clock, ConsoleRelative, HospitalDesk
 
 # 12:00 in Kolkata.
-START = datetime(2024, 7, 2, 6, 30, tzinfo=timezone.utc)
+START = datetime(2024, 7, 2, 6, 30, tzinfo=UTC)
 MOBILE, MOBILE_TYPED, MOBILE_SHOWN = "+919830012345", "98300 12345", "098300 12345"
 OTHER_MOBILE = "+919433055555"
 MRB_HELPLINE = "033 2473 2222"
@@ -401,7 +401,11 @@ async def card(relative: Relative) -> list[str]:
 
 @pytest.mark.parametrize(
     "condition, first_line",
-    [("stable", "🟢 Ratan Das: Stable"), ("moderate", "🟡 Ratan Das: Moderate"), ("critical", "🔴 Ratan Das: Critical")],
+    [
+        ("stable", "🟢 Ratan Das: Stable"),
+        ("moderate", "🟡 Ratan Das: Moderate"),
+        ("critical", "🔴 Ratan Das: Critical"),
+    ],
 )
 async def test_condition_words_and_marker(world, condition, first_line):
     relative = await verified(world, condition=condition)

@@ -3,7 +3,7 @@ kept out, a bad file changes nothing, and a second import of the same file chang
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -18,7 +18,7 @@ from tests.conftest import FIXTURES, PROJECT_ROOT, SECRET, auth
 
 SAMPLE = PROJECT_ROOT / "samples" / "admissions.csv"
 # Every fixture time is before this (12:00 in Kolkata); 29/11/2026 is "in the future".
-NOW = datetime(2026, 11, 28, 6, 30, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 28, 6, 30, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -166,7 +166,7 @@ BAD_ROWS = {  # line: what the problem must say
     5: ["contact_mobile: not a phone number"],
     6: ["patient_name: is required"],
     7: ["condition: must be", "'stable'", '"serious"'],
-    8: ["spo2: must be at most 100, not \"130\""],
+    8: ['spo2: must be at most 100, not "130"'],
     9: ["bp_diastolic", "must be below bp_systolic"],
     10: ["recorded_at: is in the future"],
     11: ["admitted_at:", '"yesterday"', "27/11/2026 09:30"],
@@ -179,9 +179,7 @@ BAD_ROWS = {  # line: what the problem must say
 }
 
 
-async def test_each_bad_row_is_reported_with_its_line_and_the_good_rows_are_kept(
-    services, keys, client, fixed_clock
-):
+async def test_each_bad_row_is_reported_with_its_line_and_the_good_rows_are_kept(services, keys, client, fixed_clock):
     report = await run_import(services, FIXTURES / "bad_rows.csv")
 
     assert not report.ok
@@ -214,9 +212,7 @@ async def test_a_row_is_all_or_nothing(services, keys, client, fixed_clock, tmp_
     assert (await run_import(services, first)).ok
     before = await snapshot(services)
 
-    second = write(
-        tmp_path, header + "A-1,Ratan Das,090000 21001,ICU,critical,27/11/2026 10:00,\n", name="second.csv"
-    )
+    second = write(tmp_path, header + "A-1,Ratan Das,090000 21001,ICU,critical,27/11/2026 10:00,\n", name="second.csv")
     report = await run_import(services, second)
     assert report.problems == [
         "line 2: condition: the admission is discharged; set status admitted first to add updates"
@@ -238,7 +234,7 @@ async def test_a_row_is_all_or_nothing(services, keys, client, fixed_clock, tmp_
 @pytest.mark.parametrize(
     ("row", "expected"),
     [
-        ("X-1,Ratan Das,090000 21001,,97,,", 'condition: is blank, but the row gives spo2'),
+        ("X-1,Ratan Das,090000 21001,,97,,", "condition: is blank, but the row gives spo2"),
         ("X-1,Ratan Das,090000 21001,,,,2026-11-27 10:00", "status: is blank, but the row gives status_at"),
         ("X-1,Ratan Das,090000 21001,stable,,discharged,,extra", "8 cells but the header names 7 columns"),
         ("X-1,Ratan Das,090000 21001,stable,ninety,,", 'spo2: must be a whole number, not "ninety"'),
@@ -357,9 +353,7 @@ async def test_rows_without_times_are_not_added_again_later(services, keys, tmp_
     assert (await run_import(services, changed)).updates_recorded == 1
 
 
-async def test_changes_in_a_second_file_update_what_they_change(
-    services, keys, client, fixed_clock, tmp_path
-):
+async def test_changes_in_a_second_file_update_what_they_change(services, keys, client, fixed_clock, tmp_path):
     await run_import(services, SAMPLE)
     text = SAMPLE.read_text(encoding="utf-8")
     text = text.replace("Medicine 2,14,", "Medicine 3,2,")  # MRB-2026-1001 moved
@@ -375,9 +369,7 @@ async def test_changes_in_a_second_file_update_what_they_change(
     weaning = (await get(client, keys, "MRB-2026-1005")).json()["latest_update"]
     assert (weaning["remarks"], weaning["recorded_at"]) == ("Weaning", "2026-11-28T09:00:00+05:30")
     async with services.database.session() as session:
-        event = (
-            await session.exec(select(AuditEvent).where(AuditEvent.action == "admission.updated"))
-        ).one()
+        event = (await session.exec(select(AuditEvent).where(AuditEvent.action == "admission.updated"))).one()
     assert event.detail == {"fields": ["ward", "bed", "alternate_mobiles"]}
 
 
@@ -434,7 +426,7 @@ async def test_dry_run_reports_and_changes_nothing(services, keys, fixed_clock):
         ("27/11/2026 09:30:15", datetime(2026, 11, 27, 9, 30, 15)),
         ("2026-11-27T09:30", datetime(2026, 11, 27, 9, 30)),
         ("2026-11-27 09:30", datetime(2026, 11, 27, 9, 30)),
-        ("2026-11-27T04:00Z", datetime(2026, 11, 27, 4, 0, tzinfo=timezone.utc)),
+        ("2026-11-27T04:00Z", datetime(2026, 11, 27, 4, 0, tzinfo=UTC)),
     ],
 )
 def test_times_as_spreadsheets_write_them(text, expected):

@@ -30,10 +30,11 @@ import logging
 import re
 import time
 from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import httpx
 import pytest
@@ -77,7 +78,7 @@ def patient(reg: str) -> str:
 
 
 def now_utc() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 async def until(check: Callable[[], Any], what: str, timeout: float = 30) -> None:
@@ -162,9 +163,7 @@ class Ward:
     def dispatcher(self, **notifications: Any) -> Dispatcher:
         """Another dispatcher on the same database and senders (another process, restarted)."""
         config = self.bot.settings.config
-        config = config.model_copy(
-            update={"notifications": config.notifications.model_copy(update=notifications)}
-        )
+        config = config.model_copy(update={"notifications": config.notifications.model_copy(update=notifications)})
         return Dispatcher(self.bot.database, config, self.bot.catalogues, self.bot.senders, self.bot.now)
 
     def run(self, dispatcher: Dispatcher | None = None) -> asyncio.Task:
@@ -191,9 +190,7 @@ class Ward:
 
     async def set_status(self, reg: str, status: str, hospital: str = "MRB", **fields: Any) -> None:
         body = {"status": status, "at": now_utc().isoformat(), **fields}
-        response = await self.api.post(
-            f"/api/v1/admissions/{reg}/status", json=body, headers=auth(self.keys[hospital])
-        )
+        response = await self.api.post(f"/api/v1/admissions/{reg}/status", json=body, headers=auth(self.keys[hospital]))
         assert response.status_code == 200, response.text
 
     # --- relatives, set up directly
@@ -206,9 +203,7 @@ class Ward:
             chat = Chat(channel="telegram", chat_key=str(user.id), language="en", state=State.VERIFIED)
             session.add(chat)
             await session.flush()
-            followed = await access.verify(
-                session, chat, number, self.bot.now(), self.bot.settings.config.verification
-            )
+            followed = await access.verify(session, chat, number, self.bot.now(), self.bot.settings.config.verification)
             assert followed, f"nothing admitted under {number}"
             if not alerts:
                 await access.stop_alerts(session, chat)
@@ -340,7 +335,7 @@ async def test_a_rolled_back_write_sends_nothing(open_ward):
 
     async with ward.bot.database.session() as session:
         hospital = await get_hospital(session, "MRB")
-        context = IntakeContext(region="IN", tz=timezone.utc, now=ward.bot.now())
+        context = IntakeContext(region="IN", tz=UTC, now=ward.bot.now())
         data = ConditionUpdateIn(recorded_at=now_utc(), **CRITICAL).resolve(context)
         await rules.apply_one(session, hospital, "R-1", data, actor="test", source="api")
         assert len((await session.exec(select(Notification))).all()) == 1  # added, not committed
@@ -399,7 +394,7 @@ async def test_every_change_reaches_every_subscribed_chat_exactly_once(open_ward
     # 3. A discharge: the last alert, after which that chat's alerts for R-4 end.
     await ward.set_status("R-4", "discharged")
     await ward.settled()
-    [farewell] = [m for m in fake.sent[seen + len(later):]]
+    [farewell] = [m for m in fake.sent[seen + len(later) :]]
     assert farewell.chat_id == followers[4] and "last message about this patient" in farewell.plain
     async with ward.bot.database.session() as session:
         alerts = await session.exec(
@@ -896,13 +891,17 @@ async def test_the_telegram_sender_tells_the_dispatcher_what_telegram_said(open_
     def alert(chat_id: int) -> Alert:
         return Alert(str(chat_id), reply, "update", "en", {})
 
-
     fake.fail_next(user.id, 429, retry_after=7)
     with pytest.raises(RetryLater) as slow_down:
         await sender.send(alert(user.id))
     assert slow_down.value.seconds == 7
     assert [status for _, status in fake.attempts_to(user.id)] == [429]  # told at once, not retried inside PTB
-    for code, failure in ((500, TemporaryFailure), (502, TemporaryFailure), (403, PermanentFailure), (400, PermanentFailure)):
+    for code, failure in (
+        (500, TemporaryFailure),
+        (502, TemporaryFailure),
+        (403, PermanentFailure),
+        (400, PermanentFailure),
+    ):
         fake.fail_next(user.id, code)
         with pytest.raises(failure):
             await sender.send(alert(user.id))

@@ -19,7 +19,9 @@ async def test_code_requests_older_than_every_limit_are_purged(services):
     ages = {"fresh": timedelta(minutes=5), "inside": window - timedelta(minutes=1), "old": window + timedelta(hours=1)}
     async with services.database.session() as session:
         for chat_key, age in ages.items():
-            session.add(OtpChallenge(chat_key=chat_key, mobile="+919000000001", created_at=now - age, expires_at=now - age))
+            session.add(
+                OtpChallenge(chat_key=chat_key, mobile="+919000000001", created_at=now - age, expires_at=now - age)
+            )
         await session.commit()
 
     purged = await housekeeping.purge_code_requests(services.database, services.settings.config.otp, now)
@@ -36,6 +38,7 @@ async def test_the_worker_schedules_the_purge_hourly(services):
 
 
 # --- verifications that lapse ------------------------------------------------------------------
+
 
 async def pending_row(world: World, chat_key: str, registration_no: str = "R-1") -> None:
     """A routine alert waiting in the outbox for this chat and admission."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import gettext
 import re
 import shutil
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from string import Formatter
 from zoneinfo import ZoneInfo
@@ -121,9 +121,7 @@ def test_the_languages_to_translate_are_configured():
 @pytest.mark.parametrize("code", TRANSLATED)
 def test_every_text_in_the_code_is_translated(code, code_messages):
     problems = untranslated(load_po(code), code_messages)
-    assert not problems, f"{code}: translate these in locales/{code}/LC_MESSAGES/messages.po:\n" + "\n".join(
-        problems
-    )
+    assert not problems, f"{code}: translate these in locales/{code}/LC_MESSAGES/messages.po:\n" + "\n".join(problems)
 
 
 @pytest.mark.parametrize("code", TRANSLATED)
@@ -262,8 +260,8 @@ def test_the_default_language_is_the_configured_one():
 # --- (d) numbers and times -----------------------------------------------------------------------
 
 KOLKATA = ZoneInfo("Asia/Kolkata")
-MORNING = datetime(2026, 1, 15, 3, 5, tzinfo=timezone.utc)  # 8:35 in Kolkata
-EVENING = datetime(2026, 11, 28, 12, 0, tzinfo=timezone.utc)  # 17:30 in Kolkata
+MORNING = datetime(2026, 1, 15, 3, 5, tzinfo=UTC)  # 8:35 in Kolkata
+EVENING = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)  # 17:30 in Kolkata
 
 
 def test_bengali_numbers_and_times_are_in_bengali_digits(catalogues):

@@ -9,7 +9,7 @@ import hashlib
 import math
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import HealthCheck, event, given, settings
@@ -20,7 +20,7 @@ from bot.relatives import otp as otp_module
 from bot.relatives.otp import Checked, OtpService, Requested, read_code
 from models.chat import OtpChallenge
 
-START = datetime(2024, 7, 2, 3, 0, tzinfo=timezone.utc)
+START = datetime(2024, 7, 2, 3, 0, tzinfo=UTC)
 A, B, C, D = "+919830012345", "+919433055555", "+919000000099", "+918017712345"
 X, Y = "telegram:111", "telegram:222"
 
@@ -115,7 +115,7 @@ async def test_a_code_is_six_digits_and_arrives_by_sms(codes):
     assert outcome.result == Requested.ACCEPTED
     code = codes.code(X, A)
     assert re.fullmatch(r"\d{6}", code)
-    (to, body), = codes.inbox.sent
+    ((to, body),) = codes.inbox.sent
     assert to == A
     assert "valid for 10 minutes" in body and "Never share it" in body
 
@@ -337,8 +337,11 @@ async def test_sends_per_hour_overall(codes, services):
     async with services.database.session() as session:
         session.add_all(
             OtpChallenge(
-                chat_key=f"telegram:{index}", mobile=f"+9190000{index:05d}", sent=True,
-                created_at=START - timedelta(minutes=59), expires_at=START - timedelta(minutes=49),
+                chat_key=f"telegram:{index}",
+                mobile=f"+9190000{index:05d}",
+                sent=True,
+                created_at=START - timedelta(minutes=59),
+                expires_at=START - timedelta(minutes=49),
             )  # fmt: skip
             for index in range(limit - 1)
         )

@@ -7,7 +7,7 @@ when TEST_DATABASE_URL is set."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -39,7 +39,7 @@ OVERDUE_24 = (
 
 
 def kolkata(day: int, hour: int, minute: int = 0) -> datetime:
-    return datetime(2024, 7, day, hour, minute, tzinfo=KOLKATA).astimezone(timezone.utc)
+    return datetime(2024, 7, day, hour, minute, tzinfo=KOLKATA).astimezone(UTC)
 
 
 def alerts(world: World) -> list[str]:
@@ -337,7 +337,7 @@ async def test_the_digest_is_scheduled_at_digest_at_in_hospital_time(services):
     assert job is not None and isinstance(job.trigger, CronTrigger)
     assert str(job.trigger.timezone) == "Asia/Kolkata"
     assert services.settings.config.notifications.digest_at == "10:00"
-    after = datetime(2024, 7, 2, 6, 30, tzinfo=timezone.utc)  # 12:00 in Kolkata
+    after = datetime(2024, 7, 2, 6, 30, tzinfo=UTC)  # 12:00 in Kolkata
     assert job.trigger.get_next_fire_time(None, after) == datetime(2024, 7, 3, 10, 0, tzinfo=KOLKATA)
 
 

@@ -154,9 +154,7 @@ def test_a_default_language_that_is_not_available_is_refused(tmp_path):
         load_settings({"BOT_CONFIG": str(path)})
 
 
-@pytest.mark.parametrize(
-    "zone", ["Asia/Calcutta2", "Kolkata", "IST+5:30", "", "../etc/passwd", "/etc/localtime"]
-)
+@pytest.mark.parametrize("zone", ["Asia/Calcutta2", "Kolkata", "IST+5:30", "", "../etc/passwd", "/etc/localtime"])
 def test_an_unknown_time_zone_is_named(tmp_path, zone):
     message = error(tmp_path, "hospital_time_zone", zone)
 
@@ -253,8 +251,14 @@ def test_a_bad_port_names_port(tmp_path, port):
         ({**WHATSAPP, "PUBLIC_BASE_URL": ""}, "PUBLIC_BASE_URL"),
         ({**WHATSAPP, "TWILIO_ACCOUNT_SID": ""}, "TWILIO_ACCOUNT_SID"),
         ({**WHATSAPP, "TWILIO_AUTH_TOKEN": ""}, "TWILIO_AUTH_TOKEN"),
-        ({"TELEGRAM_WEBHOOK_URL": "https://example.org/webhooks/telegram", "TELEGRAM_BOT_TOKEN": "1:a"}, "TELEGRAM_WEBHOOK_SECRET"),
-        ({"TELEGRAM_WEBHOOK_URL": "https://example.org/webhooks/telegram", "TELEGRAM_WEBHOOK_SECRET": "s"}, "TELEGRAM_BOT_TOKEN"),
+        (
+            {"TELEGRAM_WEBHOOK_URL": "https://example.org/webhooks/telegram", "TELEGRAM_BOT_TOKEN": "1:a"},
+            "TELEGRAM_WEBHOOK_SECRET",
+        ),
+        (
+            {"TELEGRAM_WEBHOOK_URL": "https://example.org/webhooks/telegram", "TELEGRAM_WEBHOOK_SECRET": "s"},
+            "TELEGRAM_BOT_TOKEN",
+        ),
     ],
 )
 def test_a_variable_needed_by_another_is_named_when_missing(tmp_path, environ, missing):
@@ -335,8 +339,12 @@ def test_load_settings_reads_the_process_environment(tmp_path, clean_env):
         ({"TWILIO_SMS_FROM": "+15005550006"}, "console"),  # no account
         ({"TWILIO_ACCOUNT_SID": "AC1", "TWILIO_SMS_FROM": "+1500", "OTP_PROVIDER": "console"}, "console"),
         (
-            {"OTP_PROVIDER": "twilio_verify", "TWILIO_ACCOUNT_SID": "AC1", "TWILIO_AUTH_TOKEN": "t",
-             "TWILIO_VERIFY_SERVICE_SID": "VA1"},
+            {
+                "OTP_PROVIDER": "twilio_verify",
+                "TWILIO_ACCOUNT_SID": "AC1",
+                "TWILIO_AUTH_TOKEN": "t",
+                "TWILIO_VERIFY_SERVICE_SID": "VA1",
+            },
             "twilio_verify",
         ),
     ],
@@ -400,9 +408,7 @@ def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
     return code, out, err
 
 
-@pytest.mark.parametrize(
-    "command", [["hospitals", "list"], ["db", "upgrade"], ["hospitals", "rotate-key", "MRB"]]
-)
+@pytest.mark.parametrize("command", [["hospitals", "list"], ["db", "upgrade"], ["hospitals", "rotate-key", "MRB"]])
 def test_the_cli_names_the_broken_key_in_one_line_and_exits_2(tmp_path, clean_env, capsys, command):
     clean_env.chdir(tmp_path)
     clean_env.setenv("BOT_CONFIG", str(write_config(tmp_path, changed_config("otp.digits", DROP))))

@@ -246,9 +246,7 @@ async def test_verify_sends_and_checks_the_code(build, fake):
     replies = await say(services, verification.code)
     assert "your number is confirmed" in replies[0]
     assert any(PATIENT in reply for reply in replies[1:])
-    assert [(check.to, check.code, check.status) for check in fake.checks] == [
-        (MOBILE, verification.code, "approved")
-    ]
+    assert [(check.to, check.code, check.status) for check in fake.checks] == [(MOBILE, verification.code, "approved")]
 
 
 async def test_verify_locale_follows_the_chat_language(build, fake):

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import AsyncIterator, Awaitable, Callable
 
 import httpx
 import pytest
@@ -85,9 +85,7 @@ class Bot:
 
     async def chat(self, user: FakeUser) -> Chat | None:
         async with self.services.database.session() as session:
-            found = await session.exec(
-                select(Chat).where(Chat.channel == "telegram", Chat.chat_key == str(user.id))
-            )
+            found = await session.exec(select(Chat).where(Chat.channel == "telegram", Chat.chat_key == str(user.id)))
             return found.first()
 
     async def challenges(self, user: FakeUser) -> int:
@@ -111,7 +109,7 @@ class Relative:
 
     async def send(self, update: dict, expect: int = 1) -> list[SentMessage]:
         already = self.fake.messages_to(self.user.id)
-        assert len(already) == self.seen, f"unexpected replies: {[m.plain for m in already[self.seen:]]}"
+        assert len(already) == self.seen, f"unexpected replies: {[m.plain for m in already[self.seen :]]}"
         self.last_update = update
         await self.deliver(update)
         replies = await self.fake.wait_messages(self.user.id, self.seen + expect)

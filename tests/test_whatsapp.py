@@ -14,9 +14,9 @@ import signal
 import socket
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import AsyncIterator
 
 import httpx
 import pytest
@@ -71,10 +71,7 @@ WELCOME = (
 NEW_CODE, CHANGE_NUMBER = "Send a new code", "Change number"
 ASK_NUMBER = "Please send the mobile number that was written down at admission, for example 98300 12345."
 CHOSEN = "I will write to you in English."
-STOPPED = (
-    "You will get no more alerts. You can still send /status to see the patient. "
-    "Send /start to get alerts again."
-)
+STOPPED = "You will get no more alerts. You can still send /status to see the patient. Send /start to get alerts again."
 ONLY_TEXT = "Sorry, I can only read text messages."
 
 
@@ -363,9 +360,7 @@ async def test_a_message_twilio_delivers_twice_is_answered_once(start, fake):
 async def test_two_deliveries_at_the_same_time_are_answered_once(start, fake):
     first, second = await start(), await start()
     sid = "SM" + "b" * 32
-    responses = await asyncio.gather(
-        first.post("Hello", message_sid=sid), second.post("Hello", message_sid=sid)
-    )
+    responses = await asyncio.gather(first.post("Hello", message_sid=sid), second.post("Hello", message_sid=sid))
     assert [response.status_code for response in responses] == [200, 200]
     assert len(fake.messages_to(f"whatsapp:{RELATIVE}")) == 1
     assert await first.count(Chat) == 1
@@ -459,7 +454,9 @@ async def test_the_fake_takes_content_templates_with_their_variables(client_of, 
     )  # fmt: skip
     [message] = fake.messages_to(f"whatsapp:{RELATIVE}")
     assert (message.content_sid, message.content_variables, message.body) == (
-        content_sid, {"1": "Ratan Das", "2": "ICU"}, ""
+        content_sid,
+        {"1": "Ratan Das", "2": "ICU"},
+        "",
     )
 
 

@@ -6,7 +6,7 @@ The clock is the test's. SQLite, and PostgreSQL when TEST_DATABASE_URL is set.""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlmodel import select
@@ -46,7 +46,7 @@ class Hospital(HospitalDesk):
 async def ward(start):
     """A WhatsApp web instance on the test's clock, and the hospital's system."""
     wa = await start()
-    clock = Clock(datetime.now(timezone.utc).replace(microsecond=0))
+    clock = Clock(datetime.now(UTC).replace(microsecond=0))
     wa.services.clock = clock
     async with wa.services.database.session() as session:
         issued = await rotate_key(session, wa.services.secret_key, "MRB")

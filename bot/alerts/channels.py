@@ -44,7 +44,7 @@ class Alert:
 
 class Sender(Protocol):
     channel: str
-    pacer: "Pacer"
+    pacer: Pacer
 
     async def send(self, alert: Alert) -> str | None:
         """Send it; the platform's id of the message when its delivery is reported later."""

@@ -35,7 +35,9 @@ def what_changed(language: Language, before: dict[str, Any], after: dict[str, An
     parts = []
     if after["condition"] and before["condition"] != after["condition"]:
         if before["condition"]:
-            parts.append(f"{condition_name(language, before['condition'])} → {condition_name(language, after['condition'])}")
+            parts.append(
+                f"{condition_name(language, before['condition'])} → {condition_name(language, after['condition'])}"
+            )
         else:
             parts.append(condition_name(language, after["condition"]))
     if after["care_area"] and before["care_area"] != after["care_area"]:

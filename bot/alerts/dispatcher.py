@@ -269,7 +269,9 @@ class Dispatcher:
         chat_ids = {group.chat_id for group in chunk}
         admission_ids = {group.admission_id for group in chunk}
         async with self._database.session() as session:
-            chats = {chat.id: chat for chat in (await session.exec(select(Chat).where(col(Chat.id).in_(chat_ids)))).all()}
+            chats = {
+                chat.id: chat for chat in (await session.exec(select(Chat).where(col(Chat.id).in_(chat_ids)))).all()
+            }
             # Before the cards are read: a row added after this query may tell of a change the
             # card does not show yet, so it must stay pending rather than be settled by this alert.
             pending = await self._pending(session, chat_ids, admission_ids, chunk[0].claim, now)
@@ -349,8 +351,12 @@ class Dispatcher:
         claimed_until = col(Notification.claimed_until)
         result = await session.exec(
             select(
-                Notification.id, Notification.chat_id, Notification.admission_id, Notification.kind,
-                Notification.before, or_(claimed_until.is_(None), claimed_until < now, claimed_until == claim),
+                Notification.id,
+                Notification.chat_id,
+                Notification.admission_id,
+                Notification.kind,
+                Notification.before,
+                or_(claimed_until.is_(None), claimed_until < now, claimed_until == claim),
             )  # fmt: skip
             .where(
                 col(Notification.chat_id).in_(chat_ids),

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import AsyncIterator, Callable
 
 
 class Pacer:
@@ -55,7 +55,7 @@ class Pacer:
             now = loop.time()
             self._chats = {key: t for key, t in self._chats.items() if t.users or t.ready_at > now}
 
-    async def _take(self, loop: asyncio.AbstractEventLoop, turn: "_ChatTurn", deadline: float | None) -> bool:
+    async def _take(self, loop: asyncio.AbstractEventLoop, turn: _ChatTurn, deadline: float | None) -> bool:
         """The chat's turn (one message to a chat at a time) and one of the second's places."""
 
         def too_late() -> bool:
@@ -91,5 +91,6 @@ class _ChatTurn:
 
 
 async def _sleep_until(loop: asyncio.AbstractEventLoop, moment: Callable[[], float]) -> None:
-    while (delay := moment() - loop.time()) > 0:
+    # The moment can move while we sleep (a 429's pause starts or grows), so look again on waking.
+    while (delay := moment() - loop.time()) > 0:  # noqa: ASYNC110 - a moment in time, not a condition anyone signals
         await asyncio.sleep(delay)

@@ -105,6 +105,7 @@ _DAY_FIRST = re.compile(
 _TIME_HINT = "write it as 2026-11-27 09:30 or 27/11/2026 09:30"
 SOURCE = "csv"
 
+
 @dataclass
 class ImportReport:
     """What an import did (or, in a dry run, would have done)."""
@@ -142,7 +143,7 @@ class ImportReport:
             return first + "\ndry run: nothing was saved."
         return first
 
-    def _fail(self, problem: str) -> "ImportReport":
+    def _fail(self, problem: str) -> ImportReport:
         self.file_error = True
         self.problems = [problem]
         return self
@@ -191,9 +192,7 @@ async def import_csv(
         return report._fail(str(problem))
     hospital = await get_hospital(session, hospital_code.strip())
     if hospital is None:
-        return report._fail(
-            f"no hospital with code {report.hospital} (see: python -m bot hospitals list)"
-        )
+        return report._fail(f"no hospital with code {report.hospital} (see: python -m bot hospitals list)")
 
     rows = _rows(records, columns, len(header))
     report.rows = len(rows)
@@ -240,8 +239,7 @@ def _read(path: Path) -> tuple[list[str], list[list[str]]]:
         raise _FileProblem(f"line {reader.line_num}: not readable as CSV: {exc}") from None
     if not records or not any(cell.strip() for cell in records[0]):
         raise _FileProblem(
-            "line 1: no header; the first line must name the columns, e.g. "
-            + ",".join(REQUIRED_COLUMNS)
+            "line 1: no header; the first line must name the columns, e.g. " + ",".join(REQUIRED_COLUMNS)
         )
     return records[0], records[1:]
 

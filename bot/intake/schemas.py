@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Annotated, Any
 
 from pydantic import (
@@ -84,7 +84,7 @@ def _resolve_time(value: datetime | None, field: str, ctx: IntakeContext, errors
         return None
     aware = value if value.utcoffset() is not None else value.replace(tzinfo=ctx.tz)
     try:
-        aware.astimezone(timezone.utc)  # how it is stored; 0001-01-01 in India has no UTC time
+        aware.astimezone(UTC)  # how it is stored; 0001-01-01 in India has no UTC time
     except OverflowError:
         errors.append((field, "is out of range"))
         return None
@@ -110,7 +110,7 @@ class AdmissionIn(_Input):
     bed: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=50)] | None = None
     admitted_at: datetime | None = Field(default=None, description="ISO 8601; no offset: hospital time")
 
-    def resolve(self, ctx: IntakeContext) -> "AdmissionIn":
+    def resolve(self, ctx: IntakeContext) -> AdmissionIn:
         errors: list[tuple[str, str]] = []
         try:
             contact = normalise_mobile(self.contact_mobile, ctx.region)
@@ -149,9 +149,7 @@ class ConditionUpdateIn(_Input):
     resp_rate: Int = Field(default=None, ge=4, le=80, description="breaths per minute")
     blood_sugar: Int = Field(default=None, ge=20, le=800, description="mg/dL")
     remarks: Remarks | None = None
-    recorded_at: datetime | None = Field(
-        default=None, description="ISO 8601; no offset: hospital time; default: now"
-    )
+    recorded_at: datetime | None = Field(default=None, description="ISO 8601; no offset: hospital time; default: now")
 
     @field_validator("bp_diastolic")
     @classmethod
@@ -162,7 +160,7 @@ class ConditionUpdateIn(_Input):
             raise ValueError("bp_diastolic must be below bp_systolic")
         return value
 
-    def resolve(self, ctx: IntakeContext) -> "ConditionUpdateIn":
+    def resolve(self, ctx: IntakeContext) -> ConditionUpdateIn:
         errors: list[tuple[str, str]] = []
         recorded_at = _resolve_time(self.recorded_at, "recorded_at", ctx, errors) or ctx.now
         _raise_if(errors)
@@ -175,9 +173,7 @@ class StatusIn(_Input):
     status: Annotated[AdmissionStatus, BeforeValidator(_lower)]
     at: datetime | None = Field(default=None, description="ISO 8601; no offset: hospital time; default: now")
     # validate_default: the check below must run when to_hospital is left out, too.
-    to_hospital: Name | None = Field(
-        default=None, validate_default=True, description="required when transferred"
-    )
+    to_hospital: Name | None = Field(default=None, validate_default=True, description="required when transferred")
     remarks: Remarks | None = None
 
     @field_validator("to_hospital")
@@ -190,7 +186,7 @@ class StatusIn(_Input):
             raise ValueError("to_hospital is only for status transferred")
         return value
 
-    def resolve(self, ctx: IntakeContext) -> "StatusIn":
+    def resolve(self, ctx: IntakeContext) -> StatusIn:
         errors: list[tuple[str, str]] = []
         at = _resolve_time(self.at, "at", ctx, errors) or ctx.now
         _raise_if(errors)

@@ -58,9 +58,7 @@ class Database:
     def __init__(self, url: str) -> None:
         self.url = url
         self.engine = create_engine(url)
-        self._sessions = async_sessionmaker(
-            self.engine, class_=AsyncSession, expire_on_commit=False
-        )
+        self._sessions = async_sessionmaker(self.engine, class_=AsyncSession, expire_on_commit=False)
 
         # Called after a commit that added outbox rows, so this process's dispatcher wakes at once.
         self.outbox_listeners: list[Callable[[], None]] = []
@@ -112,9 +110,7 @@ class Database:
         """True when the database is behind the code's migrations (or was never migrated)."""
         head = ScriptDirectory.from_config(alembic_config(self.url)).get_current_head()
         async with self.engine.connect() as connection:
-            current = await connection.run_sync(
-                lambda sync: MigrationContext.configure(sync).get_current_revision()
-            )
+            current = await connection.run_sync(lambda sync: MigrationContext.configure(sync).get_current_revision())
         return current != head
 
 

@@ -70,9 +70,7 @@ class Language:
         return self.digits(format_datetime(moment.astimezone(zone), "d MMM y", locale=self.locale))
 
     def ago(self, elapsed: timedelta) -> str:
-        return self.digits(
-            format_timedelta(-elapsed, add_direction=True, threshold=1.0, locale=self.locale)
-        )
+        return self.digits(format_timedelta(-elapsed, add_direction=True, threshold=1.0, locale=self.locale))
 
 
 _BENGALI_DIGITS = str.maketrans("0123456789", "০১২৩৪৫৬৭৮৯")

@@ -22,8 +22,7 @@ class PhoneNumberError(ValueError):
 def ascii_digits(text: str) -> str:
     """Turn every script's decimal digits (Bengali ৯, Devanagari ९, ...) into 0-9."""
     return "".join(
-        str(unicodedata.decimal(char)) if unicodedata.decimal(char, None) is not None else char
-        for char in text
+        str(unicodedata.decimal(char)) if unicodedata.decimal(char, None) is not None else char for char in text
     )
 
 

@@ -246,9 +246,7 @@ class Settings(_Section):
         if self.secrets.secret_key:
             return self.secrets.secret_key.encode()
         if not self.is_local:
-            raise SettingsError(
-                "environment: SECRET_KEY: required with PostgreSQL or a messaging channel"
-            )
+            raise SettingsError("environment: SECRET_KEY: required with PostgreSQL or a messaging channel")
         path = data_dir / "secret_key"
         if not path.exists():
             data_dir.mkdir(parents=True, exist_ok=True)
@@ -363,7 +361,9 @@ def _check_combinations(settings: Settings) -> None:
             (True, "TWILIO_AUTH_TOKEN", f"required with OTP_PROVIDER={provider}"),
         ]
     if provider == "twilio_sms":
-        needs.append((True, "TWILIO_SMS_FROM", "or TWILIO_MESSAGING_SERVICE_SID: required with OTP_PROVIDER=twilio_sms"))
+        needs.append(
+            (True, "TWILIO_SMS_FROM", "or TWILIO_MESSAGING_SERVICE_SID: required with OTP_PROVIDER=twilio_sms")
+        )
     if provider == "twilio_verify":
         needs.append((True, "TWILIO_VERIFY_SERVICE_SID", "required with OTP_PROVIDER=twilio_verify"))
     given = {
@@ -387,9 +387,7 @@ def _check_templates(path: Path, config: FileConfig) -> None:
         by_language: dict[str, WhatsAppTemplate] = getattr(config.whatsapp_templates, kind)
         for language in by_language:
             if language not in config.languages.available:
-                raise SettingsError(
-                    f"{path}: whatsapp_templates.{kind}.{language}: not one of languages.available"
-                )
+                raise SettingsError(f"{path}: whatsapp_templates.{kind}.{language}: not one of languages.available")
         if "en" not in by_language:
             raise SettingsError(
                 f"{path}: whatsapp_templates.{kind}.en: required when TWILIO_WHATSAPP_FROM is set "

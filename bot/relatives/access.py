@@ -31,9 +31,7 @@ def _still_current(admission: Admission, now: datetime, policy: VerificationConf
 async def registered(session: AsyncSession, mobile: str) -> bool:
     """Is `mobile` the contact or an alternate number of any admission? Never shown to a user."""
     alternates = select(AlternateMobile.admission_id).where(AlternateMobile.mobile == mobile)
-    query = select(Admission.id).where(
-        or_(Admission.contact_mobile == mobile, col(Admission.id).in_(alternates))
-    )
+    query = select(Admission.id).where(or_(Admission.contact_mobile == mobile, col(Admission.id).in_(alternates)))
     return (await session.exec(query.limit(1))).first() is not None
 
 

@@ -12,10 +12,10 @@ adapters give an `Inbound` and render the `Reply`s.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Awaitable, Callable
 
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
@@ -204,10 +204,7 @@ class Conversation:
     def _ask_number(self, turn: Turn, opening: str | None = None) -> None:
         turn.chat.state = State.AWAITING_NUMBER
         turn.chat.pending_mobile = None
-        ask = turn._(
-            "Please send the mobile number that was written down at admission, for example "
-            "98300 12345."
-        )
+        ask = turn._("Please send the mobile number that was written down at admission, for example 98300 12345.")
         turn.say(f"{opening}\n\n{ask}" if opening else ask, share_contact=turn._("Share my number"))
 
     async def _receive_number(self, turn: Turn, text: str) -> None:
@@ -292,9 +289,7 @@ class Conversation:
             ).format(count=turn.language.number(len(admissions)))
         )
         await session.flush()
-        await self._show_cards(
-            turn, await access.readable_cards(session, chat, turn.now, self._config.verification)
-        )
+        await self._show_cards(turn, await access.readable_cards(session, chat, turn.now, self._config.verification))
 
     async def _status(self, turn: Turn) -> None:
         """/status: a fresh card for every patient this chat follows; no new code while verified."""
@@ -303,7 +298,8 @@ class Conversation:
             return await self._show_cards(turn, cards)
         if turn.chat.state == State.VERIFIED:
             return self._ask_number(
-                turn, turn._("To protect the patient's privacy, please confirm your number again to keep seeing updates.")
+                turn,
+                turn._("To protect the patient's privacy, please confirm your number again to keep seeing updates."),
             )
         return self._hint(turn)
 
@@ -326,12 +322,7 @@ class Conversation:
     async def _forget(self, turn: Turn) -> None:
         await access.forget(turn.session, turn.chat)
         turn.forgotten = True
-        turn.say(
-            turn._(
-                "Done: this chat's number, confirmation and alerts are deleted. "
-                "Send /start to begin again."
-            )
-        )
+        turn.say(turn._("Done: this chat's number, confirmation and alerts are deleted. Send /start to begin again."))
 
     async def _help(self, turn: Turn) -> None:
         """What the bot is for, then one line per command of `commands.COMMANDS`."""

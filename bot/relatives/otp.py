@@ -17,10 +17,11 @@ from __future__ import annotations
 import hmac
 import math
 import secrets
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Awaitable, Callable, Protocol
+from typing import Protocol
 
 from sqlalchemy import false, func
 from sqlmodel import col, select, update
@@ -151,7 +152,10 @@ class OtpService:
         policy = self.policy
         if await self._count(session, hour_ago, OtpChallenge.mobile == mobile) >= policy.max_sends_per_number_per_hour:
             return True
-        if await self._count(session, hour_ago, OtpChallenge.chat_key == chat_key) >= policy.max_sends_per_chat_per_hour:
+        if (
+            await self._count(session, hour_ago, OtpChallenge.chat_key == chat_key)
+            >= policy.max_sends_per_chat_per_hour
+        ):
             return True
         numbers = await session.exec(
             select(OtpChallenge.mobile)

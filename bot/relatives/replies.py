@@ -49,7 +49,7 @@ class Reply:
     share_contact: str | None = None
 
     @classmethod
-    def text(cls, text: str, buttons: tuple[Button, ...] = (), share_contact: str | None = None) -> "Reply":
+    def text(cls, text: str, buttons: tuple[Button, ...] = (), share_contact: str | None = None) -> Reply:
         return cls((Span(text),), buttons, share_contact)
 
     @property
@@ -63,14 +63,14 @@ class RichText:
 
     spans: list[Span] = field(default_factory=list)
 
-    def line(self, text: str = "", bold: bool = False) -> "RichText":
+    def line(self, text: str = "", bold: bool = False) -> RichText:
         if self.spans:
             self.spans.append(Span("\n"))
         if text:
             self.spans.append(Span(text, bold))
         return self
 
-    def add(self, text: str, bold: bool = False) -> "RichText":
+    def add(self, text: str, bold: bool = False) -> RichText:
         self.spans.append(Span(text, bold))
         return self
 

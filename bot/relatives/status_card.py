@@ -115,9 +115,7 @@ def render_card(card: CardData, language: Language, now: datetime, limits: Overd
     if latest.care_area:
         text.line(_("Being treated in: {area}").format(area=care_area_name(language, latest.care_area)))
     if latest.respiratory_support:
-        text.line(
-            _("Breathing support: {support}").format(support=support_name(language, latest.respiratory_support))
-        )
+        text.line(_("Breathing support: {support}").format(support=support_name(language, latest.respiratory_support)))
     if hospital.show_vitals:
         vitals = _vitals(language, latest)
         if vitals:
@@ -168,11 +166,15 @@ def _vitals(language: Language, update: ConditionUpdate) -> str:
     if update.pulse is not None:
         parts.append(_("pulse {value}/min").format(value=n(update.pulse)))
     if update.bp_systolic is not None and update.bp_diastolic is not None:
-        parts.append(_("BP {systolic}/{diastolic}").format(systolic=n(update.bp_systolic), diastolic=n(update.bp_diastolic)))
+        parts.append(
+            _("BP {systolic}/{diastolic}").format(systolic=n(update.bp_systolic), diastolic=n(update.bp_diastolic))
+        )
     if update.temperature_c is not None:
         fahrenheit = round(update.temperature_c * 9 / 5 + 32, 1)
         parts.append(
-            _("temperature {value} °C ({fahrenheit} °F)").format(value=n(update.temperature_c), fahrenheit=n(fahrenheit))
+            _("temperature {value} °C ({fahrenheit} °F)").format(
+                value=n(update.temperature_c), fahrenheit=n(fahrenheit)
+            )
         )
     if update.resp_rate is not None:
         parts.append(_("breathing rate {value}/min").format(value=n(update.resp_rate)))

@@ -260,7 +260,7 @@ def _utf16_length(text: str) -> int:
 class UpdateFactory:
     """Realistic update JSON, as Telegram sends it for a private chat with the bot."""
 
-    def __init__(self, fake: "FakeTelegram") -> None:
+    def __init__(self, fake: FakeTelegram) -> None:
         self._fake = fake
         self._update_ids = itertools.count(500_000_001)
         self._message_ids = itertools.count(1)
@@ -391,13 +391,11 @@ class FakeTelegram:
         self._message_ids = itertools.count(10_001)
         self._server: _Server | None = None
         self._task: asyncio.Task | None = None
-        self.app = Starlette(
-            routes=[Route("/bot{token}/{method}", self._endpoint, methods=["GET", "POST"])]
-        )
+        self.app = Starlette(routes=[Route("/bot{token}/{method}", self._endpoint, methods=["GET", "POST"])])
 
     # --- lifecycle
 
-    async def __aenter__(self) -> "FakeTelegram":
+    async def __aenter__(self) -> FakeTelegram:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         # Accepted connections inherit it: without it every answer waited ~40 ms for a delayed ACK
@@ -539,7 +537,7 @@ class FakeTelegram:
         try:
             return int(value)
         except (TypeError, ValueError):
-            raise bad_request(f"field \"{name}\" must be an integer") from None
+            raise bad_request(f'field "{name}" must be an integer') from None
 
     # --- methods
 

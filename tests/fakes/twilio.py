@@ -38,7 +38,7 @@ import secrets
 import socket
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.utils import format_datetime
 
 import httpx
@@ -121,7 +121,7 @@ class Verification:
     status: str = "pending"  # pending, approved, canceled
     sends: int = 1
     wrong_checks: int = 0
-    created: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    created: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
 @dataclass
@@ -236,7 +236,7 @@ class FakeTwilio:
 
     # --- server --------------------------------------------------------------------------------
 
-    async def __aenter__(self) -> "FakeTwilio":
+    async def __aenter__(self) -> FakeTwilio:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", 0))
@@ -337,7 +337,7 @@ class FakeTwilio:
             _sid("SM"), to, sender, service, body, status, content_sid, variables, form.get("StatusCallback")
         )
         self.messages.append(message)
-        now = _rfc2822(datetime.now(timezone.utc))
+        now = _rfc2822(datetime.now(UTC))
         uri = f"/2010-04-01/Accounts/{self.account_sid}/Messages/{message.sid}"
         return 201, {
             "account_sid": self.account_sid,
@@ -384,7 +384,7 @@ class FakeTwilio:
         return service_sid
 
     def _verification_json(self, verification: Verification, check: bool = False) -> dict:
-        now = _iso(datetime.now(timezone.utc))
+        now = _iso(datetime.now(UTC))
         body = {
             "sid": verification.sid,
             "service_sid": verification.service_sid,
