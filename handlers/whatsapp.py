@@ -68,6 +68,8 @@ FAILED_STATUSES = frozenset({"failed", "undelivered"})
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
 _ADDRESS = re.compile(r"^whatsapp:(\+[1-9]\d{7,14})$")
 _MESSAGE_SID = re.compile(r"^[A-Z]{2}[0-9a-fA-F]{32}$")  # two letters and 32 hex digits
+# Twilio's error codes are a few ASCII digits (str.isdigit() also takes "²", which int() refuses).
+_ERROR_CODE = re.compile(r"[0-9]{1,9}")
 
 
 class BadMessage(ValueError):
@@ -310,7 +312,8 @@ class WhatsAppChannel:
             if params is None:
                 return Response(status_code=403)
             sid, status, code = (params.get(name, "") for name in ("MessageSid", "MessageStatus", "ErrorCode"))
-            if not _MESSAGE_SID.match(sid) or status not in MESSAGE_STATUSES or (code and not code.isdigit()):
+            malformed_code = bool(code) and not _ERROR_CODE.fullmatch(code)
+            if not _MESSAGE_SID.match(sid) or status not in MESSAGE_STATUSES or malformed_code:
                 log.warning("Twilio status callback refused: MessageSid, MessageStatus or ErrorCode malformed")
                 return Response("MessageSid, MessageStatus or ErrorCode: malformed", status_code=400)
             report = delivery_report(sid, status, int(code) if code else None)

@@ -218,7 +218,13 @@ async def test_a_delivery_report_without_twilios_signature_changes_nothing(ward,
     assert (row.status, row.delivery) == ("sent", None)
 
 
-@pytest.mark.parametrize("status, code", [("exploded", None), ("failed", "sixty")])
+# "²" and "６３０１６" (full-width digits) pass str.isdigit(), and int() refuses 5,000 digits: Twilio's
+# error codes are a few ASCII digits.
+@pytest.mark.parametrize(
+    "status, code",
+    [("exploded", None), ("failed", "sixty"), ("failed", "²"), ("failed", "６３０１６"), ("failed", "6" * 5000)],
+    ids=["status", "letters", "superscript", "full-width", "5000-digits"],
+)
 async def test_a_malformed_delivery_report_is_refused(ward, status, code):
     wa, clock, hospital = ward
     await follow(wa)
