@@ -102,11 +102,13 @@ class Services:
         config = self.settings.config
         self.catalogues = Catalogues(config.languages.available, config.languages.default)
         self.otp = self._build_otp()
-        self.conversation = Conversation(self.database, config, self.otp, self.catalogues, self.background, self.now)
+        self.conversation = Conversation(
+            self.database, config, self.otp, self.catalogues, self.background, self.now, self.secret_key
+        )
         self.senders = {CONSOLE: ConsoleSender(self.show)}
         if self.settings.env.twilio_whatsapp_from:  # no lifecycle of its own: the Twilio client's
             self.senders[WHATSAPP] = self._whatsapp_sender()
-        self.dispatcher = Dispatcher(self.database, config, self.catalogues, self.senders, self.now)
+        self.dispatcher = Dispatcher(self.database, config, self.catalogues, self.senders, self.now, self.secret_key)
         self.database.outbox_listeners.append(self.dispatcher.wake)
         self.database.clock = self.now  # outbox rows are held back by the dispatcher's clock
 

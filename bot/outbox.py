@@ -28,6 +28,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.platform.db import CLOCK, OUTBOX_FLAG
 from bot.platform.settings import NotificationsConfig
+from models import table_of
 from models.chat import Chat, Notification, Subscription
 from models.enums import AdmissionStatus, Condition, NotificationStatus
 from models.tables import Admission, ConditionUpdate, Hospital, utcnow
@@ -125,7 +126,7 @@ def _new_row(chat_id: int, admission_id: int, kind: str, priority: int, before: 
 
 async def _insert(session: AsyncSession, rows: list[dict]) -> int:
     if rows:
-        await session.exec(insert(Notification.__table__), params=rows)
+        await session.exec(insert(table_of(Notification)), params=rows)
         session.info[OUTBOX_FLAG] = True
     return len(rows)
 
@@ -221,7 +222,7 @@ async def claim(
         update(Notification)
         .where(col(Notification.id).in_(candidates.scalar_subquery()))
         .values(claimed_until=until)
-        .returning(Notification.id)
+        .returning(col(Notification.id))
     )
     return [row[0] for row in claimed.all()]
 
@@ -343,7 +344,7 @@ async def mark(session: AsyncSession, marked: Iterable[Marked], now: datetime) -
         if marking.status == NotificationStatus.PENDING:
             session.info[OUTBOX_FLAG] = True
     if covers:  # after the rows above, which are no longer pending then
-        table = Notification.__table__
+        table = table_of(Notification)
         await session.exec(
             update(table)
             .where(

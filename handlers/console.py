@@ -8,8 +8,11 @@ for WhatsApp). The "SMS" carrying the code is printed in the same terminal by `C
 from __future__ import annotations
 
 import asyncio
+import codecs
+import os
 import sys
 from collections.abc import Awaitable, Callable
+from typing import TextIO
 
 from bot.alerts.channels import Alert
 from bot.alerts.pacing import Pacer
@@ -19,6 +22,7 @@ from bot.relatives.replies import Inbound, Reply
 
 CHANNEL = "console"
 QUIT_WORDS = {"/quit", "/exit"}
+READ_SIZE = 4096
 
 
 class ConsoleChat:
@@ -92,9 +96,42 @@ class ConsoleSender:
         self._write("\n" + alert.reply.plain)
 
 
-async def read_stdin_line() -> str | None:
-    line = await asyncio.to_thread(sys.stdin.readline)
-    return line if line else None
+class StdinLines:
+    """The lines typed on standard input, read by the event loop itself.
+
+    A thread blocked in `sys.stdin.readline()` cannot be interrupted: on Ctrl-C the process would
+    wait for it, that is for Enter, before it could end. Here a line is read only once the loop
+    has seen input waiting, so stopping just cancels the wait."""
+
+    def __init__(self, stream: TextIO = sys.stdin) -> None:
+        self._fd = stream.fileno()
+        self._decoder = codecs.getincrementaldecoder(stream.encoding or "utf-8")(errors="replace")
+        self._pending = ""
+        self._ended = False
+
+    async def read_line(self) -> str | None:
+        """The next line with its line end (the last one may have none); None at the end of input."""
+        while "\n" not in self._pending and not self._ended:
+            chunk = await self._read_chunk()
+            self._ended = not chunk
+            self._pending += self._decoder.decode(chunk, final=self._ended)
+        if not self._pending:
+            return None
+        line, end, self._pending = self._pending.partition("\n")
+        return line + end
+
+    async def _read_chunk(self) -> bytes:
+        loop = asyncio.get_running_loop()
+        waiting: asyncio.Future[None] = loop.create_future()
+        try:
+            loop.add_reader(self._fd, lambda: waiting.done() or waiting.set_result(None))
+        except PermissionError:  # a regular file (`chat < lines.txt`): reading it never blocks
+            return os.read(self._fd, READ_SIZE)
+        try:
+            await waiting
+        finally:
+            loop.remove_reader(self._fd)
+        return os.read(self._fd, READ_SIZE)
 
 
 def write_stdout(text: str) -> None:

@@ -151,8 +151,10 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
-async def request_validation_response(_request: Request, exc: RequestValidationError) -> JSONResponse:
-    """FastAPI's own 422, except that echoing `"spo2": NaN` back cannot fail and become a 500."""
+async def request_validation_response(_request: Request, exc: Exception) -> JSONResponse:
+    """FastAPI's own 422, except that echoing `"spo2": NaN` back cannot fail and become a 500.
+    Registered for RequestValidationError only (bot/app.py)."""
+    assert isinstance(exc, RequestValidationError)
     return JSONResponse(
         {"detail": _json_safe(jsonable_encoder(exc.errors()))},
         status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,

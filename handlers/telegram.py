@@ -76,7 +76,8 @@ def _html(spans: list[Span]) -> str:
 def render(reply: Reply) -> list[str]:
     """The reply as HTML messages of at most Telegram's length, cut between lines."""
     limit = MessageLimit.MAX_TEXT_LENGTH
-    messages, current = [], []
+    messages: list[str] = []
+    current: list[Span] = []
     for span in reply.spans:
         if len(_html(current + [span])) > limit and current:
             messages.append(_html(current).strip("\n"))
@@ -124,6 +125,8 @@ async def send_with(bot: Bot, chat_id: int, replies: list[Reply]) -> None:
 async def _answer(update: Update, context: ContextTypes.DEFAULT_TYPE, **event: Any) -> None:
     """Hands the update to the conversation as an `Inbound` with `event`, and sends the replies."""
     user, chat = update.effective_user, update.effective_chat
+    if chat is None:  # nothing to answer to (the handlers below take only updates from a chat)
+        return
     inbound = Inbound(
         channel=CHANNEL, chat_key=str(chat.id), language_hint=user.language_code if user else None, **event
     )
@@ -134,28 +137,35 @@ async def _answer(update: Update, context: ContextTypes.DEFAULT_TYPE, **event: A
 
 async def on_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """A command, from the "/" menu or typed: "/status", "/quiet 22-7", "/start@WardWatchBot"."""
-    typed = commands.parse_typed(update.effective_message.text)
+    message = update.effective_message
+    typed = commands.parse_typed(message.text or "" if message else "")
     assert typed is not None, "PTB's command filters pass only messages that begin with a command"
     await _answer(update, context, command=typed.command, argument=typed.argument)
 
 
 async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """A press on one of the buttons under a reply: its payload, such as "resend" or "lang:bn"."""
+    query = update.callback_query
+    if query is None:
+        return
     try:
-        await update.callback_query.answer()  # stops the button's spinner
+        await query.answer()  # stops the button's spinner
     except BadRequest as error:
         # A press Telegram no longer waits for (after downtime, "query is too old"): it still
         # counts, only the spinner can no longer be stopped.
         log.info("callback query not answered: %s", error.message)
-    await _answer(update, context, button=update.callback_query.data or "")
+    await _answer(update, context, button=query.data or "")
 
 
 async def on_contact(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """A contact card shared with "Share my number": it counts as the typed number only when it
     is the sender's own."""
-    contact = update.effective_message.contact
+    message, sender = update.effective_message, update.effective_user
+    contact = message.contact if message else None
+    if contact is None or sender is None:
+        return await _answer(update, context, unsupported=True)
     # Anyone can share someone else's contact card; only the sender's own number counts.
-    if contact.user_id != update.effective_user.id:
+    if contact.user_id != sender.id:
         return await _answer(update, context, foreign_contact=True)
     number = contact.phone_number
     await _answer(update, context, contact=number if number.startswith("+") else f"+{number}")
@@ -163,7 +173,8 @@ async def on_contact(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
 
 async def on_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """Plain text: a number, a code, a digit, or anything else the relative writes."""
-    await _answer(update, context, text=update.effective_message.text)
+    message = update.effective_message
+    await _answer(update, context, text=message.text if message else None)
 
 
 async def on_other(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -196,7 +207,7 @@ def build_application(settings: Settings, conversation: Conversation) -> Applica
     pacing = settings.config.pacing.telegram
     builder = (
         Application.builder()
-        .token(settings.secrets.telegram_bot_token)
+        .token(settings.secrets.telegram_bot_token or "")  # set: bot/app.py builds the bot only then
         .base_url(settings.env.telegram_api_base_url)
         .request(AiohttpRequest())
         # A 429 waits its retry_after and tries again rather than losing the reply.
@@ -282,7 +293,9 @@ class TelegramChannel:
                 self._webhook_url, secret_token=self._webhook_secret, allowed_updates=Update.ALL_TYPES
             )
         else:
-            await self.application.updater.start_polling(allowed_updates=Update.ALL_TYPES)
+            updater = self.application.updater
+            assert updater is not None, "without a webhook the application is built with its updater"
+            await updater.start_polling(allowed_updates=Update.ALL_TYPES)
         await self.application.start()
         log.info("Telegram bot @%s is running (%s)", self.application.bot.username,
                  "webhook" if self._webhook_url else "polling")  # fmt: skip

@@ -49,6 +49,8 @@ class _AsyncHttpClient(AsyncTwilioHttpClient):
       `BasicAuth` in `auth=`, both deprecated since aiohttp 3.14 and gone in aiohttp 4.
     """
 
+    session: ClientSession | None
+
     def __init__(self, timeout: float = TWILIO_TIMEOUT_SECONDS) -> None:
         super().__init__(pool_connections=False, timeout=timeout)
 

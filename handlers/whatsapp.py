@@ -21,6 +21,7 @@ import re
 import unicodedata
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
+from functools import partial
 
 from fastapi import APIRouter, Request, Response
 from starlette.datastructures import ImmutableMultiDict
@@ -84,22 +85,22 @@ def inbound_from(form: Mapping[str, str]) -> Inbound:
     message_sid = form.get("MessageSid", "")
     if not _MESSAGE_SID.match(message_sid):
         raise BadMessage("MessageSid: missing or malformed")
-    common = {"channel": CHANNEL, "chat_key": address.group(1), "message_id": message_sid}
+    inbound = partial(Inbound, CHANNEL, address.group(1), message_id=message_sid)
     # A Content quick reply sends its button's id as ButtonPayload (and its label as Body).
     payload = form.get("ButtonPayload", "").strip()
     if payload:
-        return Inbound(**common, button=payload)
+        return inbound(button=payload)
     text = unicodedata.normalize("NFC", form.get("Body", "")).strip()
     if not text:  # a photo, a voice note, a location, a contact card: nothing to read
-        return Inbound(**common, unsupported=True)
+        return inbound(unsupported=True)
     # WhatsApp tells nothing of the phone's language: the script of the first message decides.
     hint = language_of_script(text)
     typed = commands.parse_typed(text)
     if typed is not None:
-        return Inbound(**common, command=typed.command, argument=typed.argument, language_hint=hint)
+        return inbound(command=typed.command, argument=typed.argument, language_hint=hint)
     digit = ascii_digits(text)
     choice = int(digit) if len(digit) == 1 and digit.isdecimal() else None
-    return Inbound(**common, text=text, choice=choice, language_hint=hint)
+    return inbound(text=text, choice=choice, language_hint=hint)
 
 
 # --- rendering ----------------------------------------------------------------------------------

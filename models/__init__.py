@@ -14,10 +14,11 @@ from models.tables import (
     AuditEvent,
     ConditionUpdate,
     Hospital,
+    table_of,
     utcnow,
 )
 
 __all__ = [
     "Admission", "AlternateMobile", "AuditEvent", "Chat", "ConditionUpdate", "Hospital", "InboundMessage",
-    "Notification", "OtpChallenge", "Subscription", "Verification", "utcnow",
+    "Notification", "OtpChallenge", "Subscription", "Verification", "table_of", "utcnow",
 ]  # fmt: skip

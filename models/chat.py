@@ -20,7 +20,7 @@ class Chat(SQLModel, table=True):
     __tablename__ = "chat"
     __table_args__ = (UniqueConstraint("channel", "chat_key"),)
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int = Field(default=None, primary_key=True)
     channel: str = Field(max_length=16, description="telegram, whatsapp or console")
     chat_key: str = Field(max_length=64, description="the channel's own id of the chat")
     language: str | None = Field(default=None, max_length=8)
@@ -48,7 +48,7 @@ class InboundMessage(SQLModel, table=True):
     __tablename__ = "inbound_message"
     __table_args__ = (UniqueConstraint("channel", "message_id"),)
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int = Field(default=None, primary_key=True)
     channel: str = Field(max_length=16)
     message_id: str = Field(max_length=64)
     received_at: datetime = Field(default_factory=utcnow, index=True)
@@ -57,18 +57,20 @@ class InboundMessage(SQLModel, table=True):
 class OtpChallenge(SQLModel, table=True):
     """One request for a code, whether or not a code was sent (only registered numbers get one).
 
-    Rows outlive `/forget` of their chat (they carry the chat's key, not a reference to it) so
-    that forgetting a chat cannot reset the limits on sending codes; housekeeping purges them."""
+    The chat and the number are kept only as pseudonyms (`bot.platform.security.pseudonym`): the
+    limits must recognise them, nobody needs to read them. So the rows of a chat that /forget
+    deleted name neither the chat nor the number, and still count: forgetting a chat cannot reset
+    the limits on sending codes. Housekeeping purges them."""
 
     __tablename__ = "otp_challenge"
     __table_args__ = (
-        Index("ix_otp_challenge_mobile_created", "mobile", "created_at"),
-        Index("ix_otp_challenge_chat_created", "chat_key", "created_at"),
+        Index("ix_otp_challenge_mobile_created", "mobile_pseudonym", "created_at"),
+        Index("ix_otp_challenge_chat_created", "chat_pseudonym", "created_at"),
     )
 
-    id: int | None = Field(default=None, primary_key=True)
-    chat_key: str = Field(max_length=96, description="channel:chat")
-    mobile: str = Field(max_length=20)
+    id: int = Field(default=None, primary_key=True)
+    chat_pseudonym: str = Field(max_length=96, description="of channel:chat")
+    mobile_pseudonym: str = Field(max_length=96, description="of the number in E.164")
     # Keyed hash bound to the chat and the number; None when the provider keeps the code
     # (Twilio Verify) or when nothing was sent because the number is not registered.
     code_hash: str | None = Field(default=None, max_length=64)
@@ -85,7 +87,7 @@ class Verification(SQLModel, table=True):
 
     __tablename__ = "verification"
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int = Field(default=None, primary_key=True)
     chat_id: int = Field(foreign_key="chat.id", index=True)
     mobile: str = Field(max_length=20)
     verified_at: datetime = Field(default_factory=utcnow)
@@ -98,7 +100,7 @@ class Subscription(SQLModel, table=True):
     __tablename__ = "subscription"
     __table_args__ = (UniqueConstraint("chat_id", "admission_id"),)
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int = Field(default=None, primary_key=True)
     chat_id: int = Field(foreign_key="chat.id", index=True)
     admission_id: int = Field(foreign_key="admission.id", index=True)
     verification_id: int = Field(foreign_key="verification.id", index=True)
@@ -115,7 +117,7 @@ class Notification(SQLModel, table=True):
     __tablename__ = "notification"
     __table_args__ = (Index("ix_notification_due", "status", "priority", "created_at"),)
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int = Field(default=None, primary_key=True)
     chat_id: int = Field(foreign_key="chat.id", index=True)
     admission_id: int = Field(foreign_key="admission.id", index=True)
     kind: str = Field(max_length=16, description="condition, status or digest")

@@ -2,6 +2,9 @@
 
 Enumerated values (condition, care area, ...) are stored as short strings; their allowed values
 live in `models.enums` and are enforced where input enters (the API and the CSV import).
+
+Primary keys are typed `int` with a default of None: a row's id is None only between its creation
+and the flush that stores it, and the code reads ids only of stored rows.
 """
 
 from __future__ import annotations
@@ -9,7 +12,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, UniqueConstraint
+from sqlalchemy import JSON, Column, Index, Table, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -17,10 +20,16 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def table_of(model: type[SQLModel]) -> Table:
+    """The Core table behind a table model, for multi-row INSERT and UPDATE statements."""
+    table: Table = model.__table__  # type: ignore[attr-defined]  # set by SQLModel's metaclass, not in its hints
+    return table
+
+
 class Hospital(SQLModel, table=True):
     __tablename__ = "hospital"
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int = Field(default=None, primary_key=True)
     code: str = Field(max_length=16, unique=True, index=True)
     name: str = Field(max_length=200)
     district: str | None = Field(default=None, max_length=100)
@@ -38,7 +47,7 @@ class Admission(SQLModel, table=True):
     __tablename__ = "admission"
     __table_args__ = (UniqueConstraint("hospital_id", "registration_no"),)
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int = Field(default=None, primary_key=True)
     hospital_id: int = Field(foreign_key="hospital.id", index=True)
     registration_no: str = Field(max_length=64)
     patient_name: str = Field(max_length=200)
@@ -62,7 +71,7 @@ class AlternateMobile(SQLModel, table=True):
     __tablename__ = "alternate_mobile"
     __table_args__ = (UniqueConstraint("admission_id", "mobile"),)
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int = Field(default=None, primary_key=True)
     admission_id: int = Field(foreign_key="admission.id", index=True)
     mobile: str = Field(max_length=20, index=True, description="E.164")
 
@@ -76,7 +85,7 @@ class ConditionUpdate(SQLModel, table=True):
     __tablename__ = "condition_update"
     __table_args__ = (Index("ix_condition_update_latest", "admission_id", "recorded_at", "id"),)
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int = Field(default=None, primary_key=True)
     admission_id: int = Field(foreign_key="admission.id")
     condition: str = Field(max_length=16)
     care_area: str | None = Field(default=None, max_length=8)
@@ -101,7 +110,7 @@ class AuditEvent(SQLModel, table=True):
 
     __tablename__ = "audit_event"
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int = Field(default=None, primary_key=True)
     at: datetime = Field(default_factory=utcnow, index=True)
     actor: str = Field(max_length=100, description="e.g. api:MRB, csv:MRB, cli")
     action: str = Field(max_length=40)

@@ -59,7 +59,8 @@ async def enqueue_digests(database: Database, config: FileConfig, now: datetime)
     quiet_since = now - NO_CHANGE_FOR
     async with database.session() as session:
         if database.is_postgresql:
-            await session.exec(text("SELECT pg_advisory_xact_lock(:key)").bindparams(key=_LOCK_KEY))
+            connection = await session.connection()
+            await connection.execute(text("SELECT pg_advisory_xact_lock(:key)").bindparams(key=_LOCK_KEY))
         recent_update = (
             select(ConditionUpdate.id)
             .where(

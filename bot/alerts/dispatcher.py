@@ -25,9 +25,10 @@ import logging
 import random
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, insert, or_
@@ -45,7 +46,7 @@ from bot.platform.settings import FileConfig
 from bot.relatives import access
 from bot.relatives.quiet_hours import in_quiet_hours, quiet_hours_end
 from bot.relatives.status_card import CardData
-from models import AuditEvent, Hospital
+from models import AuditEvent, Hospital, table_of
 from models.audit import audit_values
 from models.chat import Chat, Notification
 from models.enums import AdmissionStatus, NotificationStatus
@@ -96,7 +97,7 @@ class _Pending:
 
     last_id: int | None = None
     first_id: int | None = None
-    first_before: dict | None = None
+    first_before: dict[str, Any] = field(default_factory=dict)
 
 
 def _name_key(name: str | None) -> str:
@@ -134,6 +135,7 @@ class Dispatcher:
         catalogues: Catalogues,
         senders: dict[str, Sender],
         clock: Callable[[], datetime],
+        secret_key: bytes,
     ) -> None:
         self._database = database
         self._config = config
@@ -141,6 +143,7 @@ class Dispatcher:
         self._catalogues = catalogues
         self._senders = senders
         self._clock = clock
+        self._secret_key = secret_key  # names the chat in the audit trail (`access.chat_actor`)
         self._wake = asyncio.Event()
         self._refused: set[tuple[str, str]] = set()  # (channel, chat) refused for good in this pass
         self.name = f"dispatcher-{random.getrandbits(32):08x}"
@@ -214,7 +217,7 @@ class Dispatcher:
         if result.outcome != Outcome.READY or result.outgoing is None:
             return result
         group, outgoing = result.group, result.outgoing
-        sender, ready = outgoing.sender, dict(covers_up_to=result.covers_up_to, audit=result.audit, last=result.last)
+        sender = outgoing.sender
         chat_key = outgoing.alert.chat_key
         async with sender.pacer.slot(chat_key, send_before) as granted:
             if not granted:  # not before the claim runs short: left for the next claim
@@ -235,7 +238,10 @@ class Dispatcher:
                 log.exception("alert send failed on %s", sender.channel)
                 return _Result(group, Outcome.FAILED, error=f"{type(error).__name__}: {error}")
         log.debug("alert sent on %s", sender.channel)
-        return _Result(group, Outcome.SENT, message_id=message_id, **ready)
+        return _Result(
+            group, Outcome.SENT, message_id=message_id,
+            covers_up_to=result.covers_up_to, audit=result.audit, last=result.last,
+        )  # fmt: skip
 
     def _sendable(self):
         """Rows for chats on a channel this process can send on: the others are left to the
@@ -334,7 +340,8 @@ class Dispatcher:
         )  # fmt: skip
         channel = chat.channel
         audit = audit_values(
-            f"{channel}:{chat.chat_key}", "alert.sent", card.hospital.id, card.admission.id, channel=channel,
+            access.chat_actor(self._secret_key, channel, chat.chat_key), "alert.sent", card.hospital.id,
+            card.admission.id, channel=channel,
             kinds=sorted({row.kind for row in group.rows}), update_id=card.latest.id if card.latest else None,
         )  # fmt: skip
         last = card.admission.status in (AdmissionStatus.DISCHARGED, AdmissionStatus.DECEASED)
@@ -350,12 +357,12 @@ class Dispatcher:
         it), and the oldest pending change no other dispatcher holds (where the alert starts)."""
         claimed_until = col(Notification.claimed_until)
         result = await session.exec(
-            select(
-                Notification.id,
-                Notification.chat_id,
-                Notification.admission_id,
-                Notification.kind,
-                Notification.before,
+            select(  # type: ignore[call-overload]  # SQLModel's select is typed for at most four columns
+                col(Notification.id),
+                col(Notification.chat_id),
+                col(Notification.admission_id),
+                col(Notification.kind),
+                col(Notification.before),
                 or_(claimed_until.is_(None), claimed_until < now, claimed_until == claim),
             )  # fmt: skip
             .where(
@@ -416,7 +423,7 @@ class Dispatcher:
         async with self._database.session() as session:
             await outbox.mark(session, marked, now)
             if audits:
-                await session.exec(insert(AuditEvent.__table__), params=audits)
+                await session.exec(insert(table_of(AuditEvent)), params=audits)
             # An alert that told a discharge or a death was the last about it: decided by what the
             # alert showed, not by the status now (a discharge recorded while a condition alert was
             # on its way must still be told).

@@ -69,6 +69,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -498,7 +499,7 @@ def _shown(value: Any) -> str:
     return f'"{value}"' if isinstance(value, str) else str(value)
 
 
-def _describe(error: dict[str, Any]) -> str:
+def _describe(error: ErrorDetails) -> str:
     """One pydantic error as `column: reason`, worded for someone fixing a spreadsheet."""
     column = _column_name(error["loc"])
     kind, context, value = error["type"], error.get("ctx") or {}, error.get("input")

@@ -38,6 +38,7 @@ from models import (
     ConditionUpdate,
     Hospital,
     queries,
+    table_of,
     utcnow,
 )
 from models.audit import audit, audit_values
@@ -427,7 +428,7 @@ class Batch:
         session = self.session
         await session.flush()  # existing admissions whose details or status changed
         if self._new:
-            table = Admission.__table__
+            table = table_of(Admission)
             result = await session.exec(
                 insert(table).returning(table.c.id, table.c.registration_no),
                 params=[new.row for new in self._new.values()],
@@ -445,12 +446,12 @@ class Batch:
             for mobile in mobiles
         ] + [{"admission_id": new.id, "mobile": mobile} for new in self._new.values() for mobile in new.alternates]
         if alternates:
-            await session.exec(insert(AlternateMobile.__table__), params=alternates)
+            await session.exec(insert(table_of(AlternateMobile)), params=alternates)
 
         if self._updates:
             for admission, columns, _ in self._updates:
                 columns["admission_id"] = admission.id
-            table = ConditionUpdate.__table__
+            table = table_of(ConditionUpdate)
             result = await session.exec(
                 insert(table).returning(table.c.id, table.c.admission_id),
                 params=[columns for _, columns, _ in self._updates],
@@ -464,7 +465,7 @@ class Batch:
             for admission, action, at, detail in self._audits:
                 row = audit_values(self.actor, action, self.hospital.id, admission.id, **detail)
                 rows.append({**row, "at": at})
-            await session.exec(insert(AuditEvent.__table__), params=rows)
+            await session.exec(insert(table_of(AuditEvent)), params=rows)
         await outbox.enqueue(session, self._changes)
 
     def saved_admission(self, registration_no: str) -> Admission:
@@ -473,6 +474,7 @@ class Batch:
         new = self._new.get(registration_no)
         if new is None:
             return self._stored[registration_no]
+        assert new.id is not None, "save() gives every new admission its id"
         return Admission(id=new.id, **new.row)
 
 

@@ -2,9 +2,11 @@
 
 1. Shape: the pydantic models below check types, enums and plausible ranges. FastAPI applies them
    to request bodies; the CSV import applies them to each row.
+   Every text field refuses what cannot be stored (`bot.platform.text`): NUL and the other
+   control characters, lone surrogates; tab and line breaks are allowed in remarks only.
 2. Context: `resolve()` checks what needs the hospital and the clock: mobile numbers of the
-   configured region, times without an offset read in the hospital's zone, no times in the
-   future. It raises `FieldErrors`, reported exactly like a shape error.
+   configured region, times without an offset read in the hospital's zone, no times before
+   2000 or in the future. It raises `FieldErrors`, reported exactly like a shape error.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from pydantic import (
 )
 
 from bot.platform.phones import PhoneNumberError, normalise_mobile
+from bot.platform.text import unstorable
 from models.enums import AdmissionStatus, CareArea, Condition, RespiratorySupport, Sex
 
 # A hospital's clock may run a little ahead of ours; beyond this a time "in the future" is a typo.
@@ -31,6 +34,21 @@ CLOCK_SKEW = timedelta(minutes=5)
 
 # A hospital's registration number, in API paths and CSV cells alike.
 REGISTRATION_NO_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+
+# No hospital record of a current patient is older; an earlier date is a typo or a default value
+# ("0001-01-01"), and one before 1970 cannot even be stored everywhere.
+EARLIEST_TIME = datetime(2000, 1, 1)
+TOO_EARLY = "is before 2000-01-01"
+SINCE_2000 = "not before 2000-01-01, nor in the future"
+
+# The plain way to write an Indian mobile number (`phone_region: IN`), stated in the API's schema.
+# `resolve` reads more (brackets, Bengali or Devanagari digits) and gives the reason for a refusal,
+# so the pattern documents the format rather than enforcing it.
+MOBILE_FORMAT = {
+    "pattern": r"^(\+91[ -]?|0091 ?|0)?[6-9][0-9]{4}[ -]?[0-9]{5}$",
+    "description": "a mobile number of the configured region (India: 10 digits, the first 6-9, after "
+    "+91, 0091 or 0 or nothing; spaces, hyphens, brackets and Bengali or Devanagari digits are read too)",
+}
 
 
 class FieldErrors(ValueError):
@@ -66,12 +84,28 @@ def _not_bool(value: Any) -> Any:
     return value
 
 
+def _one_line(value: Any) -> Any:
+    if isinstance(value, str) and (reason := unstorable(value)):
+        raise ValueError(reason)
+    return value
+
+
+def _lines(value: Any) -> Any:
+    if isinstance(value, str) and (reason := unstorable(value, multiline=True)):
+        raise ValueError(reason)
+    return value
+
+
 Int = Annotated[int | None, BeforeValidator(_not_bool)]
 Float = Annotated[float | None, BeforeValidator(_not_bool)]
-Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Short = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
-Remarks = Annotated[str, StringConstraints(strip_whitespace=True, max_length=1000)]
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1), BeforeValidator(_one_line)]
+Name = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), BeforeValidator(_one_line)
+]
+Short = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100), BeforeValidator(_one_line)
+]
+Remarks = Annotated[str, StringConstraints(strip_whitespace=True, max_length=1000), BeforeValidator(_lines)]
 
 
 class _Input(BaseModel):
@@ -83,6 +117,9 @@ def _resolve_time(value: datetime | None, field: str, ctx: IntakeContext, errors
     if value is None:
         return None
     aware = value if value.utcoffset() is not None else value.replace(tzinfo=ctx.tz)
+    if aware < EARLIEST_TIME.replace(tzinfo=ctx.tz):
+        errors.append((field, TOO_EARLY))
+        return None
     try:
         aware.astimezone(UTC)  # how it is stored; 0001-01-01 in India has no UTC time
     except OverflowError:
@@ -102,13 +139,20 @@ class AdmissionIn(_Input):
     """`PUT /api/v1/admissions/{registration_no}`: the whole admission, replaced idempotently."""
 
     patient_name: Name
-    contact_mobile: Text = Field(description="the admission mobile number, any common format")
-    alternate_mobiles: list[Text] = Field(default_factory=list, max_length=5)
+    contact_mobile: Text = Field(json_schema_extra=MOBILE_FORMAT)
+    alternate_mobiles: list[Annotated[Text, Field(json_schema_extra=MOBILE_FORMAT)]] = Field(
+        default_factory=list, max_length=5, description="up to 5 more mobile numbers"
+    )
     age: Int = Field(default=None, ge=0, le=130)
     sex: Annotated[Sex | None, BeforeValidator(_sex)] = None
     ward: Short | None = None
-    bed: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=50)] | None = None
-    admitted_at: datetime | None = Field(default=None, description="ISO 8601; no offset: hospital time")
+    bed: (
+        Annotated[
+            str, StringConstraints(strip_whitespace=True, min_length=1, max_length=50), BeforeValidator(_one_line)
+        ]
+        | None
+    ) = None
+    admitted_at: datetime | None = Field(default=None, description=f"ISO 8601; no offset: hospital time; {SINCE_2000}")
 
     def resolve(self, ctx: IntakeContext) -> AdmissionIn:
         errors: list[tuple[str, str]] = []
@@ -149,7 +193,9 @@ class ConditionUpdateIn(_Input):
     resp_rate: Int = Field(default=None, ge=4, le=80, description="breaths per minute")
     blood_sugar: Int = Field(default=None, ge=20, le=800, description="mg/dL")
     remarks: Remarks | None = None
-    recorded_at: datetime | None = Field(default=None, description="ISO 8601; no offset: hospital time; default: now")
+    recorded_at: datetime | None = Field(
+        default=None, description=f"ISO 8601; no offset: hospital time; {SINCE_2000}; default: now"
+    )
 
     @field_validator("bp_diastolic")
     @classmethod
@@ -171,7 +217,9 @@ class StatusIn(_Input):
     """`POST /api/v1/admissions/{registration_no}/status`."""
 
     status: Annotated[AdmissionStatus, BeforeValidator(_lower)]
-    at: datetime | None = Field(default=None, description="ISO 8601; no offset: hospital time; default: now")
+    at: datetime | None = Field(
+        default=None, description=f"ISO 8601; no offset: hospital time; {SINCE_2000}; default: now"
+    )
     # validate_default: the check below must run when to_hospital is left out, too.
     to_hospital: Name | None = Field(default=None, validate_default=True, description="required when transferred")
     remarks: Remarks | None = None

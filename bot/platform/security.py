@@ -1,4 +1,5 @@
-"""Keyed hashing of secrets we must recognise but never store: API keys (and, later, codes)."""
+"""Keyed hashing of what we must recognise but never store in clear: API keys, codes, and the
+relatives' chats and phone numbers where a record outlives them (pseudonyms)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,12 @@ import secrets
 
 def keyed_hash(secret_key: bytes, value: str) -> str:
     return hmac.new(secret_key, value.encode(), hashlib.sha256).hexdigest()
+
+
+def pseudonym(secret_key: bytes, value: str) -> str:
+    """`ps_` and a keyed hash of `value` (a chat, a phone number): the same value always gives the
+    same pseudonym, so records stay linkable, but only SECRET_KEY can tell whose it is."""
+    return "ps_" + keyed_hash(secret_key, f"pseudonym|{value}")
 
 
 def new_api_key(hospital_code: str) -> str:

@@ -12,6 +12,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot import outbox
 from bot.platform.db import Database
+from bot.platform.security import pseudonym
 from bot.platform.settings import VerificationConfig
 from bot.relatives.status_card import CardData
 from models import Admission, AlternateMobile, AuditEvent, Hospital
@@ -131,11 +132,18 @@ async def readable_by_chat(
     return dict(readable)
 
 
-def record_disclosure(session: AsyncSession, chat: Chat, card: CardData, now: datetime) -> None:
+def chat_actor(secret_key: bytes, channel: str, chat_key: str) -> str:
+    """How the audit trail names a relative's chat: the channel and a pseudonym, the same for the
+    same chat (`whatsapp:ps_…`). Never its key, which is a phone number on WhatsApp: the audit
+    outlives /forget and the retention period, and must not keep the number."""
+    return f"{channel}:{pseudonym(secret_key, f'{channel}:{chat_key}')}"
+
+
+def record_disclosure(session: AsyncSession, chat: Chat, card: CardData, now: datetime, secret_key: bytes) -> None:
     """Who read which admission, on which channel, and when: `now`, the time the card was shown
     (the clock every part reads), not the time of the database write."""
     values = audit_values(
-        f"{chat.channel}:{chat.chat_key}", "status.disclosed", card.hospital.id, card.admission.id,
+        chat_actor(secret_key, chat.channel, chat.chat_key), "status.disclosed", card.hospital.id, card.admission.id,
         channel=chat.channel, update_id=card.latest.id if card.latest else None,
     )  # fmt: skip
     session.add(AuditEvent(**{**values, "at": now}))

@@ -81,6 +81,7 @@ class Conversation:
         catalogues: Catalogues,
         background: Background,
         clock: Callable[[], datetime],
+        secret_key: bytes,
     ) -> None:
         self._database = database
         self._config = config
@@ -88,12 +89,15 @@ class Conversation:
         self._catalogues = catalogues
         self._background = background
         self._clock = clock
+        self._secret_key = secret_key  # names the chat in the audit trail (`access.chat_actor`)
 
     async def handle(self, inbound: Inbound) -> list[Reply]:
         """Answer one message: read the chat's state, take the step, save, reply. A message
         already handled (same `message_id`) gets no reply and changes nothing."""
         async with self._database.session() as session:
-            if inbound.message_id is not None and not await self._first_delivery(session, inbound):
+            if inbound.message_id is not None and not await self._first_delivery(
+                session, inbound.channel, inbound.message_id
+            ):
                 log.info("%s message %s already handled", inbound.channel, inbound.message_id)
                 return []
             chat = await self._chat(session, inbound)
@@ -111,11 +115,11 @@ class Conversation:
         return turn.replies
 
     @staticmethod
-    async def _first_delivery(session: AsyncSession, inbound: Inbound) -> bool:
+    async def _first_delivery(session: AsyncSession, channel: str, message_id: str) -> bool:
         """Claim the message id in this turn's transaction. A second delivery handled at the same
         time (another process) waits on the unique key until the first commits, then fails here;
         if the first rolls back, the second is handled."""
-        session.add(InboundMessage(channel=inbound.channel, message_id=inbound.message_id))
+        session.add(InboundMessage(channel=channel, message_id=message_id))
         try:
             await session.flush()
         except IntegrityError:
@@ -144,8 +148,9 @@ class Conversation:
     async def _route(self, turn: Turn, inbound: Inbound) -> None:
         if inbound.unsupported:
             return self._unsupported(turn)
-        if inbound.choice is not None and 1 <= inbound.choice <= len(turn.chat.choices or []):
-            return await self._button(turn, turn.chat.choices[inbound.choice - 1])
+        offered = turn.chat.choices or []
+        if inbound.choice is not None and 1 <= inbound.choice <= len(offered):
+            return await self._button(turn, offered[inbound.choice - 1])
         if inbound.command is not None:
             return await self._command(turn, inbound.command, inbound.argument)
         if inbound.button is not None:
@@ -306,7 +311,7 @@ class Conversation:
     async def _show_cards(self, turn: Turn, cards: list[access.CardData]) -> None:
         for card in cards:
             turn.replies.append(render_card(card, turn.language, turn.now, self._config.overdue_hours))
-            access.record_disclosure(turn.session, turn.chat, card, turn.now)
+            access.record_disclosure(turn.session, turn.chat, card, turn.now, self._secret_key)
 
     async def _stop(self, turn: Turn) -> None:
         stopped = await access.stop_alerts(turn.session, turn.chat)

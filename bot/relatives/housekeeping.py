@@ -66,9 +66,9 @@ async def end_lapsed_verifications(database: Database, policy: VerificationConfi
             .where(
                 Subscription.alerts,
                 or_(
-                    Verification.expires_at <= now,
+                    col(Verification.expires_at) <= now,
                     and_(
-                        Admission.status != AdmissionStatus.ADMITTED,
+                        col(Admission.status) != AdmissionStatus.ADMITTED,
                         col(Admission.status_at).is_not(None),
                         col(Admission.status_at) <= now - timedelta(days=policy.days_after_discharge),
                     ),

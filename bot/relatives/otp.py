@@ -5,7 +5,8 @@
   to the chat and the number, at most `otp.max_wrong_tries` wrong tries; a new code carries the
   wrong tries of the last one over (within `otp.wrong_tries_window_hours`).
 - Requests are limited per number, per chat (also in how many numbers a chat may try) and
-  overall; a resend waits `otp.resend_after_seconds`.
+  overall; a resend waits `otp.resend_after_seconds`. The requests name the chat and the number
+  only by pseudonyms: enough to count them, nothing to read back.
 - An unregistered number is treated exactly like a registered one (a challenge row, the same
   limits, the same answers), except that no code is sent: nothing tells them apart.
 - The code is sent after the request is committed, in the background: the relative's reply
@@ -29,7 +30,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.platform.i18n import Language
 from bot.platform.phones import ascii_digits
-from bot.platform.security import keyed_hash
+from bot.platform.security import keyed_hash, pseudonym
 from bot.platform.settings import OtpConfig
 from models.chat import OtpChallenge
 
@@ -119,6 +120,10 @@ class OtpService:
     def _hash(self, chat_key: str, mobile: str, code: str) -> str:
         return keyed_hash(self._secret_key, f"{chat_key}|{mobile}|{code}")
 
+    def _pseudonyms(self, chat_key: str, mobile: str) -> tuple[str, str]:
+        """How the code requests name this chat and this number."""
+        return pseudonym(self._secret_key, chat_key), pseudonym(self._secret_key, mobile)
+
     @staticmethod
     async def _one_at_a_time(session: AsyncSession) -> None:
         """Hold the codes for this transaction: until the caller commits, no other request or check
@@ -133,10 +138,11 @@ class OtpService:
             # than at the first real write, after the counts were read.
             await session.exec(update(OtpChallenge).where(false()).values(voided=True))
 
-    async def _latest(self, session: AsyncSession, chat_key: str, mobile: str) -> OtpChallenge | None:
+    async def _latest(self, session: AsyncSession, chat: str, number: str) -> OtpChallenge | None:
+        """The newest request of this chat for this number (both pseudonyms)."""
         result = await session.exec(
             select(OtpChallenge)
-            .where(OtpChallenge.chat_key == chat_key, OtpChallenge.mobile == mobile)
+            .where(OtpChallenge.chat_pseudonym == chat, OtpChallenge.mobile_pseudonym == number)
             .order_by(col(OtpChallenge.created_at).desc(), col(OtpChallenge.id).desc())
             .limit(1)
             .execution_options(populate_existing=True)
@@ -147,23 +153,25 @@ class OtpService:
         query = select(func.count()).select_from(OtpChallenge).where(OtpChallenge.created_at > since, *conditions)
         return (await session.exec(query)).one()
 
-    async def _limited(self, session: AsyncSession, chat_key: str, mobile: str, now: datetime) -> bool:
+    async def _limited(self, session: AsyncSession, chat: str, number: str, now: datetime) -> bool:
+        """Would one more request of this chat for this number (both pseudonyms) pass a limit?"""
         hour_ago, day_ago = now - timedelta(hours=1), now - timedelta(days=1)
         policy = self.policy
-        if await self._count(session, hour_ago, OtpChallenge.mobile == mobile) >= policy.max_sends_per_number_per_hour:
+        sends_to_number = await self._count(session, hour_ago, OtpChallenge.mobile_pseudonym == number)
+        if sends_to_number >= policy.max_sends_per_number_per_hour:
             return True
         if (
-            await self._count(session, hour_ago, OtpChallenge.chat_key == chat_key)
+            await self._count(session, hour_ago, OtpChallenge.chat_pseudonym == chat)
             >= policy.max_sends_per_chat_per_hour
         ):
             return True
         numbers = await session.exec(
-            select(OtpChallenge.mobile)
-            .where(OtpChallenge.chat_key == chat_key, OtpChallenge.created_at > day_ago)
+            select(OtpChallenge.mobile_pseudonym)
+            .where(OtpChallenge.chat_pseudonym == chat, OtpChallenge.created_at > day_ago)
             .distinct()
         )
         tried = set(numbers.all())
-        if mobile not in tried and len(tried) >= policy.max_numbers_per_chat_per_day:
+        if number not in tried and len(tried) >= policy.max_numbers_per_chat_per_day:
             return True
         return await self._count(session, hour_ago) >= policy.max_sends_per_hour
 
@@ -174,7 +182,8 @@ class OtpService:
         await self._one_at_a_time(session)
         now = self._clock()
         policy = self.policy
-        previous = await self._latest(session, chat_key, mobile)
+        chat, number = self._pseudonyms(chat_key, mobile)
+        previous = await self._latest(session, chat, number)
         carried_tries = 0
         if previous is not None and previous.created_at > now - timedelta(hours=policy.wrong_tries_window_hours):
             carried_tries = previous.wrong_tries
@@ -185,21 +194,21 @@ class OtpService:
             ready_at = previous.created_at + timedelta(seconds=policy.resend_after_seconds)
             if now < ready_at:
                 return RequestOutcome(Requested.TOO_SOON, math.ceil((ready_at - now).total_seconds()))
-        if await self._limited(session, chat_key, mobile, now):
+        if await self._limited(session, chat, number, now):
             return RequestOutcome(Requested.LIMITED)
 
         # Only the newest code of a chat and number is valid.
         await session.exec(
             update(OtpChallenge)
-            .where(col(OtpChallenge.chat_key) == chat_key, col(OtpChallenge.mobile) == mobile)
+            .where(col(OtpChallenge.chat_pseudonym) == chat, col(OtpChallenge.mobile_pseudonym) == number)
             .values(voided=True)
         )
         code = "".join(secrets.choice("0123456789") for _ in range(policy.digits))
         own_code = registered and self._verifier is None
         session.add(
             OtpChallenge(
-                chat_key=chat_key,
-                mobile=mobile,
+                chat_pseudonym=chat,
+                mobile_pseudonym=number,
                 code_hash=self._hash(chat_key, mobile, code) if own_code else None,
                 sent=registered,
                 created_at=now,
@@ -209,16 +218,18 @@ class OtpService:
         )
         if not registered:
             return RequestOutcome(Requested.ACCEPTED)
-        if self._sender is not None:
+        sender, verifier = self._sender, self._verifier
+        if sender is not None:
             body = sms_body(language, code, policy.valid_seconds)
-            return RequestOutcome(Requested.ACCEPTED, delivery=lambda: self._sender.send(mobile, body))
-        return RequestOutcome(Requested.ACCEPTED, delivery=lambda: self._verifier.start(mobile, language.code))
+            return RequestOutcome(Requested.ACCEPTED, delivery=lambda: sender.send(mobile, body))
+        assert verifier is not None, "an OtpService has a sender or a verifier"
+        return RequestOutcome(Requested.ACCEPTED, delivery=lambda: verifier.start(mobile, language.code))
 
     async def check(self, session: AsyncSession, chat_key: str, mobile: str, typed: str) -> CheckOutcome:
         """Check a typed code (already read with `read_code`). The caller commits."""
         await self._one_at_a_time(session)
         now = self._clock()
-        challenge = await self._latest(session, chat_key, mobile)
+        challenge = await self._latest(session, *self._pseudonyms(chat_key, mobile))
         if challenge is None or challenge.used_at is not None:
             return CheckOutcome(Checked.NO_CODE)
         max_tries = self.policy.max_wrong_tries
