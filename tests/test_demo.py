@@ -38,7 +38,7 @@ async def test_demo_loads_every_value(services):
         admissions = list((await session.exec(select(Admission))).all())
         updates = list((await session.exec(select(ConditionUpdate))).all())
         alternates = list((await session.exec(select(AlternateMobile))).all())
-        actors = set((await session.exec(select(AuditEvent.actor).where(AuditEvent.admission_id != None))).all())  # noqa: E711
+        actors = set((await session.exec(select(AuditEvent.actor).where(AuditEvent.admission_id != None))).all())  # noqa: E711 - SQL's IS NOT NULL
 
         assert set(hospitals) == {"MRB", "MCK", "BID"}
         assert {h.district for h in hospitals.values()} == {"Kolkata"}

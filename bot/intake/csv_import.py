@@ -68,7 +68,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -441,7 +441,9 @@ class _Importer:
             return None
         return _Checked(admission, update, "recorded_at" in given, status)
 
-    def _validate(self, model: type[BaseModel], values: dict[str, Any], row: _Row) -> Any:
+    def _validate(
+        self, model: type[AdmissionIn] | type[ConditionUpdateIn] | type[StatusIn], values: dict[str, Any], row: _Row
+    ) -> Any:
         """The model resolved for this hospital, or None with the reasons added to the row. (A
         time that could not be read is already reported and left out of `values`.)"""
         try:
@@ -450,7 +452,7 @@ class _Importer:
             row.problems.extend(_describe(error) for error in exc.errors(include_url=False))
             return None
         try:
-            return checked.resolve(self.context)  # type: ignore[attr-defined]
+            return checked.resolve(self.context)
         except FieldErrors as exc:
             row.problems.extend(f"{_column_name(field.split('.'))}: {reason}" for field, reason in exc.errors)
             return None
