@@ -37,7 +37,7 @@ from bot.relatives import housekeeping
 from bot.relatives.conversation import Conversation
 from bot.relatives.otp import OtpService
 from handlers.console import CHANNEL as CONSOLE
-from handlers.console import ConsoleChat, ConsoleCodes, ConsoleSender, read_stdin_line, write_stdout
+from handlers.console import ConsoleChat, ConsoleCodes, ConsoleSender, StdinLines, write_stdout
 from handlers.hospital_api import HospitalApiServices, request_validation_response
 from handlers.hospital_api import router as hospital_api_router
 from handlers.telegram import CHANNEL as TELEGRAM
@@ -49,6 +49,9 @@ from handlers.whatsapp import WEBHOOK_PATH as WHATSAPP_WEBHOOK_PATH
 from handlers.whatsapp import WhatsAppChannel, WhatsAppSender
 
 log = logging.getLogger(__name__)
+
+# On Ctrl-C or SIGTERM, how long requests in flight may take to finish: everything stops within 5 s.
+GRACEFUL_SHUTDOWN_SECONDS = 3
 
 HOW_TO_CONNECT = """\
 No messaging channel is configured, so this is the local console chat on fictional demo data.
@@ -267,7 +270,10 @@ class _Server(uvicorn.Server):
 
 
 async def _until_stopped(*tasks: asyncio.Task) -> None:
-    """Wait for Ctrl-C, SIGTERM or the first task to end; then cancel the rest."""
+    """Wait for Ctrl-C, SIGTERM or the first task to end; then cancel the rest.
+
+    The signal handlers stay until the event loop closes: a second Ctrl-C while everything shuts
+    down would otherwise interrupt the shutdown with a KeyboardInterrupt traceback."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -280,8 +286,6 @@ async def _until_stopped(*tasks: asyncio.Task) -> None:
             if failure is not None:
                 raise failure
     finally:
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(signum)
         for task in (stopper, *tasks):
             task.cancel()
         await asyncio.gather(stopper, *tasks, return_exceptions=True)
@@ -294,13 +298,18 @@ async def _serve(services: Services, telegram: TelegramChannel | None, quiet: bo
         host=settings.host,
         port=settings.port,
         log_level="warning" if quiet else "info",
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
     )
     log.info("hospital API on http://%s:%s (OpenAPI at /docs)", settings.host, settings.port)
     server = _Server(config)
+    serving = asyncio.create_task(server.serve())
     try:
-        await server.serve()
+        await asyncio.shield(serving)
     except asyncio.CancelledError:
+        # Cancelled mid-run, uvicorn would log its lifespan's CancelledError as an ERROR traceback
+        # and drop the requests in flight: it is asked to finish them and shut down instead.
         server.should_exit = True
+        await serving
         raise
 
 
@@ -316,7 +325,7 @@ async def _worker(services: Services) -> None:
 
 
 async def _console(services: Services) -> None:
-    chat = ConsoleChat(services.conversation, read_stdin_line, write_stdout, bold=sys.stdout.isatty())
+    chat = ConsoleChat(services.conversation, StdinLines().read_line, write_stdout, bold=sys.stdout.isatty())
     await chat.run()
 
 
