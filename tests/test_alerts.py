@@ -23,6 +23,7 @@ from bot.app import Services
 from bot.intake import rules
 from bot.intake.hospitals import get_hospital
 from bot.intake.schemas import ConditionUpdateIn, IntakeContext
+from bot.relatives.access import chat_actor
 from handlers.console import CHANNEL, ConsoleSender
 from models import Admission, AuditEvent, Chat, ConditionUpdate, Subscription
 from models.chat import Notification
@@ -101,7 +102,9 @@ class World(HospitalDesk):
         config = config.model_copy(
             update={"notifications": config.notifications.model_copy(update={"grace_seconds": seconds})}
         )
-        self.bot.dispatcher = Dispatcher(self.bot.database, config, self.bot.catalogues, self.bot.senders, self.bot.now)
+        self.bot.dispatcher = Dispatcher(
+            self.bot.database, config, self.bot.catalogues, self.bot.senders, self.bot.now, self.bot.secret_key
+        )
 
     async def dispatch(self, after: float = GRACE + 1, key: str | None = None) -> list[str]:
         """Move the clock on by `after` seconds, run one dispatcher pass; the alerts it sent (to
@@ -193,7 +196,7 @@ async def test_every_alert_sent_is_audited(world):
     (alert,) = await world.dispatch()
 
     (row,) = await world.rows(AuditEvent, AuditEvent.action == "alert.sent")
-    assert row.actor == f"console:{relative.key}" and row.channel == "console"
+    assert row.actor == chat_actor(world.bot.secret_key, "console", relative.key) and row.channel == "console"
     assert row.admission_id == admission.id and row.hospital_id == admission.hospital_id
     assert row.at == world.clock.now
     (notification,) = await world.rows(Notification)
@@ -234,7 +237,7 @@ async def test_a_merged_alert_starts_from_the_oldest_change_not_yet_told(world):
         update={"notifications": config.notifications.model_copy(update={"batch_size": 1})}
     )
     world.bot.dispatcher = Dispatcher(
-        world.bot.database, one_at_a_time, world.bot.catalogues, world.bot.senders, world.bot.now
+        world.bot.database, one_at_a_time, world.bot.catalogues, world.bot.senders, world.bot.now, world.bot.secret_key
     )
     (alert,) = await world.dispatch()
     assert alert.strip().splitlines()[0] == (
@@ -621,7 +624,8 @@ async def test_chats_in_each_language_get_the_alert_in_their_language(world):
         assert text != english and "Ratan Das" in text and "Update on" not in text and "Critical" not in text
     # One audit row per alert, each naming its chat.
     rows = await world.rows(AuditEvent, AuditEvent.action == "alert.sent")
-    assert sorted(row.actor for row in rows) == ["console:bn-chat", "console:en-chat", "console:hi-chat"]
+    named = {chat_actor(world.bot.secret_key, "console", key): key for key in ("bn-chat", "en-chat", "hi-chat")}
+    assert sorted(named[row.actor] for row in rows) == ["bn-chat", "en-chat", "hi-chat"]
 
 
 # --- changes that arrive while an alert is on its way ----------------------------------------------------

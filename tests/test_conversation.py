@@ -19,6 +19,7 @@ from bot.app import Services
 from bot.intake.hospitals import get_hospital
 from bot.platform.background import Background
 from bot.relatives import otp as otp_module
+from bot.relatives.access import chat_actor
 from bot.relatives.conversation import Conversation
 from bot.relatives.otp import OtpService
 from bot.relatives.replies import Inbound
@@ -246,7 +247,9 @@ async def test_the_reply_does_not_wait_for_the_sms(world):
 
     bot, background = world.bot, Background()
     otp = OtpService(bot.settings.config.otp, bot.secret_key, bot.now, sender=SlowSms())
-    conversation = Conversation(bot.database, bot.settings.config, otp, bot.catalogues, background, bot.now)
+    conversation = Conversation(
+        bot.database, bot.settings.config, otp, bot.catalogues, background, bot.now, bot.secret_key
+    )
     # The SMS waits for `release`: an answer that waited for it would never come (60 s: only against a hang).
     replies = await asyncio.wait_for(conversation.handle(Inbound("console", "slow", text=MOBILE_TYPED)), 60)
     assert replies[0].plain.startswith(CODE_ON_ITS_WAY.format(number=MOBILE_SHOWN))
@@ -641,7 +644,7 @@ async def test_every_card_shown_is_audited(world):
     admissions = {a.registration_no: a for a in await world.rows(Admission)}
     assert sorted(row.admission_id for row in rows) == sorted([admissions["R-1"].id, admissions["MCK-1"].id] * 3)
     for row in rows:
-        assert (row.actor, row.channel) == ("console:anita", "console")
+        assert (row.actor, row.channel) == (chat_actor(world.bot.secret_key, "console", "anita"), "console")
         assert row.hospital_id is not None
     assert sorted(row.at for row in rows) == [START] * 2 + [START + timedelta(minutes=5)] * 4
     ratan = [row for row in rows if row.admission_id == admissions["R-1"].id]

@@ -164,7 +164,9 @@ class Ward:
         """Another dispatcher on the same database and senders (another process, restarted)."""
         config = self.bot.settings.config
         config = config.model_copy(update={"notifications": config.notifications.model_copy(update=notifications)})
-        return Dispatcher(self.bot.database, config, self.bot.catalogues, self.bot.senders, self.bot.now)
+        return Dispatcher(
+            self.bot.database, config, self.bot.catalogues, self.bot.senders, self.bot.now, self.bot.secret_key
+        )
 
     def run(self, dispatcher: Dispatcher | None = None) -> asyncio.Task:
         task = asyncio.create_task((dispatcher or self.bot.dispatcher).run())
@@ -582,7 +584,7 @@ async def test_a_process_without_the_chats_channel_leaves_its_alerts_to_one_with
     await ward.update("R-1", **CRITICAL)
     console_only = Dispatcher(  # e.g. `python -m bot chat`: the console chat's dispatcher only
         ward.bot.database, ward.bot.settings.config, ward.bot.catalogues,
-        {"console": ConsoleSender(lambda text: None)}, ward.bot.now,
+        {"console": ConsoleSender(lambda text: None)}, ward.bot.now, ward.bot.secret_key,
     )  # fmt: skip
     passes = Passes(console_only)
     ward.run(console_only)

@@ -18,16 +18,16 @@ async def test_code_requests_older_than_every_limit_are_purged(services):
     window = timedelta(hours=services.settings.config.otp.wrong_tries_window_hours)
     ages = {"fresh": timedelta(minutes=5), "inside": window - timedelta(minutes=1), "old": window + timedelta(hours=1)}
     async with services.database.session() as session:
-        for chat_key, age in ages.items():
+        for name, age in ages.items():
             session.add(
-                OtpChallenge(chat_key=chat_key, mobile="+919000000001", created_at=now - age, expires_at=now - age)
+                OtpChallenge(chat_pseudonym=name, mobile_pseudonym="ps_1", created_at=now - age, expires_at=now - age)
             )
         await session.commit()
 
     purged = await housekeeping.purge_code_requests(services.database, services.settings.config.otp, now)
 
     async with services.database.session() as session:
-        left = {row.chat_key for row in (await session.exec(select(OtpChallenge))).all()}
+        left = {row.chat_pseudonym for row in (await session.exec(select(OtpChallenge))).all()}
     assert (purged, left) == (1, {"fresh", "inside"})
 
 

@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from sqlmodel import SQLModel, select
 
+from bot.platform.security import pseudonym
 from bot.relatives import otp as otp_module
 from bot.relatives.otp import Checked, OtpService, Requested, read_code
 from models.chat import OtpChallenge
@@ -159,10 +160,11 @@ async def test_the_code_is_stored_only_as_a_keyed_hash(codes, services, monkeypa
         hashlib.sha256(code.encode()).hexdigest(),
         hashlib.sha256(f"{X}|{A}|{code}".encode()).hexdigest(),
     }
-    # Another key cannot recognise it.
+    # Another key cannot recognise it, nor even find the request: it names the chat and the
+    # number by pseudonyms under the key.
     other = OtpService(codes.policy, b"another-key", codes.clock, sender=Inbox())
     async with services.database.session() as session:
-        assert (await other.check(session, X, A, code)).result == Checked.WRONG
+        assert (await other.check(session, X, A, code)).result == Checked.NO_CODE
 
 
 async def test_a_code_is_valid_for_ten_minutes(codes):
@@ -337,8 +339,8 @@ async def test_sends_per_hour_overall(codes, services):
     async with services.database.session() as session:
         session.add_all(
             OtpChallenge(
-                chat_key=f"telegram:{index}",
-                mobile=f"+9190000{index:05d}",
+                chat_pseudonym=pseudonym(services.secret_key, f"telegram:{index}"),
+                mobile_pseudonym=pseudonym(services.secret_key, f"+9190000{index:05d}"),
                 sent=True,
                 created_at=START - timedelta(minutes=59),
                 expires_at=START - timedelta(minutes=49),
@@ -725,9 +727,11 @@ async def run_against_the_model(services, operations) -> None:
             assert sum(r[1] == chat for r in window) <= policy.max_sends_per_chat_per_hour
     # The database agrees with the model.
     rows = await codes.rows()
-    assert [(row.chat_key, row.mobile, row.created_at, row.wrong_tries, row.used_at is not None) for row in rows] == [
-        (c.chat, c.mobile, c.created, c.wrong, c.used) for c in model.codes
-    ]
+    secret = services.secret_key
+    assert [
+        (row.chat_pseudonym, row.mobile_pseudonym, row.created_at, row.wrong_tries, row.used_at is not None)
+        for row in rows
+    ] == [(pseudonym(secret, c.chat), pseudonym(secret, c.mobile), c.created, c.wrong, c.used) for c in model.codes]
     assert [row.sent for row in rows] == [NUMBERS[c.mobile] for c in model.codes]
 
 

@@ -23,6 +23,7 @@ from telegram.error import BadRequest
 from bot.app import Services, build_telegram, build_web_app
 from bot.intake.demo import SHARED_MOBILE, TRY_NUMBERS
 from bot.platform.phones import national, normalise_mobile
+from bot.platform.security import pseudonym
 from bot.relatives.replies import Reply, Span
 from handlers.telegram import TelegramChannel, send_replies
 from models.chat import Chat, OtpChallenge
@@ -90,7 +91,8 @@ class Bot:
 
     async def challenges(self, user: FakeUser) -> int:
         async with self.services.database.session() as session:
-            query = select(func.count()).where(OtpChallenge.chat_key == f"telegram:{user.id}")
+            chat = pseudonym(self.services.secret_key, f"telegram:{user.id}")
+            query = select(func.count()).where(OtpChallenge.chat_pseudonym == chat)
             return (await session.exec(query.select_from(OtpChallenge))).one()
 
 

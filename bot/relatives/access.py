@@ -202,7 +202,8 @@ async def mark_unreachable_by_key(database: Database, channel: str, chat_key: st
 
 async def forget(session: AsyncSession, chat: Chat) -> None:
     """Delete this chat's subscriptions, verifications, alerts (sent or pending) and conversation.
-    The audit stays."""
+    The audit stays, and so do the chat's code requests (they hold the limits on codes): both name
+    the chat and the numbers it typed only by pseudonyms."""
     await outbox.forget_chat(session, chat.id)
     await session.exec(delete(Subscription).where(col(Subscription.chat_id) == chat.id))
     await session.exec(delete(Verification).where(col(Verification.chat_id) == chat.id))
