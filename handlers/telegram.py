@@ -43,6 +43,7 @@ from telegram.ext import (
     CommandHandler,
     ContextTypes,
     MessageHandler,
+    TypeHandler,
     filters,
 )
 
@@ -60,6 +61,9 @@ CHANNEL = "telegram"
 # Where the application keeps the `Conversation` its callbacks hand the updates to.
 CONVERSATION = "conversation"
 WEBHOOK_SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+# Telegram's update ids are 64-bit at most; the bound also keeps "update:<id>" within the 64
+# characters of inbound_message.message_id.
+UPDATE_IDS = range(2**63)
 
 
 # --- rendering ----------------------------------------------------------------------------------
@@ -127,9 +131,12 @@ async def _answer(update: Update, context: ContextTypes.DEFAULT_TYPE, **event: A
     user, chat = update.effective_user, update.effective_chat
     if chat is None:  # nothing to answer to (the handlers below take only updates from a chat)
         return
+    # Telegram delivers an update again when the webhook's answer is slow or fails, perhaps to
+    # another web process, and polling after a restart may get one again: handled once by its id.
     inbound = Inbound(
-        channel=CHANNEL, chat_key=str(chat.id), language_hint=user.language_code if user else None, **event
-    )
+        channel=CHANNEL, chat_key=str(chat.id), language_hint=user.language_code if user else None,
+        message_id=f"update:{update.update_id}", **event,
+    )  # fmt: skip
     conversation: Conversation = context.bot_data[CONVERSATION]
     replies = await conversation.handle(inbound)
     await send_replies(context.application, chat.id, replies)
@@ -177,6 +184,13 @@ async def on_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     await _answer(update, context, text=message.text if message else None)
 
 
+async def on_unhandled(update: Update, _context: ContextTypes.DEFAULT_TYPE) -> None:
+    """An update no other callback takes (a kind the bot does not handle, a group's message):
+    logged by its kind, never its content."""
+    kinds = ", ".join(name for name in update.to_dict() if name != "update_id")
+    log.info("Telegram update %s not handled: %s", update.update_id, kinds or "nothing in it")
+
+
 async def on_other(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """A sticker, photo, voice note or anything else without text: a polite hint, never an exception."""
     await _answer(update, context, unsupported=True)
@@ -187,7 +201,7 @@ def register_handlers(application: Application) -> None:
     handles the update):
     1. the commands of the table, 2. button presses, 3. shared contacts, 4. plain text, 5. any
     other command (the conversation answers it with a hint), 6. anything else in a private chat
-    but Telegram's service messages (a member joined, a title changed)."""
+    but Telegram's service messages (a member joined, a title changed), 7. the rest, logged."""
     private = filters.ChatType.PRIVATE
     names = [command.name for command in commands.COMMANDS]
     application.add_handler(CommandHandler(names, on_command, filters=private))
@@ -196,6 +210,7 @@ def register_handlers(application: Application) -> None:
     application.add_handler(MessageHandler(private & filters.TEXT & ~filters.COMMAND, on_text))
     application.add_handler(MessageHandler(private & filters.COMMAND, on_command))
     application.add_handler(MessageHandler(private & ~filters.StatusUpdate.ALL, on_other))
+    application.add_handler(TypeHandler(Update, on_unhandled))
 
 
 def command_menu(language: Language) -> list[BotCommand]:
@@ -318,15 +333,27 @@ class TelegramChannel:
             given = request.headers.get(WEBHOOK_SECRET_HEADER, "").encode()
             if not expected or not hmac.compare_digest(given, expected):
                 return Response(status_code=403)
-            try:
-                payload = await request.json()
-                # PTB's parser raises whatever it meets in a malformed update: refuse them all.
-                update = Update.de_json(payload, application.bot) if isinstance(payload, dict) else None
-            except (ValueError, TypeError, KeyError, AttributeError):
-                update = None
-            if update is None or not isinstance(update.update_id, int):
-                return Response(status_code=400)
-            await application.update_queue.put(update)
+            update = await _update_in(request, application.bot)
+            if update is not None:
+                await application.update_queue.put(update)
+            # Acknowledged either way: Telegram delivers an update again for a day until it gets a
+            # 200, and a malformed one would never read better.
             return Response(status_code=200)
 
         return router
+
+
+async def _update_in(request: Request, bot: Bot) -> Update | None:
+    """The update a webhook request carries; None, logged, for anything the Bot API would not send."""
+    try:
+        payload = await request.json()
+        update = Update.de_json(payload, bot) if isinstance(payload, dict) else None
+    except Exception as error:  # noqa: BLE001 - PTB's parser raises whatever a malformed update makes it meet
+        # (OverflowError for a date of 1e20, RecursionError for deep nesting, TypeError, KeyError...)
+        reason = type(error).__name__
+    else:
+        if update is not None and type(update.update_id) is int and update.update_id in UPDATE_IDS:
+            return update
+        reason = "not an update"
+    log.warning("Telegram webhook: a malformed update acknowledged and dropped (%s)", reason)
+    return None
