@@ -23,6 +23,7 @@ from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlmodel.ext.asyncio.session import AsyncSession
+from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 
 from bot.alerts import digest
 from bot.alerts.channels import Sender
@@ -43,6 +44,7 @@ from handlers.hospital_api import router as hospital_api_router
 from handlers.telegram import CHANNEL as TELEGRAM
 from handlers.telegram import TelegramChannel, TelegramSender, build_application
 from handlers.twilio_api import TwilioClient, TwilioSmsCodes, TwilioVerifyCodes, twilio_client
+from handlers.web import SafeHeaders, docs_router
 from handlers.whatsapp import CHANNEL as WHATSAPP
 from handlers.whatsapp import STATUS_PATH as WHATSAPP_STATUS_PATH
 from handlers.whatsapp import WEBHOOK_PATH as WHATSAPP_WEBHOOK_PATH
@@ -206,8 +208,16 @@ def build_web_app(services: Services, telegram: TelegramChannel | None = None) -
         title="Ward Watch hospital API",
         description="Hospitals send admissions and condition updates; relatives are told.",
         version="1",
+        # FastAPI's own pages load their scripts from CDNs: docs_router serves Swagger UI itself.
+        docs_url=None,
+        redoc_url=None,
     )
+    # A route that takes larger bodies says so with its own max_body_size. Added before
+    # SafeHeaders, which thus wraps it and gives its 413 the same headers as every answer.
+    app.add_middleware(RequestBodyLimitMiddleware, max_body_size=services.settings.config.server.max_body_bytes)
+    app.add_middleware(SafeHeaders)
     app.add_exception_handler(RequestValidationError, request_validation_response)
+    app.include_router(docs_router(app.openapi_url or "/openapi.json", app.title))
     app.state.hospital_api = HospitalApiServices(
         services.database, services.secret_key, services.settings.config.phone_region, services.now
     )

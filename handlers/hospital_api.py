@@ -4,24 +4,27 @@ Handlers translate HTTP to `bot.intake.rules` calls and back. Each request is on
 error leaves the database as it was. Another hospital's admission answers exactly as an unknown
 one (404), so a key cannot even learn which registration numbers exist elsewhere.
 
+The key is checked before anything else (`_KeyFirstRoute`): before the body is read and before a
+writer's turn is taken, so a request without a valid key costs one lookup whatever it sends. A
+422 lists at most `MAX_ERRORS` errors and never quotes what was sent.
+
 `router` is included by `bot.app.build_web_app`, which also puts the `HospitalApiServices` the
 routes use in `app.state.hospital_api`.
 """
 
 # No `from __future__ import annotations`: FastAPI reads the annotations of the routes and their
 # dependencies at run time.
-import math
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Request, Response, status
-from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.routing import APIRoute
+from fastapi.security import HTTPBearer
 from pydantic import BaseModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -36,6 +39,7 @@ from bot.intake.schemas import (
     StatusIn,
 )
 from bot.platform.db import Database
+from bot.platform.text import printable
 from models import Admission, ConditionUpdate, Hospital, queries
 
 SOURCE = "api"
@@ -127,38 +131,37 @@ async def _admission_out(session: AsyncSession, hospital: Hospital, admission: A
     )
 
 
+# Enough to fix a request; a body of a million unknown fields once made a 422 of a million errors.
+MAX_ERRORS = 20
+
+
+def _error(kind: str, loc: list | tuple, msg: str) -> dict[str, Any]:
+    """One error as FastAPI words it, without the value sent (`input`, `ctx`). A field's name
+    is the client's own text and may hold what JSON can escape but UTF-8 cannot encode."""
+    return {"type": kind, "loc": [part if isinstance(part, int) else printable(str(part)) for part in loc], "msg": msg}
+
+
+def _unprocessable(errors: list[dict[str, Any]]) -> JSONResponse:
+    return JSONResponse({"detail": errors[:MAX_ERRORS]}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
+
+
 def field_errors_response(errors: FieldErrors) -> JSONResponse:
     """The same shape FastAPI gives a pydantic error, so clients parse one format."""
-    detail = [
-        {
-            "type": "value_error",
-            "loc": ["body", *(int(part) if part.isdigit() else part for part in field.split("."))],
-            "msg": reason,
-        }
-        for field, reason in errors.errors
-    ]
-    return JSONResponse({"detail": detail}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
-
-
-def _json_safe(value: Any) -> Any:
-    """NaN and Infinity as text: Python's JSON parser accepts them in a body, JSON cannot carry them."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, dict):
-        return {key: _json_safe(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(item) for item in value]
-    return value
+    return _unprocessable(
+        [
+            _error(
+                "value_error", ["body", *(int(part) if part.isdigit() else part for part in field.split("."))], reason
+            )
+            for field, reason in errors.errors
+        ]
+    )
 
 
 async def request_validation_response(_request: Request, exc: Exception) -> JSONResponse:
-    """FastAPI's own 422, except that echoing `"spo2": NaN` back cannot fail and become a 500.
-    Registered for RequestValidationError only (bot/app.py)."""
+    """FastAPI's own 422, less what was sent: a missing or unknown field used to echo the whole
+    body. Registered for RequestValidationError only (bot/app.py)."""
     assert isinstance(exc, RequestValidationError)
-    return JSONResponse(
-        {"detail": _json_safe(jsonable_encoder(exc.errors()))},
-        status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
-    )
+    return _unprocessable([_error(error["type"], error["loc"], error["msg"]) for error in exc.errors()[:MAX_ERRORS]])
 
 
 @dataclass(frozen=True)
@@ -171,12 +174,58 @@ class HospitalApiServices:
     clock: Callable[[], datetime]
 
 
-router = APIRouter(prefix="/api/v1", tags=["hospital API"])
 _bearer = HTTPBearer(auto_error=False, description="the hospital's API key")
+_NO_KEY = "missing or invalid API key"
 
 
 def _services(request: Request) -> HospitalApiServices:
     return request.app.state.hospital_api
+
+
+async def _key_holder(request: Request) -> int:
+    """The id of the hospital whose key the request carries; 401 otherwise."""
+    credentials = await _bearer(request)
+    hospital = None
+    if credentials is not None:
+        services = _services(request)
+        async with services.database.session() as session:
+            hospital = await hospital_for_key(session, services.secret_key, credentials.credentials)
+    if hospital is None:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, _NO_KEY, headers={"WWW-Authenticate": "Bearer"})
+    return hospital.id
+
+
+class _KeyFirstRoute(APIRoute):
+    """A route that checks the key before FastAPI reads the body. FastAPI reads and parses a body
+    before it solves any dependency, so a key checked in a dependency made the server read, parse
+    and answer whatever anyone sent, and wait for a writer's turn first."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handle = super().get_route_handler()
+
+        async def key_first(request: Request) -> Response:
+            request.state.hospital_id = await _key_holder(request)
+            return await handle(request)
+
+        return key_first
+
+
+class Problem(BaseModel):
+    detail: str
+
+
+router = APIRouter(
+    prefix="/api/v1",
+    tags=["hospital API"],
+    route_class=_KeyFirstRoute,
+    # Names the scheme in the OpenAPI document; _KeyFirstRoute does the checking.
+    dependencies=[Depends(_bearer)],
+    responses={
+        401: {"model": Problem, "description": _NO_KEY},
+        404: {"model": Problem, "description": "no such admission at this hospital"},
+        413: {"description": "the body is larger than the server takes (server.max_body_bytes)"},
+    },
+)
 
 
 Services = Annotated[HospitalApiServices, Depends(_services)]
@@ -195,20 +244,10 @@ async def _session(request: Request, services: Services) -> AsyncIterator[AsyncS
 Session = Annotated[AsyncSession, Depends(_session)]
 
 
-async def _authenticated_hospital(
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    session: Session,
-    services: Services,
-) -> Hospital:
-    hospital = None
-    if credentials is not None:
-        hospital = await hospital_for_key(session, services.secret_key, credentials.credentials)
-    if hospital is None:
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED,
-            "missing or invalid API key",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
+async def _authenticated_hospital(request: Request, session: Session) -> Hospital:
+    """The hospital whose key `_KeyFirstRoute` accepted, in this request's session."""
+    hospital = await session.get(Hospital, request.state.hospital_id)
+    assert hospital is not None, "hospitals are never deleted"
     return hospital
 
 
@@ -244,10 +283,29 @@ async def _commit(
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
 
 
+# OpenAPI links from an answer to the operations it opens (clients and tools such as schemathesis
+# follow them): the same admission, and the update just recorded.
+_SAME_ADMISSION = {"registration_no": "$request.path.registration_no"}
+_ADMISSION_LINKS = {
+    operation: {"operationId": operation, "parameters": _SAME_ADMISSION}
+    for operation in ("get_admission", "post_update", "post_status")
+}
+_UPDATE_LINKS = {
+    "delete_update": {
+        "operationId": "delete_update",
+        "parameters": {**_SAME_ADMISSION, "update_id": "$response.body#/id"},
+    }
+}
+
+
 @router.put(
     "/admissions/{registration_no}",
+    operation_id="put_admission",
     response_model=AdmissionOut,
-    responses={201: {"model": AdmissionOut, "description": "created"}},
+    responses={
+        200: {"description": "updated, or unchanged", "links": _ADMISSION_LINKS},
+        201: {"model": AdmissionOut, "description": "created", "links": _ADMISSION_LINKS},
+    },
 )
 async def put_admission(
     registration_no: RegistrationNo, body: AdmissionIn, response: Response,
@@ -265,11 +323,17 @@ async def put_admission(
 
 @router.post(
     "/admissions/{registration_no}/updates",
+    operation_id="post_update",
     status_code=201,
     response_model=RecordedUpdateOut,
     responses={
-        200: {"description": "the same update was already recorded; nothing changed"},
-        409: {"description": "the patient is no longer admitted"},
+        200: {
+            "model": RecordedUpdateOut,
+            "description": "the same update was already recorded; nothing changed",
+            "links": _UPDATE_LINKS,
+        },
+        201: {"description": "recorded", "links": _UPDATE_LINKS},
+        409: {"model": Problem, "description": "the patient is no longer admitted"},
     },
 )
 async def post_update(
@@ -289,7 +353,12 @@ async def post_update(
     return {**_update_out(recorded.update, ZoneInfo(hospital.time_zone)), "is_latest": recorded.is_latest}
 
 
-@router.post("/admissions/{registration_no}/status", response_model=AdmissionOut)
+@router.post(
+    "/admissions/{registration_no}/status",
+    operation_id="post_status",
+    response_model=AdmissionOut,
+    responses={200: {"description": "recorded, or unchanged", "links": _ADMISSION_LINKS}},
+)
 async def post_status(
     registration_no: RegistrationNo, body: StatusIn, session: Session, hospital: CurrentHospital, services: Services
 ):
@@ -304,8 +373,9 @@ async def post_status(
 
 @router.delete(
     "/admissions/{registration_no}/updates/{update_id}",
+    operation_id="delete_update",
     response_model=AdmissionOut,
-    responses={404: {"description": "no such admission, or no such update of this admission"}},
+    responses={404: {"model": Problem, "description": "no such admission, or no such update of this admission"}},
 )
 async def delete_update(
     registration_no: RegistrationNo, update_id: UpdateId, session: Session, hospital: CurrentHospital,
@@ -327,7 +397,7 @@ async def delete_update(
     return await _admission_out(session, hospital, admission)
 
 
-@router.get("/admissions/{registration_no}", response_model=AdmissionOut)
+@router.get("/admissions/{registration_no}", operation_id="get_admission", response_model=AdmissionOut)
 async def get_admission(registration_no: RegistrationNo, session: Session, hospital: CurrentHospital):
     """The admission with its latest condition update."""
     admission = await _admission_or_404(session, hospital, registration_no)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
+import re
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -388,7 +389,15 @@ BAD_INPUT = [
     ("put", {"sex": "unknown"}, ("sex",), "input should be"),
     ("put", {"admitted_at": TOMORROW}, ("admitted_at",), "in the future"),
     ("put", {"admitted_at": "last tuesday"}, ("admitted_at",), "valid datetime"),
-    ("put", {"admitted_at": "0001-01-01T00:00:00"}, ("admitted_at",), "out of range"),
+    ("put", {"admitted_at": "0001-01-01T00:00:00"}, ("admitted_at",), "before 2000-01-01"),
+    ("put", {"admitted_at": "1999-12-31T23:59:59"}, ("admitted_at",), "before 2000-01-01"),
+    ("put", {"admitted_at": "9999-12-31T23:00:00-05:00"}, ("admitted_at",), "out of range"),
+    ("put", {"patient_name": "Ratan\u0000Das"}, ("patient_name",), "control character (U+0000)"),
+    ("put", {"patient_name": "Ratan\nDas"}, ("patient_name",), "control character (U+000A)"),
+    ("put", {"ward": "Covid\u0000Ward"}, ("ward",), "control character (U+0000)"),
+    ("put", {"bed": "B\u001b14"}, ("bed",), "control character (U+001B)"),
+    ("put", {"contact_mobile": "98300\u000012345"}, ("contact_mobile",), "control character"),
+    ("put", {"alternate_mobiles": ["94330\u000755555"]}, ("alternate_mobiles", 0), "control character"),
     # POST /admissions/{registration_no}/updates
     ("update", {"condition": OMIT}, ("condition",), "field required"),
     ("update", {"condition": "good"}, ("condition",), "'stable', 'moderate' or 'critical'"),
@@ -415,7 +424,10 @@ BAD_INPUT = [
     ("update", {"remarks": "x" * 1001}, ("remarks",), "at most 1000"),
     ("update", {"recorded_at": TOMORROW}, ("recorded_at",), "in the future"),
     ("update", {"recorded_at": "02/07/2024 8am"}, ("recorded_at",), "valid datetime"),
-    ("update", {"recorded_at": "0001-01-01T03:00:00"}, ("recorded_at",), "out of range"),
+    ("update", {"recorded_at": "0001-01-01T03:00:00"}, ("recorded_at",), "before 2000-01-01"),
+    ("update", {"recorded_at": "1999-12-31T18:29:59Z"}, ("recorded_at",), "before 2000-01-01"),
+    ("update", {"remarks": "SpO2\u0000falling"}, ("remarks",), "control character (U+0000)"),
+    ("update", {"remarks": "\u0008"}, ("remarks",), "control character (U+0008)"),
     ("update", {"spo_2": 95}, ("spo_2",), "extra inputs are not permitted"),
     # POST /admissions/{registration_no}/status
     ("status", {"status": OMIT}, ("status",), "field required"),
@@ -424,7 +436,10 @@ BAD_INPUT = [
     ("status", {"status": "transferred", "to_hospital": "  "}, ("to_hospital",), "at least 1 character"),
     ("status", {"to_hospital": "SSKM Hospital"}, ("to_hospital",), "only for status transferred"),
     ("status", {"at": TOMORROW}, ("at",), "in the future"),
-    ("status", {"at": "0001-01-01T00:00:00+01:00"}, ("at",), "out of range"),
+    ("status", {"at": "0001-01-01T00:00:00+01:00"}, ("at",), "before 2000-01-01"),
+    ("status", {"at": "1999-06-30T10:00:00"}, ("at",), "before 2000-01-01"),
+    ("status", {"remarks": "Home\u0000isolation"}, ("remarks",), "control character (U+0000)"),
+    ("status", {"status": "transferred", "to_hospital": "SSKM\u0000"}, ("to_hospital",), "control character"),
     ("status", {"reason": "recovered"}, ("reason",), "extra inputs are not permitted"),
 ]
 
@@ -949,3 +964,216 @@ async def test_the_api_is_documented(client):
         ("DELETE", "/api/v1/admissions/{registration_no}/updates/{update_id}"),
     }
     assert any(scheme["type"] == "http" for scheme in spec.json()["components"]["securitySchemes"].values())
+
+
+# --- hardening: what an unauthenticated or careless client can make the server do --------------
+
+MAX_BODY = 262144  # server.max_body_bytes in config.yaml
+
+
+class CountedBody:
+    """A request body sent in chunks (no Content-Length), counting what the server asked for."""
+
+    def __init__(self, size: int, chunk: int = 65536) -> None:
+        self.size, self.chunk, self.sent = size, chunk, 0
+
+    async def __aiter__(self):
+        while self.sent < self.size:
+            self.sent += self.chunk
+            yield b" " * self.chunk
+
+
+@pytest.mark.parametrize("endpoint", ["put", "update", "status"])
+async def test_a_huge_body_without_a_key_is_refused_before_it_is_read(admitted, services, endpoint):
+    streamed = CountedBody(55 * 1024 * 1024)
+
+    async with writes_nothing(services, admitted):
+        response = await admitted.send(endpoint, headers={"Content-Type": "application/json"}, content=streamed)
+
+    assert response.status_code == 401, response.text
+    assert streamed.sent <= streamed.chunk  # at most what the transport had in hand
+
+
+async def test_a_body_declared_over_the_limit_is_refused_before_it_is_read(admitted, services):
+    streamed = CountedBody(MAX_BODY + 1)
+    headers = {**auth(admitted.key), "Content-Type": "application/json", "Content-Length": str(MAX_BODY + 1)}
+
+    async with writes_nothing(services, admitted):
+        response = await admitted.send("update", headers=headers, content=streamed)
+
+    assert response.status_code == 413, response.text
+    assert streamed.sent <= streamed.chunk
+
+
+async def test_a_streamed_body_is_cut_at_the_limit(admitted, services):
+    streamed = CountedBody(55 * 1024 * 1024)
+
+    async with writes_nothing(services, admitted):
+        response = await admitted.send(
+            "update", headers={**auth(admitted.key), "Content-Type": "application/json"}, content=streamed
+        )
+
+    assert response.status_code == 413, response.text
+    assert streamed.sent <= MAX_BODY + streamed.chunk
+
+
+async def test_a_body_just_within_the_limit_is_read(admitted):
+    raw = json.dumps(body(UPDATE, recorded_at="2024-07-02T09:00:00")).encode()
+    padded = raw[:-1] + b" " * (MAX_BODY - len(raw)) + b"}"
+
+    response = await admitted.send("update", headers={**auth(admitted.key), "Content-Type": "application/json"},
+                                   content=padded)  # fmt: skip
+
+    assert len(padded) == MAX_BODY
+    assert response.status_code == 201, response.text
+
+
+@pytest.mark.parametrize("endpoint", ["put", "update", "status"])
+async def test_a_request_without_a_valid_key_waits_for_no_lock(admitted, services, endpoint, monkeypatch):
+    real_writing = services.database.writing
+    turns = []
+
+    def counted_writing():
+        turns.append(endpoint)
+        return real_writing()
+
+    monkeypatch.setattr(services.database, "writing", counted_writing)
+
+    response = await admitted.send(endpoint, headers=BAD_AUTHORIZATION["wrong key"](admitted.key))
+
+    assert response.status_code == 401, response.text
+    assert turns == []
+    assert (await admitted.send(endpoint)).status_code in (200, 201)
+    assert turns == [endpoint]
+
+
+async def test_a_body_of_a_thousand_unknown_fields_gets_twenty_errors_and_no_echo(admitted, services):
+    secrets = {f"field_{n}": f"secret-value-{n}" for n in range(1000)}
+
+    async with writes_nothing(services, admitted):
+        response = await admitted.update({"condition": "stable", **secrets})
+
+    assert response.status_code == 422, response.text
+    errors = response.json()["detail"]
+    assert len(errors) == 20
+    assert all(set(error) == {"type", "loc", "msg"} for error in errors)
+    assert [error["loc"] for error in errors] == [["body", f"field_{n}"] for n in range(20)]
+    assert "secret-value" not in response.text
+
+
+async def test_a_refused_value_is_not_echoed(admitted, services):
+    async with writes_nothing(services, admitted):
+        response = await admitted.put(body(ADMISSION, patient_name="Ratan Das", age="sixty-seven", sex="unknown"))
+
+    assert response.status_code == 422, response.text
+    assert "sixty-seven" not in response.text and "unknown" not in response.text
+    assert "Ratan Das" not in response.text  # a missing or extra field used to echo the whole body
+
+
+LONE_SURROGATE = "\ud800"
+# Where a lone surrogate can arrive in each write: every text field, and a field's name.
+SURROGATE_FIELDS = [
+    ("put", ("patient_name",)),
+    ("put", ("contact_mobile",)),
+    ("put", ("alternate_mobiles", 0)),
+    ("put", ("ward",)),
+    ("put", ("bed",)),
+    ("put", ("sex",)),
+    ("put", ("admitted_at",)),
+    ("update", ("condition",)),
+    ("update", ("care_area",)),
+    ("update", ("remarks",)),
+    ("update", ("spo2",)),
+    ("update", ("recorded_at",)),
+    ("status", ("status",)),
+    ("status", ("to_hospital",)),
+    ("status", ("remarks",)),
+    ("status", ("at",)),
+]
+
+
+@pytest.mark.parametrize("endpoint, field", SURROGATE_FIELDS, ids=[f"{e}-{f[0]}" for e, f in SURROGATE_FIELDS])
+async def test_a_lone_surrogate_in_any_field_is_refused_naming_the_field(admitted, services, endpoint, field):
+    _, _, valid = ENDPOINTS[endpoint]
+    sent = body(valid, status="transferred") if field == ("to_hospital",) else body(valid)
+    name, *index = field
+    sent[name] = [f"94330{LONE_SURROGATE}55555"] if index else f"x{LONE_SURROGATE}"
+    # httpx cannot encode a lone surrogate as UTF-8; JSON writes it as the escape \ud800.
+    raw = json.dumps(sent).encode()
+    headers = {**auth(admitted.key), "Content-Type": "application/json"}
+
+    async with writes_nothing(services, admitted):
+        response = await admitted.send(endpoint, headers=headers, content=raw)
+
+    assert_422(response, ("body", *field), "")
+    assert response.headers["content-type"] == "application/json"
+
+
+@pytest.mark.parametrize("endpoint", ["put", "update", "status"])
+async def test_a_lone_surrogate_in_a_field_name_gets_a_422_that_can_be_sent(admitted, services, endpoint):
+    _, _, valid = ENDPOINTS[endpoint]
+    raw = json.dumps({**valid, f"x{LONE_SURROGATE}": 1}).encode()
+    headers = {**auth(admitted.key), "Content-Type": "application/json"}
+
+    async with writes_nothing(services, admitted):
+        response = await admitted.send(endpoint, headers=headers, content=raw)
+
+    assert_422(response, ("body",), "unicode string")  # pydantic refuses the whole object
+
+
+async def test_tabs_and_line_breaks_are_kept_in_remarks(admitted):
+    remarks = "SpO2 below 90\r\n\ton 6 L/min oxygen"
+
+    response = await admitted.update(body(UPDATE, recorded_at="2024-07-02T09:00:00", remarks=remarks))
+
+    assert response.status_code == 201, response.text
+    assert (await admitted.get()).json()["latest_update"]["remarks"] == remarks
+
+
+async def test_the_first_moment_of_2000_is_accepted(mrb):
+    first = "2000-01-01T00:00:00"
+    assert (await mrb.put(body(ADMISSION, admitted_at=first))).status_code == 201
+    assert (await mrb.update(body(UPDATE, recorded_at=first))).status_code == 201
+    assert (await mrb.status({"status": "discharged", "at": first})).status_code == 200
+    shown = (await mrb.get()).json()
+    assert (shown["admitted_at"], shown["status_at"]) == ("2000-01-01T00:00:00+05:30",) * 2
+
+
+SAFE_HEADERS = {"cache-control": "no-store", "x-content-type-options": "nosniff"}
+
+
+async def test_api_answers_are_never_cached_nor_sniffed(admitted, client):
+    answers = [
+        await admitted.get(),
+        await admitted.get(reg="R-UNKNOWN"),
+        await admitted.update(body(UPDATE, spo2=101)),
+        await admitted.send("get", headers={}),
+        await admitted.send("update", headers={**auth(admitted.key), "Content-Length": str(MAX_BODY + 1)},
+                            content=CountedBody(MAX_BODY + 1)),
+        await client.get("/healthz"),
+        await client.get("/openapi.json"),
+    ]  # fmt: skip
+
+    assert [answer.status_code for answer in answers] == [200, 404, 422, 401, 413, 200, 200]
+    for answer in answers:
+        assert {name: answer.headers.get(name) for name in SAFE_HEADERS} == SAFE_HEADERS, answer.request.url
+
+
+async def test_the_interactive_documentation_loads_nothing_from_elsewhere(client):
+    docs = await client.get("/docs")
+
+    assert docs.status_code == 200
+    assert docs.headers["x-content-type-options"] == "nosniff"
+    referenced = re.findall(r"""(?:src|href)\s*=\s*["']([^"']+)["']""", docs.text)
+    referenced += re.findall(r"""\burl\s*:\s*['"]([^'"]+)['"]""", docs.text)
+    assert len(referenced) >= 4, docs.text  # the script, the style sheet, the icon, the OpenAPI document
+    assert not re.search(r"(?:https?:)?//", docs.text), "an address of another host"
+    assert '"validatorUrl": null' in docs.text  # Swagger UI would send the document to validator.swagger.io
+    for address in referenced:
+        asset = await client.get(address)
+        assert asset.status_code == 200, address
+        assert asset.headers["x-content-type-options"] == "nosniff"
+        kind = asset.headers["content-type"]
+        assert kind.split(";")[0] in ("text/javascript", "application/javascript", "text/css", "image/png",
+                                      "application/json"), (address, kind)  # fmt: skip
+    assert (await client.get("/redoc")).status_code == 404  # ReDoc would load its script from a CDN

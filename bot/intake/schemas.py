@@ -24,6 +24,7 @@ from pydantic import (
     ValidationInfo,
     field_validator,
 )
+from pydantic.json_schema import JsonDict
 
 from bot.platform.phones import PhoneNumberError, normalise_mobile
 from bot.platform.text import unstorable
@@ -35,20 +36,20 @@ CLOCK_SKEW = timedelta(minutes=5)
 # A hospital's registration number, in API paths and CSV cells alike.
 REGISTRATION_NO_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 
-# No hospital record of a current patient is older; an earlier date is a typo or a default value
-# ("0001-01-01"), and one before 1970 cannot even be stored everywhere.
+# No record of a patient in hospital now is older: an earlier time is a typo, or a system's empty
+# date ("0001-01-01"). Read in the hospital's zone, as times without an offset are.
 EARLIEST_TIME = datetime(2000, 1, 1)
 TOO_EARLY = "is before 2000-01-01"
-SINCE_2000 = "not before 2000-01-01, nor in the future"
+_TIME = "ISO 8601; no offset: hospital time; not before 2000-01-01, nor in the future"
 
 # The plain way to write an Indian mobile number (`phone_region: IN`), stated in the API's schema.
 # `resolve` reads more (brackets, Bengali or Devanagari digits) and gives the reason for a refusal,
 # so the pattern documents the format rather than enforcing it.
-MOBILE_FORMAT = {
-    "pattern": r"^(\+91[ -]?|0091 ?|0)?[6-9][0-9]{4}[ -]?[0-9]{5}$",
-    "description": "a mobile number of the configured region (India: 10 digits, the first 6-9, after "
-    "+91, 0091 or 0 or nothing; spaces, hyphens, brackets and Bengali or Devanagari digits are read too)",
-}
+_MOBILE: JsonDict = {"pattern": r"^(\+91[ -]?|0091 ?|0)?[6-9][0-9]{4}[ -]?[0-9]{5}$"}
+_MOBILE_RULE = (
+    "a mobile number of the configured region; in India 10 digits, the first 6-9, after +91, 0091, 0 or "
+    "nothing (spaces, hyphens, brackets and Bengali or Devanagari digits are read too)"
+)
 
 
 class FieldErrors(ValueError):
@@ -105,6 +106,7 @@ Name = Annotated[
 Short = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100), BeforeValidator(_one_line)
 ]
+Bed = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=50), BeforeValidator(_one_line)]
 Remarks = Annotated[str, StringConstraints(strip_whitespace=True, max_length=1000), BeforeValidator(_lines)]
 
 
@@ -139,20 +141,15 @@ class AdmissionIn(_Input):
     """`PUT /api/v1/admissions/{registration_no}`: the whole admission, replaced idempotently."""
 
     patient_name: Name
-    contact_mobile: Text = Field(json_schema_extra=MOBILE_FORMAT)
-    alternate_mobiles: list[Annotated[Text, Field(json_schema_extra=MOBILE_FORMAT)]] = Field(
-        default_factory=list, max_length=5, description="up to 5 more mobile numbers"
+    contact_mobile: Text = Field(description=f"the admission mobile number: {_MOBILE_RULE}", json_schema_extra=_MOBILE)
+    alternate_mobiles: list[Annotated[Text, Field(json_schema_extra=_MOBILE)]] = Field(
+        default_factory=list, max_length=5, description=f"up to 5 more numbers, each {_MOBILE_RULE}"
     )
     age: Int = Field(default=None, ge=0, le=130)
     sex: Annotated[Sex | None, BeforeValidator(_sex)] = None
     ward: Short | None = None
-    bed: (
-        Annotated[
-            str, StringConstraints(strip_whitespace=True, min_length=1, max_length=50), BeforeValidator(_one_line)
-        ]
-        | None
-    ) = None
-    admitted_at: datetime | None = Field(default=None, description=f"ISO 8601; no offset: hospital time; {SINCE_2000}")
+    bed: Bed | None = None
+    admitted_at: datetime | None = Field(default=None, description=_TIME)
 
     def resolve(self, ctx: IntakeContext) -> AdmissionIn:
         errors: list[tuple[str, str]] = []
@@ -193,9 +190,7 @@ class ConditionUpdateIn(_Input):
     resp_rate: Int = Field(default=None, ge=4, le=80, description="breaths per minute")
     blood_sugar: Int = Field(default=None, ge=20, le=800, description="mg/dL")
     remarks: Remarks | None = None
-    recorded_at: datetime | None = Field(
-        default=None, description=f"ISO 8601; no offset: hospital time; {SINCE_2000}; default: now"
-    )
+    recorded_at: datetime | None = Field(default=None, description=f"{_TIME}; default: now")
 
     @field_validator("bp_diastolic")
     @classmethod
@@ -217,9 +212,7 @@ class StatusIn(_Input):
     """`POST /api/v1/admissions/{registration_no}/status`."""
 
     status: Annotated[AdmissionStatus, BeforeValidator(_lower)]
-    at: datetime | None = Field(
-        default=None, description=f"ISO 8601; no offset: hospital time; {SINCE_2000}; default: now"
-    )
+    at: datetime | None = Field(default=None, description=f"{_TIME}; default: now")
     # validate_default: the check below must run when to_hospital is left out, too.
     to_hospital: Name | None = Field(default=None, validate_default=True, description="required when transferred")
     remarks: Remarks | None = None

@@ -40,6 +40,8 @@ class DatabaseConfig(_Section):
 class ServerConfig(_Section):
     host: str
     port: int = Field(ge=1, le=65535)
+    # The largest request body read, unless a route sets its own.
+    max_body_bytes: int = Field(ge=1024)
 
 
 class LanguagesConfig(_Section):
