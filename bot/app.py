@@ -256,10 +256,16 @@ def build_scheduler(services: Services) -> AsyncIOScheduler:
     async def delete_after_retention() -> None:
         await housekeeping.delete_after_retention(services.database, config.notifications, services.now())
 
+    async def erase_patient_data() -> None:
+        await housekeeping.erase_patient_data(services.database, config.retention, services.now())
+
     async def daily_digest() -> None:
         await digest.enqueue_digests(services.database, config, services.now())
 
-    for job in (purge_code_requests, purge_inbound_messages, end_lapsed_verifications, delete_after_retention):
+    for job in (
+        purge_code_requests, purge_inbound_messages, end_lapsed_verifications, delete_after_retention,
+        erase_patient_data,
+    ):  # fmt: skip
         scheduler.add_job(job, "interval", hours=1, id=job.__name__, coalesce=True)
     hour, minute = (int(part) for part in config.notifications.digest_at.split(":"))
     # In hospital time; a worker busy or down at that minute still sends it within the hour.

@@ -1,5 +1,6 @@
 """The worker's periodic jobs: codes purged, alerts ended when a verification lapses, chats and
-subscriptions deleted after the retention period. The audit always stays."""
+subscriptions deleted after the retention period, patients' data erased after theirs. The audit
+always stays."""
 
 from datetime import timedelta
 
@@ -7,10 +8,13 @@ from sqlmodel import select
 
 from bot.app import Services, build_scheduler
 from bot.relatives import housekeeping
-from models import Admission, AuditEvent, Chat, Notification, Subscription, Verification
+from models import Admission, AuditEvent, Chat, ConditionUpdate, Notification, Subscription, Verification
 from models.chat import OtpChallenge
-from tests.conftest import now_utc
-from tests.test_conversation import START, World, verified, world  # noqa: F401 (world: a fixture)
+from tests.conftest import auth, now_utc
+from tests.test_conversation import MOBILE, OTHER_MOBILE, START, World, verified, world  # noqa: F401 (world: a fixture)
+from tests.test_privacy import forms, where_found
+
+ALTERNATE, SUNIL_MOBILE = "+919433012121", "+919830077777"
 
 
 async def test_code_requests_older_than_every_limit_are_purged(services):
@@ -165,6 +169,85 @@ async def test_chats_and_subscriptions_go_after_the_retention_period_and_the_aud
 
 async def test_the_worker_schedules_the_housekeeping_hourly(services):
     scheduler = build_scheduler(services)
-    for name in ("purge_code_requests", "end_lapsed_verifications", "delete_after_retention"):
+    for name in ("purge_code_requests", "end_lapsed_verifications", "delete_after_retention", "erase_patient_data"):
         job = scheduler.get_job(name)
         assert job is not None and job.trigger.interval == timedelta(hours=1), name
+
+
+# --- patients' data after discharge ---------------------------------------------------------------
+
+RATAN = ("Ratan Das", *forms(MOBILE), *forms(ALTERNATE), "Covid Ward 2", "B-14", "Oxygen by mask", "Review in a week")
+SUNIL = ("Sunil Roy", *forms(SUNIL_MOBILE), "SSKM Hospital", "Needs dialysis")
+MINA = ("Mina Das", *forms(OTHER_MOBILE), "Medicine 1", "A-3", "Eating well")
+
+
+async def erase(world: World) -> int:
+    bot: Services = world.bot
+    return await housekeeping.erase_patient_data(bot.database, bot.settings.config.retention, world.clock.now)
+
+
+async def test_patients_data_is_erased_days_after_discharge_and_the_audit_stays(world):
+    retention = timedelta(days=world.bot.settings.config.retention.patient_days_after_discharge)
+    await world.admit(alternate_mobiles=["94330 12121"], age=64, sex="M")
+    await world.update(condition="critical", respiratory_support="oxygen", remarks="Oxygen by mask")
+    relative = world.relative()
+    await relative.verify()  # follows Ratan: a verification, a subscription, a disclosure
+    await world.admit("R-2", patient_name="Sunil Roy", contact_mobile="98300 77777")
+    await world.admit("MCK-1", "MCK", patient_name="Mina Das", contact_mobile="94330 55555", ward="Medicine 1",
+                      bed="A-3")  # fmt: skip
+    await world.update("MCK-1", "MCK", condition="stable", remarks="Eating well")
+    await world.relative("mina's").verify("94330 55555", OTHER_MOBILE)
+    world.clock.advance(hours=1)
+    await world.set_status("discharged", remarks="Review in a week")  # alerts wait in the outbox
+    await world.set_status("transferred", "R-2", to_hospital="SSKM Hospital", remarks="Needs dialysis")
+    closed_at = world.clock.now
+    audited = len(await world.rows(AuditEvent))
+
+    world.clock.now = closed_at + retention - timedelta(minutes=1)
+    assert await erase(world) == 0
+    for name in (*RATAN, *SUNIL, *MINA):
+        assert await where_found(world.bot.database, name), name
+
+    world.clock.now = closed_at + retention + timedelta(minutes=1)
+    assert await erase(world) == 2
+    assert await where_found(world.bot.database, *RATAN, *SUNIL) == []
+    for name in MINA:  # still admitted: untouched
+        assert await where_found(world.bot.database, name), name
+    # What statistics and the audit trail need stays: which hospital, which registration number,
+    # admitted when, how it ended and when.
+    admissions = {a.registration_no: a for a in await world.rows(Admission)}
+    assert set(admissions) == {"R-1", "R-2", "MCK-1"}
+    ratan = admissions["R-1"]
+    assert (ratan.status, ratan.status_at, ratan.admitted_at) == ("discharged", closed_at, START - timedelta(days=1))
+    assert await world.rows(ConditionUpdate, ConditionUpdate.admission_id == ratan.id) == []
+    assert len(await world.rows(ConditionUpdate)) == 1  # Mina's
+    assert {s.admission_id for s in await world.rows(Subscription)} == {admissions["MCK-1"].id}
+    assert {n.admission_id for n in await world.rows(Notification)} <= {admissions["MCK-1"].id}
+    assert [v.mobile for v in await world.rows(Verification)] == [OTHER_MOBILE]
+    assert len(await world.rows(AuditEvent)) == audited
+    # The relative's chat stays (the chats' own retention deletes it), without Ratan.
+    assert "Ratan" not in await relative.say("/status")
+    # The hospital still finds the registration number, with nothing personal in it.
+    response = await world.api.get("/api/v1/admissions/R-1", headers=auth(world.keys["MRB"]))
+    assert response.status_code == 200
+    assert (response.json()["status"], response.json()["latest_update"]) == ("discharged", None)
+    assert await erase(world) == 0  # done once
+
+
+async def test_an_admitted_patient_is_never_erased(world):
+    await world.admit()
+    await world.update(condition="stable", remarks="Eating well")
+    world.clock.advance(days=3650)
+    assert await erase(world) == 0
+    assert await where_found(world.bot.database, "Ratan Das", MOBILE, "Eating well")
+
+
+async def test_a_patient_admitted_again_is_not_erased(world):
+    retention = timedelta(days=world.bot.settings.config.retention.patient_days_after_discharge)
+    await world.admit()
+    await world.set_status("discharged")
+    world.clock.advance(days=10)
+    await world.set_status("admitted")
+    world.clock.now += retention
+    assert await erase(world) == 0
+    assert await where_found(world.bot.database, "Ratan Das", MOBILE)

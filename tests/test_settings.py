@@ -91,7 +91,7 @@ def test_config_yaml_in_the_working_directory_is_the_default(tmp_path, clean_env
     "key",
     ["phone_region", "hospital_time_zone", "database", "database.url", "otp.digits",
      "otp.max_sends_per_hour", "pacing.telegram.messages_per_second", "disclosure_defaults.show_vitals",
-     "languages.default"],
+     "languages.default", "retention", "retention.patient_days_after_discharge"],
 )  # fmt: skip
 def test_a_missing_key_is_named(tmp_path, key):
     assert error(tmp_path, key, DROP) == f"{tmp_path / 'config.yaml'}: {key}: missing"
@@ -144,6 +144,28 @@ def test_a_value_of_the_wrong_type_is_named(tmp_path, key, value, reason):
 )
 def test_a_value_out_of_range_is_named(tmp_path, key, value, named):
     assert error(tmp_path, key, value).startswith(f"{tmp_path / 'config.yaml'}: {named}: ")
+
+
+@pytest.mark.parametrize("days", [0, -1])
+def test_patients_data_is_kept_at_least_a_day(tmp_path, days):
+    key = "retention.patient_days_after_discharge"
+    assert error(tmp_path, key, days).startswith(f"{tmp_path / 'config.yaml'}: {key}: ")
+
+
+def test_patients_data_is_kept_as_long_as_relatives_may_read_it(tmp_path):
+    config = changed_config("verification.days_after_discharge", 10)
+    config["retention"]["patient_days_after_discharge"] = 9
+    path = write_config(tmp_path, config)
+
+    with pytest.raises(SettingsError) as caught:
+        load_settings({"BOT_CONFIG": str(path)})
+    assert str(caught.value) == (
+        f"{path}: retention.patient_days_after_discharge: at least verification.days_after_discharge (10), "
+        "as long as relatives may read the patient's card"
+    )
+    config["retention"]["patient_days_after_discharge"] = 10
+    settings = load_settings({"BOT_CONFIG": str(write_config(tmp_path, config))})
+    assert settings.config.retention.patient_days_after_discharge == 10
 
 
 def test_a_default_language_that_is_not_available_is_refused(tmp_path):

@@ -153,6 +153,10 @@ class WhatsAppTemplates(_Section):
         return by_language.get(language) or by_language["en"]
 
 
+class RetentionConfig(_Section):
+    patient_days_after_discharge: int = Field(gt=0)
+
+
 class DisclosureConfig(_Section):
     show_vitals: bool
     show_remarks: bool
@@ -171,6 +175,7 @@ class FileConfig(_Section):
     overdue_hours: OverdueConfig
     pacing: PacingConfig
     notifications: NotificationsConfig
+    retention: RetentionConfig
     whatsapp_templates: WhatsAppTemplates
     disclosure_defaults: DisclosureConfig
 
@@ -311,6 +316,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         raise SettingsError(_format_error(str(path), exc)) from None
 
     _check_phone_region(path, config.phone_region)
+    _check_retention(path, config)
     try:
         env = Environment(
             telegram_api_base_url=_env(environ, "TELEGRAM_API_BASE_URL")
@@ -395,6 +401,16 @@ def _check_templates(path: Path, config: FileConfig) -> None:
                 f"{path}: whatsapp_templates.{kind}.en: required when TWILIO_WHATSAPP_FROM is set "
                 "(the approved Content template for this alert outside the 24-hour window)"
             )
+
+
+def _check_retention(path: Path, config: FileConfig) -> None:
+    """Erasing a patient's data ends what relatives may read: not before their right to read does."""
+    readable_days = config.verification.days_after_discharge
+    if config.retention.patient_days_after_discharge < readable_days:
+        raise SettingsError(
+            f"{path}: retention.patient_days_after_discharge: at least verification.days_after_discharge "
+            f"({readable_days}), as long as relatives may read the patient's card"
+        )
 
 
 def _check_phone_region(path: Path, region: str) -> None:

@@ -1,5 +1,6 @@
 """Periodic clean-up, run by the scheduler of the `worker` process. The audit table is never
-touched: it records who read what, and that outlives every chat."""
+touched: it records who read what, and that outlives every chat and every patient's data (it
+names relatives' chats by pseudonyms, and holds no patient's name or number)."""
 
 from __future__ import annotations
 
@@ -11,11 +12,13 @@ from sqlmodel import col, select
 
 from bot import outbox
 from bot.platform.db import Database
-from bot.platform.settings import NotificationsConfig, OtpConfig, VerificationConfig
+from bot.platform.settings import NotificationsConfig, OtpConfig, RetentionConfig, VerificationConfig
 from bot.relatives import access
 from models import (
     Admission,
+    AlternateMobile,
     Chat,
+    ConditionUpdate,
     InboundMessage,
     Notification,
     OtpChallenge,
@@ -127,3 +130,61 @@ async def delete_after_retention(database: Database, policy: NotificationsConfig
             await session.exec(delete(Chat).where(col(Chat.id).in_(chunk), ~follows))
         await session.commit()
     return Deleted(subscriptions, len(chat_ids))
+
+
+# What an admission keeps of its patient once erased: nothing (the two required columns empty).
+_ERASED = {
+    "patient_name": "", "age": None, "sex": None, "contact_mobile": "", "ward": None, "bed": None,
+    "transferred_to": None, "status_remarks": None,
+}  # fmt: skip
+
+
+async def erase_patient_data(database: Database, policy: RetentionConfig, now: datetime) -> int:
+    """`patient_days_after_discharge` after a discharge, transfer or death, erase what we hold
+    about the patient: the admission's name, age, sex, numbers, ward, bed, destination and
+    remarks, its condition history, and what chats hold because of it (subscriptions, their alerts,
+    the verifications of its numbers that no other subscription needs). Its purpose, keeping the
+    relatives informed, is served; India's Digital Personal Data Protection Act 2023 asks for
+    erasure then. The admission row stays with its hospital, registration number, dates and status:
+    statistics count it, and the audit trail, which stays, still says which admission each
+    disclosure was about. How many admissions were erased.
+
+    A hospital sending the same registration number again fills the admission in again; while it
+    stays closed that long ago, the next run erases it again."""
+    cutoff = now - timedelta(days=policy.patient_days_after_discharge)
+    closed_long_ago = (
+        col(Admission.status) != AdmissionStatus.ADMITTED,
+        col(Admission.status_at).is_not(None),
+        col(Admission.status_at) < cutoff,
+    )
+    async with database.session() as session:
+        # Not erased yet: an erased admission's contact number is empty.
+        to_erase = await session.exec(
+            select(Admission.id, Admission.contact_mobile).where(*closed_long_ago, col(Admission.contact_mobile) != "")
+        )
+        found = list(to_erase.all())
+    erased = 0
+    for chunk in in_chunks(found):
+        async with database.session() as session:
+            # Checked again as it is erased: a hospital may have admitted the patient again since.
+            updated = await session.exec(
+                update(Admission)
+                .where(col(Admission.id).in_([admission_id for admission_id, _mobile in chunk]), *closed_long_ago)
+                .values(**_ERASED, updated_at=now)
+                .returning(col(Admission.id))
+            )
+            ids = set(updated.scalars().all())
+            if not ids:
+                continue
+            alternates = await session.exec(
+                select(AlternateMobile.mobile).where(col(AlternateMobile.admission_id).in_(ids))
+            )
+            mobiles = {mobile for admission_id, mobile in chunk if admission_id in ids} | set(alternates.all())
+            for model in (Notification, Subscription, ConditionUpdate, AlternateMobile):
+                await session.exec(delete(model).where(col(model.admission_id).in_(ids)))
+            needed = select(Subscription.id).where(col(Subscription.verification_id) == col(Verification.id)).exists()
+            for numbers in in_chunks(sorted(mobiles)):
+                await session.exec(delete(Verification).where(col(Verification.mobile).in_(numbers), ~needed))
+            await session.commit()
+            erased += len(ids)
+    return erased
