@@ -13,6 +13,7 @@ from sqlmodel import SQLModel, col, select
 from bot import cli
 from bot.intake.csv_import import COLUMNS, parse_time
 from bot.intake.hospitals import get_hospital
+from bot.intake.schemas import TOO_EARLY
 from models import Admission, AlternateMobile, AuditEvent, ConditionUpdate, queries
 from tests.conftest import FIXTURES, PROJECT_ROOT, SECRET, auth
 
@@ -251,6 +252,49 @@ async def test_more_bad_rows(services, keys, fixed_clock, tmp_path, row, expecte
     assert report.problems[0].startswith("line 2: ")
     assert expected in report.problems[0]
     assert (await counts(services))["admission"] == 0
+
+
+async def test_a_character_that_cannot_be_stored_rejects_its_row_only(services, keys, client, fixed_clock, tmp_path):
+    """On PostgreSQL one NUL used to abort the whole import; now it is that row's problem."""
+    header = "registration_no,patient_name,contact_mobile,ward,condition,spo2,remarks,status,to_hospital\n"
+    rows = [
+        "C-1,Ratan Das,090000 21001,Medicine 2,stable,97,fine,,",
+        "C-2,Mitali\x00Ghosh,090000 21002,,stable,,,,",
+        "C-3,Sumita Mondal,090000 21003,HDU\x00,stable,,,,",
+        "C-4,Anil Roy,090000 21004,,stable,,SpO2\x00falling,,",
+        "C-5,Rina Paul,090000 21005,,stable,,,transferred,SSKM\x00",
+        "C-6,Gopal Sen,090000 21006,,stable,9\x007,,,",
+        'C-7,Tapas Dey,090000 21007,,stable,,"two lines,\r\n\tindented",,',
+        "C-8,Tuhin\x1bDas,090000 21008,,stable,,,,",
+    ]
+    path = write(tmp_path, header + "\n".join(rows) + "\n")
+
+    report = await run_import(services, path)
+
+    assert (report.admissions_created, report.rows_rejected) == (2, 6)
+    assert report.problems == [
+        "line 3: patient_name: contains a control character (U+0000)",
+        "line 4: ward: contains a control character (U+0000)",
+        "line 5: remarks: contains a control character (U+0000)",
+        "line 6: to_hospital: contains a control character (U+0000)",
+        'line 7: spo2: must be a whole number, not "9\\u00007"',
+        "line 9: patient_name: contains a control character (U+001B)",
+    ]
+    assert (await get(client, keys, "C-1")).json()["latest_update"]["remarks"] == "fine"
+    assert (await get(client, keys, "C-7")).json()["latest_update"]["remarks"] == "two lines,\r\n\tindented"
+
+
+@pytest.mark.parametrize("column", ["admitted_at", "recorded_at", "status_at"])
+async def test_times_before_2000_are_refused_as_by_the_api(services, keys, fixed_clock, tmp_path, column):
+    header = "registration_no,patient_name,contact_mobile,condition,status,admitted_at,recorded_at,status_at\n"
+    times = {"admitted_at": "01/01/2000 00:00", "recorded_at": "2000-01-01T00:00", "status_at": "01-01-2000"}
+    times[column] = "31/12/1999 23:59"
+    path = write(tmp_path, f"{header}T-1,Ratan Das,090000 21001,stable,discharged,{','.join(times.values())}\n")
+
+    report = await run_import(services, path)
+
+    assert report.problems == [f"line 2: {column}: {TOO_EARLY}"]
+    assert report.rows_rejected == 1
 
 
 async def test_line_numbers_count_rows_as_a_spreadsheet_does(services, keys, fixed_clock, tmp_path):

@@ -83,6 +83,7 @@ from bot.intake.schemas import (
     IntakeContext,
     StatusIn,
 )
+from bot.platform.text import printable
 from models import Admission, Hospital
 
 ADMISSION_COLUMNS = (
@@ -252,7 +253,7 @@ def _columns(header: list[str]) -> dict[int, str]:
         raise _FileProblem("line 1: the columns are separated by ';'; save the file with commas (CSV)")
     unknown = [name for name in names if name and name not in COLUMNS]
     if unknown:
-        described = ", ".join(f'"{name}"{_did_you_mean(name)}' for name in unknown)
+        described = ", ".join(f"{_shown(name)}{_did_you_mean(name)}" for name in unknown)
         raise _FileProblem(
             f"line 1: unknown column{'s' if len(unknown) > 1 else ''} {described}; "
             f"the columns are: {', '.join(COLUMNS)}"
@@ -320,7 +321,7 @@ def _rows(records: list[list[str]], columns: dict[int, str], width: int) -> list
         elif not _REGISTRATION_NO.match(number):
             row.problems.insert(
                 0,
-                f'registration_no: "{number}" is not a registration number (letters, digits, '
+                f"registration_no: {_shown(number)} is not a registration number (letters, digits, "
                 "'.', '_' and '-', up to 64, starting with a letter or digit)",
             )
         elif number in first_line:
@@ -344,11 +345,11 @@ def parse_time(text: str) -> datetime:
                 parts.get("hour", 0), parts.get("minute", 0), parts.get("second", 0),
             )  # fmt: skip
         except ValueError:
-            raise ValueError(f'"{text}" is not a date (day/month/year)') from None
+            raise ValueError(f"{_shown(text)} is not a date (day/month/year)") from None
     try:
         return datetime.fromisoformat(text)
     except ValueError:
-        raise ValueError(f'"{text}" is not a date and time I can read; {_TIME_HINT}') from None
+        raise ValueError(f"{_shown(text)} is not a date and time I can read; {_TIME_HINT}") from None
 
 
 # --- checking and applying rows -------------------------------------------------------------
@@ -498,7 +499,8 @@ def _column_name(loc: list[str] | tuple) -> str:
 
 
 def _shown(value: Any) -> str:
-    return f'"{value}"' if isinstance(value, str) else str(value)
+    """A cell's value quoted in a problem, a character that is not text as its escape (`\\u0000`)."""
+    return f'"{printable(value)}"' if isinstance(value, str) else str(value)
 
 
 def _describe(error: ErrorDetails) -> str:
