@@ -58,14 +58,25 @@ async def latest_update(
 
 
 async def find_admissions(
-    session: AsyncSession, hospital: Hospital, registration_nos: Iterable[str]
+    session: AsyncSession, hospital: Hospital, registration_nos: Iterable[str], lock: bool = False
 ) -> dict[str, Admission]:
-    """The hospital's admissions with these registration numbers, by registration number."""
+    """The hospital's admissions with these registration numbers, by registration number. With
+    `lock`, on PostgreSQL, each row is locked against other writers until the transaction ends
+    and read as it is once locked; rows are locked in order of registration number, so that two
+    transactions locking some of the same rows wait for each other instead of deadlocking.
+    (SQLite has no row locks: there, one writer at a time holds the whole database.)"""
     found: dict[str, Admission] = {}
     for chunk in in_chunks(sorted(set(registration_nos))):
-        result = await session.exec(
-            select(Admission).where(Admission.hospital_id == hospital.id, col(Admission.registration_no).in_(chunk))
-        )
+        query = select(Admission).where(Admission.hospital_id == hospital.id, col(Admission.registration_no).in_(chunk))
+        if lock:
+            # FOR NO KEY UPDATE: rows that only refer to the admission (subscriptions, alerts) may
+            # still be added meanwhile.
+            query = (
+                query.order_by(col(Admission.registration_no))
+                .with_for_update(key_share=True)
+                .execution_options(populate_existing=True)
+            )
+        result = await session.exec(query)
         found.update((admission.registration_no, admission) for admission in result.all())
     return found
 

@@ -349,9 +349,9 @@ async def test_put_that_loses_the_race_to_create_updates_instead(mrb, services, 
     real_find = queries.find_admissions
     lookups = []
 
-    async def find_too_early(session, hospital, registration_nos):
+    async def find_too_early(session, hospital, registration_nos, lock=False):
         lookups.append(registration_nos)
-        return {} if len(lookups) == 1 else await real_find(session, hospital, registration_nos)
+        return {} if len(lookups) == 1 else await real_find(session, hospital, registration_nos, lock)
 
     monkeypatch.setattr(queries, "find_admissions", find_too_early)
 

@@ -238,10 +238,13 @@ class Batch:
     async def load(
         cls, session: AsyncSession, hospital: Hospital, registration_nos: Iterable[str], actor: str, source: str
     ) -> Batch:
-        """A batch for these registration numbers of `hospital`, with their stored admissions."""
+        """A batch for these registration numbers of `hospital`, with their stored admissions,
+        locked until the transaction ends (PostgreSQL): another transaction writing to one of them
+        waits, so that a repeat is recognised as one and each change is decided against the
+        state the one before it left."""
         batch = cls(session, hospital, actor, source)
         batch._loaded = set(registration_nos)
-        batch._stored = await queries.find_admissions(session, hospital, batch._loaded)
+        batch._stored = await queries.find_admissions(session, hospital, batch._loaded, lock=True)
         return batch
 
     def stored(self, registration_no: str) -> Admission | None:
@@ -551,6 +554,9 @@ async def retract_update(
     merge (the earliest `before` against the current state) and the relative hears nothing."""
     if update.retracted_at is not None:
         return Outcome.UNCHANGED
+    # Locked as `Batch.load` locks it (PostgreSQL): no update is recorded meanwhile, so the latest
+    # read here is the latest when this commits, and the status read is the current one.
+    await session.refresh(admission, with_for_update={"key_share": True})
     latest = await queries.latest_update(session, admission.id)
     was_latest = latest is not None and latest.id == update.id
     update.retracted_at = now
