@@ -41,6 +41,8 @@ from handlers.console import CHANNEL as CONSOLE
 from handlers.console import ConsoleChat, ConsoleCodes, ConsoleSender, StdinLines, write_stdout
 from handlers.hospital_api import HospitalApiServices, request_validation_response
 from handlers.hospital_api import router as hospital_api_router
+from handlers.staff import StaffServices
+from handlers.staff import install as install_staff_pages
 from handlers.telegram import CHANNEL as TELEGRAM
 from handlers.telegram import TelegramChannel, TelegramSender, build_application
 from handlers.twilio_api import TwilioClient, TwilioSmsCodes, TwilioVerifyCodes, twilio_client
@@ -222,6 +224,13 @@ def build_web_app(services: Services, telegram: TelegramChannel | None = None) -
         services.database, services.secret_key, services.settings.config.phone_region, services.now
     )
     app.include_router(hospital_api_router)
+    install_staff_pages(
+        app,
+        StaffServices(
+            services.database, services.secret_key, services.settings.config, services.catalogues,
+            services.now, services.settings.env.public_base_url,
+        ),
+    )  # fmt: skip
     if telegram is not None and services.settings.env.telegram_webhook_url:
         app.include_router(telegram.webhook_router())
     whatsapp = build_whatsapp(services)

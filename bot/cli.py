@@ -10,11 +10,13 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 
 from bot import app
-from bot.intake.hospitals import HospitalError, add_hospital, list_hospitals, rotate_key
+from bot.intake.hospitals import HospitalError, add_hospital, get_hospital, list_hospitals, rotate_key
 from bot.platform import db
 from bot.platform.logs import configure_logging
 from bot.platform.settings import Settings, SettingsError, load_settings
+from bot.staff.accounts import StaffError, add_account
 from models.enums import NotificationStatus
+from models.staff import StaffRole
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -45,6 +47,16 @@ def _parser() -> argparse.ArgumentParser:
     importer.add_argument("file", type=Path)
     importer.add_argument("--hospital", required=True, metavar="CODE")
     importer.add_argument("--dry-run", action="store_true", help="check and report, change nothing")
+
+    staff = commands.add_parser("staff", help="accounts of hospital staff for the ward's page")
+    staff_actions = staff.add_subparsers(dest="staff_command", required=True, metavar="ACTION")
+    staff_add = staff_actions.add_parser("add", help="add an account; prints its one-time password")
+    staff_add.add_argument("username")
+    staff_add.add_argument("--hospital", required=True, metavar="CODE")
+    staff_add.add_argument("--role", required=True, choices=[role.value for role in StaffRole])
+    staff_add.add_argument(
+        "--ward", action="append", default=[], metavar="W", help="a ward the account sees (repeat; none: every ward)"
+    )
 
     commands.add_parser("demo", help="load the fictional demo hospitals and patients")
     commands.add_parser("outbox", help="alerts by status, and the dead ones (retries used up)")
@@ -92,6 +104,26 @@ async def _import(services: app.Services, args: argparse.Namespace) -> int:
         for problem in report.problems:
             print(problem, file=sys.stderr)
         return 0 if report.ok else 1
+
+    return await _with_session(services, work)
+
+
+async def _staff(services: app.Services, args: argparse.Namespace) -> int:
+    async def work(session) -> int:
+        hospital = await get_hospital(session, args.hospital)
+        if hospital is None:
+            print(f"error: no hospital {args.hospital.upper()}", file=sys.stderr)
+            return 1
+        try:
+            issued = await add_account(session, hospital, args.username, args.role, args.ward, actor="cli")
+        except StaffError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        await session.commit()
+        account = issued.account
+        print(f"{account.username} ({account.role}) at {hospital.code}: {', '.join(account.wards) or 'every ward'}")
+        print(f"One-time password (shown once, changed at the first login): {issued.password}")
+        return 0
 
     return await _with_session(services, work)
 
@@ -163,6 +195,8 @@ def main(argv: list[str] | None = None) -> int:
         return _run(services, _hospitals(services, args))
     if args.command == "import":
         return _run(services, _import(services, args))
+    if args.command == "staff":
+        return _run(services, _staff(services, args))
     if args.command == "demo":
         return _run(services, _demo(services, args))
     if args.command == "outbox":

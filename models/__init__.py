@@ -8,6 +8,7 @@ from models.chat import (
     Subscription,
     Verification,
 )
+from models.staff import StaffAccount, StaffLoginAddress
 from models.tables import (
     Admission,
     AlternateMobile,
@@ -20,5 +21,6 @@ from models.tables import (
 
 __all__ = [
     "Admission", "AlternateMobile", "AuditEvent", "Chat", "ConditionUpdate", "Hospital", "InboundMessage",
-    "Notification", "OtpChallenge", "Subscription", "Verification", "table_of", "utcnow",
+    "Notification", "OtpChallenge", "StaffAccount", "StaffLoginAddress", "Subscription", "Verification", "table_of",
+    "utcnow",
 ]  # fmt: skip

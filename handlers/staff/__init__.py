@@ -1,0 +1,17 @@
+"""The ward's own page: hospital staff record updates from a phone browser (server-rendered HTML,
+no script). `install` adds it to the web app under /staff."""
+
+from fastapi import APIRouter, FastAPI
+
+from handlers.staff import pages
+from handlers.staff.auth import PageError, Redirect, StaffServices, page_error_response
+
+router = APIRouter(prefix="/staff", include_in_schema=False)
+router.include_router(pages.router)
+
+
+def install(app: FastAPI, services: StaffServices) -> None:
+    app.state.staff = services
+    app.include_router(router)
+    app.add_exception_handler(PageError, page_error_response)
+    app.add_exception_handler(Redirect, page_error_response)
