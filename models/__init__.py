@@ -18,9 +18,10 @@ from models.tables import (
     table_of,
     utcnow,
 )
+from models.uploads import StaffUpload
 
 __all__ = [
     "Admission", "AlternateMobile", "AuditEvent", "Chat", "ConditionUpdate", "Hospital", "InboundMessage",
-    "Notification", "OtpChallenge", "StaffAccount", "StaffLoginAddress", "Subscription", "Verification", "table_of",
-    "utcnow",
+    "Notification", "OtpChallenge", "StaffAccount", "StaffLoginAddress", "StaffUpload", "Subscription", "Verification",
+    "table_of", "utcnow",
 ]  # fmt: skip

@@ -124,6 +124,7 @@ class ImportReport:
     rows_rejected: int = 0
     problems: list[str] = field(default_factory=list)
     file_error: bool = False  # the file itself was refused: nothing was imported
+    lines: list[RowResult] = field(default_factory=list)  # each data row's result, in the file's order
 
     @property
     def ok(self) -> bool:
@@ -149,6 +150,16 @@ class ImportReport:
         self.file_error = True
         self.problems = [problem]
         return self
+
+
+@dataclass(frozen=True)
+class RowResult:
+    """What became of one data row: its outcome, or the reasons it was rejected."""
+
+    line: int
+    registration_no: str  # as the row gives it; "" when it gives none
+    outcome: rules.RowOutcome | None  # None: rejected
+    problems: tuple[str, ...] = ()
 
 
 def _count(number: int, singular: str, plural: str | None = None) -> str:
@@ -186,9 +197,28 @@ async def import_csv(
     """Import `path` for the hospital `hospital_code`, then commit (with `dry_run`: roll back).
     Mobile numbers are read as numbers of `region`; times may not be later than `now`."""
     path = Path(path)
-    report = ImportReport(file=path.name, hospital=hospital_code.strip().upper(), dry_run=dry_run)
     try:
-        header, records = _read(path)
+        content = _read_file(path)
+    except _FileProblem as problem:
+        return ImportReport(file=path.name, hospital=hospital_code.strip().upper(), dry_run=dry_run)._fail(str(problem))
+    return await import_content(session, content, path.name, hospital_code, region, now, dry_run)
+
+
+async def import_content(
+    session: AsyncSession,
+    content: bytes,
+    file_name: str,
+    hospital_code: str,
+    region: str,
+    now: datetime,
+    dry_run: bool = False,
+    actor: str | None = None,
+) -> ImportReport:
+    """`import_csv` of a file's bytes (a file uploaded on the staff page), audited as `actor`
+    (by default `csv:<HOSPITAL>`)."""
+    report = ImportReport(file=file_name, hospital=hospital_code.strip().upper(), dry_run=dry_run)
+    try:
+        header, records = _parse(content)
         columns = _columns(header)
     except _FileProblem as problem:
         return report._fail(str(problem))
@@ -198,7 +228,7 @@ async def import_csv(
 
     rows = _rows(records, columns, len(header))
     report.rows = len(rows)
-    importer = _Importer(session, hospital, report, region, now)
+    importer = _Importer(session, hospital, report, region, now, actor or f"csv:{hospital.code}")
     try:
         await importer.run(rows, present=set(columns.values()))
         if dry_run:
@@ -218,14 +248,18 @@ async def import_csv(
 # --- reading the file ----------------------------------------------------------------------------
 
 
-def _read(path: Path) -> tuple[list[str], list[list[str]]]:
-    """The header and the data records of a CSV file; raises _FileProblem."""
+def _read_file(path: Path) -> bytes:
+    """The bytes of the file; raises _FileProblem."""
     try:
-        raw = path.read_bytes()
+        return path.read_bytes()
     except FileNotFoundError:
         raise _FileProblem(f"{path}: no such file") from None
     except OSError as exc:
         raise _FileProblem(f"{path}: cannot be read ({exc.strerror or exc})") from None
+
+
+def _parse(raw: bytes) -> tuple[list[str], list[list[str]]]:
+    """The header and the data records of a CSV file's bytes; raises _FileProblem."""
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -356,10 +390,13 @@ def parse_time(text: str) -> datetime:
 
 
 class _Importer:
-    def __init__(self, session: AsyncSession, hospital: Hospital, report: ImportReport, region: str, now: datetime):
+    def __init__(
+        self, session: AsyncSession, hospital: Hospital, report: ImportReport, region: str, now: datetime, actor: str
+    ):
         self.session = session
         self.hospital = hospital
         self.report = report
+        self.actor = actor
         self.context = IntakeContext(
             region=region,
             tz=ZoneInfo(hospital.time_zone),
@@ -371,17 +408,21 @@ class _Importer:
             self.session,
             self.hospital,
             [row.registration_no for row in rows if row.registration_no],
-            actor=f"csv:{self.hospital.code}",
+            actor=self.actor,
             source=SOURCE,
         )
         for row in rows:
             existing = batch.stored(row.registration_no) if row.registration_no else None
             kept = await batch.stored_alternates(existing) if existing is not None else []
             checked = self._check(row, existing, kept, present)
-            if checked is not None and await self._apply(batch, row, checked):
+            outcome = await self._apply(batch, row, checked) if checked is not None else None
+            given = row.given.get("registration_no", "")
+            if outcome is not None:
+                self.report.lines.append(RowResult(row.line, given, outcome))
                 continue
             self.report.rows_rejected += 1
             self.report.problems.append(f"line {row.line}: {'; '.join(row.problems)}")
+            self.report.lines.append(RowResult(row.line, given, None, tuple(row.problems)))
         await batch.save()
 
     def _check(
@@ -458,8 +499,8 @@ class _Importer:
             row.problems.extend(f"{_column_name(field.split('.'))}: {reason}" for field, reason in exc.errors)
             return None
 
-    async def _apply(self, batch: rules.Batch, row: _Row, checked: _Checked) -> bool:
-        """Apply a valid row; False, with the reason in `row.problems`, if it is refused (then
+    async def _apply(self, batch: rules.Batch, row: _Row, checked: _Checked) -> rules.RowOutcome | None:
+        """Apply a valid row; None, with the reason in `row.problems`, if it is refused (then
         nothing of it is kept)."""
         try:
             outcome = await batch.row(
@@ -471,7 +512,7 @@ class _Importer:
             )
         except rules.AdmissionClosed as exc:
             row.problems.append(f"condition: {exc}")
-            return False
+            return None
         report = self.report
         if outcome.admission == rules.Outcome.CREATED:
             report.admissions_created += 1
@@ -481,7 +522,7 @@ class _Importer:
             report.admissions_unchanged += 1
         report.updates_recorded += outcome.update == rules.Outcome.CREATED
         report.status_changes += outcome.status == rules.Outcome.UPDATED
-        return True
+        return outcome
 
 
 # --- wording of problems ---------------------------------------------------------------------

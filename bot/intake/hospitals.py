@@ -75,7 +75,7 @@ async def add_hospital(
     return IssuedKey(hospital, api_key)
 
 
-async def rotate_key(session: AsyncSession, secret_key: bytes, code: str) -> IssuedKey:
+async def rotate_key(session: AsyncSession, secret_key: bytes, code: str, actor: str = "cli") -> IssuedKey:
     hospital = await get_hospital(session, code)
     if hospital is None:
         raise HospitalError(f"code: no hospital {code.upper()}")
@@ -83,7 +83,7 @@ async def rotate_key(session: AsyncSession, secret_key: bytes, code: str) -> Iss
     hospital.api_key_hash = keyed_hash(secret_key, api_key)
     hospital.api_key_issued_at = utcnow()
     session.add(hospital)
-    audit(session, "cli", "hospital.key_rotated", hospital.id)
+    audit(session, actor, "hospital.key_rotated", hospital.id)
     return IssuedKey(hospital, api_key)
 
 
