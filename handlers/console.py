@@ -16,6 +16,7 @@ from typing import TextIO
 
 from bot.alerts.channels import Alert
 from bot.alerts.pacing import Pacer
+from bot.platform.text import unstorable
 from bot.relatives import commands
 from bot.relatives.conversation import Conversation
 from bot.relatives.replies import Inbound, Reply
@@ -47,6 +48,8 @@ class ConsoleChat:
             self._write("  ".join(f"[{index}] {button.label}" for index, button in enumerate(reply.buttons, 1)))
 
     def _inbound(self, line: str) -> Inbound:
+        if unstorable(line, multiline=True):  # a pasted NUL or terminal escape: not something to read
+            return Inbound(CHANNEL, self._chat_key, unsupported=True)
         typed = commands.parse_typed(line)
         if typed is not None:
             return Inbound(CHANNEL, self._chat_key, command=typed.command, argument=typed.argument)

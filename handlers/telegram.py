@@ -51,6 +51,7 @@ from bot.alerts.channels import Alert, PermanentFailure, RetryLater, TemporaryFa
 from bot.alerts.pacing import Pacer
 from bot.platform.i18n import Catalogues, Language
 from bot.platform.settings import Settings
+from bot.platform.text import unstorable
 from bot.relatives import commands
 from bot.relatives.conversation import Conversation
 from bot.relatives.replies import Inbound, Reply, Span
@@ -145,7 +146,10 @@ async def _answer(update: Update, context: ContextTypes.DEFAULT_TYPE, **event: A
 async def on_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """A command, from the "/" menu or typed: "/status", "/quiet 22-7", "/start@WardWatchBot"."""
     message = update.effective_message
-    typed = commands.parse_typed(message.text or "" if message else "")
+    text = message.text or "" if message else ""
+    if unstorable(text, multiline=True):
+        return await _answer(update, context, unsupported=True)
+    typed = commands.parse_typed(text)
     assert typed is not None, "PTB's command filters pass only messages that begin with a command"
     await _answer(update, context, command=typed.command, argument=typed.argument)
 
@@ -179,9 +183,14 @@ async def on_contact(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
 
 
 async def on_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """Plain text: a number, a code, a digit, or anything else the relative writes."""
+    """Plain text: a number, a code, a digit, or anything else the relative writes. Text with a
+    character that is not text (NUL, a terminal escape, a lone surrogate) is answered as a sticker
+    is: it never reaches the dialogue."""
     message = update.effective_message
-    await _answer(update, context, text=message.text if message else None)
+    text = message.text if message else None
+    if text and unstorable(text, multiline=True):
+        return await _answer(update, context, unsupported=True)
+    await _answer(update, context, text=text)
 
 
 async def on_unhandled(update: Update, _context: ContextTypes.DEFAULT_TYPE) -> None:

@@ -36,6 +36,7 @@ from bot.platform.db import Database
 from bot.platform.i18n import language_of_script
 from bot.platform.phones import ascii_digits, mask
 from bot.platform.settings import NotificationsConfig, WhatsAppPacing, WhatsAppTemplates
+from bot.platform.text import unstorable
 from bot.relatives import access, commands
 from bot.relatives.conversation import Conversation
 from bot.relatives.replies import Inbound, Reply, Span
@@ -89,9 +90,13 @@ def inbound_from(form: Mapping[str, str]) -> Inbound:
     # A Content quick reply sends its button's id as ButtonPayload (and its label as Body).
     payload = form.get("ButtonPayload", "").strip()
     if payload:
+        if reason := unstorable(payload):  # our own button ids: no relative typed this
+            raise BadMessage(f"ButtonPayload: {reason}")
         return inbound(button=payload)
     text = unicodedata.normalize("NFC", form.get("Body", "")).strip()
-    if not text:  # a photo, a voice note, a location, a contact card: nothing to read
+    # A photo, a voice note, a location, a contact card: nothing to read; nor in text with a
+    # character that is not text (NUL, a terminal escape).
+    if not text or unstorable(text, multiline=True):
         return inbound(unsupported=True)
     # WhatsApp tells nothing of the phone's language: the script of the first message decides.
     hint = language_of_script(text)

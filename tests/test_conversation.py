@@ -795,6 +795,21 @@ async def test_a_message_too_long(world):
     assert await world.rows(OtpChallenge, OtpChallenge.wrong_tries > 0) == []
 
 
+async def test_a_message_with_characters_that_are_not_text_gets_a_polite_reply(world):
+    """NUL, terminal escapes and lone surrogates are refused where the message comes in: nothing of
+    it reaches the dialogue, so no number is read from it and no code is sent."""
+    await world.admit()
+    relative = world.relative()
+    await relative.say("/start")
+
+    for typed in (f"{MOBILE_TYPED}\x00", f"{MOBILE_TYPED}\ud800", "\x1b[2J"):
+        answer = await relative.say(typed)
+        assert answer.startswith("Sorry, I can only read text messages."), answer
+
+    assert await relative.state() == ("awaiting_number", None)
+    assert world.sms == []
+
+
 async def test_the_conversation_survives_a_restart(world, services):
     await world.admit()
     await world.update(condition="stable")

@@ -491,6 +491,21 @@ async def test_stickers_photos_unknown_commands_and_huge_texts_get_a_polite_repl
     assert bot.sms == [] and await bot.challenges(relative.user) == 0
 
 
+async def test_a_message_with_characters_that_are_not_text_gets_a_polite_reply(bot, fake):
+    relative = Relative(fake, fake.user("en"))
+    await relative.command("/start")
+
+    for text in ("+91 90000 00001\x00", "\x1b[2J"):
+        sorry, hint = await relative.text(text, expect=2)
+        assert sorry.plain == "Sorry, I can only read text messages."
+        assert "mobile number" in hint.plain
+
+    await relative.settle()
+    chat = await bot.chat(relative.user)
+    assert (chat.state, chat.pending_mobile) == ("awaiting_number", None)
+    assert bot.sms == [] and await bot.challenges(relative.user) == 0
+
+
 @pytest.mark.parametrize(
     ("typed", "reason"),
     [

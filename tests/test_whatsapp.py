@@ -331,6 +331,7 @@ async def test_another_auth_token_is_refused(wa, fake):
         ({"From": WHATSAPP_FROM}, "From"),  # a status callback sent to the wrong URL
         ({"MessageSid": ""}, "MessageSid"),
         ({"MessageSid": "not-a-sid"}, "MessageSid"),
+        ({"ButtonPayload": "resend\x00"}, "ButtonPayload"),
     ],
 )
 async def test_a_signed_request_that_is_no_message_is_refused(wa, fake, more, reason):
@@ -412,6 +413,17 @@ async def test_a_media_message_without_text_is_unsupported(wa):
     await wa.send("Hello")
     [sorry, hint] = await wa.send("", NumMedia="1", MediaContentType0="image/jpeg")
     assert sorry == ONLY_TEXT and ASK_NUMBER in hint
+
+
+async def test_a_message_with_characters_that_are_not_text_is_unsupported(wa, fake):
+    await wa.send("Hello")
+
+    for text in (f"{TYPED}\x00", "\x1b[2J"):
+        [sorry, hint] = await wa.send(text)
+        assert sorry == ONLY_TEXT and ASK_NUMBER in hint
+
+    assert (await wa.chat()).pending_mobile is None
+    assert fake.messages_to(MOBILE) == []
 
 
 # --- rendering -------------------------------------------------------------------------------------
