@@ -33,6 +33,7 @@ from bot.intake.demo import load_demo
 from bot.platform.background import Background
 from bot.platform.db import Database
 from bot.platform.i18n import Catalogues
+from bot.platform.logs import mask_every_handler
 from bot.platform.settings import Settings, SettingsError
 from bot.relatives import housekeeping
 from bot.relatives.conversation import Conversation
@@ -325,6 +326,9 @@ async def _serve(services: Services, telegram: TelegramChannel | None, quiet: bo
         log_level="warning" if quiet else "info",
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
     )
+    # uvicorn.Config has just given uvicorn's loggers handlers of their own, outside the root's:
+    # a failed request's traceback goes through them.
+    mask_every_handler()
     log.info("hospital API on http://%s:%s (OpenAPI at /docs)", settings.host, settings.port)
     server = _Server(config)
     serving = asyncio.create_task(server.serve())

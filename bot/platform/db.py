@@ -44,12 +44,14 @@ def _tune_sqlite(dbapi_connection, _record) -> None:
 
 
 def create_engine(url: str) -> AsyncEngine:
+    # A failed statement's error names its SQL; its parameters (patients' names, phone numbers)
+    # would reach the logs with the traceback.
     if url.startswith("sqlite"):
         _prepare_sqlite(url)
-        engine = create_async_engine(url)
+        engine = create_async_engine(url, hide_parameters=True)
         event.listen(engine.sync_engine, "connect", _tune_sqlite)
         return engine
-    return create_async_engine(url, pool_pre_ping=True)
+    return create_async_engine(url, pool_pre_ping=True, hide_parameters=True)
 
 
 class Database:

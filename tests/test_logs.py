@@ -1,0 +1,201 @@
+"""Nothing that names a relative or a patient reaches the logs. The real service, `python -m bot web`
+in a child process with WhatsApp configured, is driven into failures: the database refuses writes
+in the middle of requests (500s, whose tracebacks uvicorn logs through handlers of its own), and
+Twilio refuses a reply with an error that quotes the number. Everything the process writes, on
+stdout and stderr, is searched for the phone numbers (in any form), the code and the patients'
+names. Runs on SQLite, and on PostgreSQL when TEST_DATABASE_URL is set."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import text
+
+from bot.platform.logs import MaskPhoneNumbers, mask_phones
+from tests.conftest import PROJECT_ROOT, SECRET, auth
+from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, SMS_FROM, WHATSAPP_FROM, FakeTwilio, post_whatsapp
+from tests.support import SETTINGS_ENVIRONMENT, config_with_templates
+
+PUBLIC_BASE_URL = "https://wardwatch.example.org"
+RATAN = {"patient_name": "Ratan Das", "contact_mobile": "098300 54321", "alternate_mobiles": ["98300 67890"]}
+MOUSUMI = {"patient_name": "Mousumi Sarkar", "contact_mobile": "+91 98311 22334"}
+RELATIVE = "+919830054321"  # Ratan's admission number, writing from its own WhatsApp
+NEWCOMER = "+919874455667"  # a first message, from a number the service does not know yet
+SECRETS = ("9830054321", "9830067890", "9831122334", "9874455667")  # every number, in its 10 digits
+NAMES = ("Ratan Das", "Mousumi Sarkar")
+CODE = re.compile(r"(?<!\d)\d{6}(?!\d)")
+
+# Writes the database refuses from the moment they are installed, as a full disk would.
+REFUSALS = {
+    "sqlite": [
+        f"CREATE TRIGGER refuse_{table}_{event} BEFORE {event} ON {table} BEGIN SELECT RAISE(ABORT, 'disk full'); END"
+        for table, event in (("admission", "INSERT"), ("admission", "UPDATE"), ("chat", "INSERT"))
+    ],
+    "postgresql": [
+        "CREATE FUNCTION refuse_writes() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE 'disk full'; END $$",
+        *(
+            f"CREATE TRIGGER refuse_writes BEFORE INSERT OR UPDATE ON {table} FOR EACH ROW EXECUTE FUNCTION refuse_writes()"
+            for table in ("admission", "chat")
+        ),
+    ],
+}
+WITHDRAWALS = {
+    "sqlite": [
+        f"DROP TRIGGER IF EXISTS refuse_{table}_{event}"
+        for table, event in (("admission", "INSERT"), ("admission", "UPDATE"), ("chat", "INSERT"))
+    ],
+    "postgresql": [
+        "DROP TRIGGER IF EXISTS refuse_writes ON admission",
+        "DROP TRIGGER IF EXISTS refuse_writes ON chat",
+        "DROP FUNCTION IF EXISTS refuse_writes()",
+    ],
+}
+
+
+def anywhere(digits: str) -> re.Pattern[str]:
+    """The national number `digits` however it is written: +91..., 0..., with spaces or dashes."""
+    return re.compile(r"[ -]?".join(digits))
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeTwilio]:
+    async with FakeTwilio() as server:
+        yield server
+
+
+@pytest.fixture
+async def refusing(services):
+    """Installs the database's refusals when called; withdraws them at the end, whatever happened."""
+    dialect = services.database.engine.dialect.name
+
+    async def run(statements: list[str]) -> None:
+        async with services.database.engine.begin() as connection:
+            for statement in statements:
+                await connection.execute(text(statement))
+
+    yield lambda: run(REFUSALS[dialect])
+    await run(WITHDRAWALS[dialect])
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+async def _until_healthy(http: httpx.AsyncClient, process: asyncio.subprocess.Process, output: Path) -> None:
+    while True:
+        if process.returncode is not None:
+            raise AssertionError("the process ended before it served:\n" + await asyncio.to_thread(output.read_text))
+        try:
+            if (await http.get("/healthz")).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        await asyncio.sleep(0.1)
+
+
+async def _code_sent_to(fake: FakeTwilio, mobile: str) -> str:
+    """The code of the SMS the service sends `mobile` after its reply (it may still be on its way)."""
+    while True:
+        fake.answered.clear()
+        if fake.messages_to(mobile):
+            return CODE.search(fake.messages_to(mobile)[-1].body).group(0)
+        await fake.answered.wait()
+
+
+async def test_failures_leave_no_number_code_or_name_in_the_logs(services, keys, fake, refusing, tmp_path):
+    port, output = _free_port(), tmp_path / "output.log"
+    environ = {key: value for key, value in os.environ.items() if key not in SETTINGS_ENVIRONMENT}
+    environ |= {
+        "BOT_CONFIG": str(config_with_templates(tmp_path)), "DATABASE_URL": services.settings.database_url,
+        "SECRET_KEY": SECRET, "HOST": "127.0.0.1", "PORT": str(port), "TWILIO_API_BASE_URL": fake.url,
+        "TWILIO_ACCOUNT_SID": ACCOUNT_SID, "TWILIO_AUTH_TOKEN": AUTH_TOKEN, "TWILIO_SMS_FROM": SMS_FROM,
+        "TWILIO_WHATSAPP_FROM": WHATSAPP_FROM, "PUBLIC_BASE_URL": PUBLIC_BASE_URL,
+    }  # fmt: skip
+    with output.open("wb") as written:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bot", "web", cwd=PROJECT_ROOT, env=environ,
+            stdin=subprocess.DEVNULL, stdout=written, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        # No connection kept alive: uvicorn closes one after a 500.
+        limits = httpx.Limits(max_keepalive_connections=0)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30, limits=limits) as http:
+            await asyncio.wait_for(_until_healthy(http, process, output), 120)  # only against a hang
+            hospital = auth(keys["MRB"])
+
+            async def whatsapp(message: str, sender: str = RELATIVE) -> int:
+                return (await post_whatsapp(http, message, sender, PUBLIC_BASE_URL)).status_code
+
+            assert (await http.put("/api/v1/admissions/R-1", json=RATAN, headers=hospital)).status_code == 201
+            assert await whatsapp("Hello") == 200
+            assert await whatsapp("98300 54321") == 200
+            code = await asyncio.wait_for(_code_sent_to(fake, RELATIVE), 30)
+            assert await whatsapp(code) == 200
+            assert any("Ratan Das" in message.body for message in fake.messages_to(f"whatsapp:{RELATIVE}"))
+
+            # Numbers in the request line, which uvicorn's access log writes through its own handler.
+            assert (await http.get(f"/api/v1/admissions/{RELATIVE}", headers=hospital)).status_code == 422
+            assert (await http.get("/healthz", params={"from": NEWCOMER})).status_code == 200
+            # Twilio refuses the replies, quoting the number.
+            fake.fail(f"whatsapp:{RELATIVE}", 21211)
+            assert await whatsapp("/status") == 200
+            # The database refuses writes: a new admission, a change of one, a newcomer's chat.
+            await refusing()
+            assert (await http.put("/api/v1/admissions/R-2", json=MOUSUMI, headers=hospital)).status_code == 500
+            changed = {**RATAN, "patient_name": "Ratan Kumar Das"}
+            assert (await http.put("/api/v1/admissions/R-1", json=changed, headers=hospital)).status_code == 500
+            assert await whatsapp("Hello", NEWCOMER) == 500
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(process.wait(), 30)
+    logged = output.read_text()
+
+    # The failures were logged, with their tracebacks: the search below had something to search.
+    assert logged.count("Exception in ASGI application") == 3, logged
+    assert "+91******4321 not sent" in logged, logged
+    for line in logged.splitlines():
+        for digits in SECRETS:
+            assert not anywhere(digits).search(line), line
+        assert code not in line, line
+        for name in (*NAMES, "Ratan Kumar Das"):
+            assert name not in line, line
+
+
+# --- the filter itself -------------------------------------------------------------------------
+
+
+def test_a_record_whose_formatter_reads_its_arguments_keeps_them_masked():
+    """uvicorn's access log formats each line from the record's arguments, not its message."""
+    record = logging.LogRecord(
+        "uvicorn.access", logging.INFO, __file__, 1, '%s - "%s %s HTTP/%s" %d',
+        ("127.0.0.1:5000", "GET", "/?from=%2B919830054321", "1.1", 404), None,
+    )  # fmt: skip
+
+    assert MaskPhoneNumbers().filter(record)
+
+    assert record.args == ("127.0.0.1:5000", "GET", "/?from=%2B91******4321", "1.1", 404)
+    assert record.getMessage() == mask_phones('127.0.0.1:5000 - "GET /?from=%2B919830054321 HTTP/1.1" 404')
+
+
+def test_a_number_inside_an_argument_of_another_type_is_masked_in_the_message():
+    record = logging.LogRecord(
+        "twilio", logging.WARNING, __file__, 1, "send failed: %s", (ValueError("+919830054321 is invalid"),), None
+    )
+
+    assert MaskPhoneNumbers().filter(record)
+
+    assert record.getMessage() == "send failed: +91******4321 is invalid"
