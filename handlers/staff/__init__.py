@@ -3,11 +3,12 @@ no script). `install` adds it to the web app under /staff."""
 
 from fastapi import APIRouter, FastAPI
 
-from handlers.staff import pages
+from handlers.staff import admin, pages
 from handlers.staff.auth import PageError, Redirect, StaffServices, page_error_response
 
 router = APIRouter(prefix="/staff", include_in_schema=False)
 router.include_router(pages.router)
+router.include_router(admin.router)
 
 
 def install(app: FastAPI, services: StaffServices) -> None:
