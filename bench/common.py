@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from bot.platform.settings import async_database_url
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-SECRET_KEY = "bench-secret-key"
+SECRET_KEY = "bench-secret-key-of-32-characters-or-more"  # as SECRET_KEY must be outside local mode
 DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 

@@ -23,7 +23,7 @@ from bot.platform.settings import Settings, async_database_url, load_settings
 from tests.support import PROJECT_ROOT, auth  # noqa: F401 (auth: tests import it from here)
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
-SECRET = "test-secret-key"
+SECRET = "test-secret-key-of-32-characters-or-more"  # as SECRET_KEY must be outside local mode
 
 _BACKENDS = ["sqlite"] + (["postgresql"] if os.environ.get("TEST_DATABASE_URL") else [])
 

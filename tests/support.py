@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import stat
+import sys
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import yaml
@@ -155,3 +158,46 @@ class ConsoleRelative:
         async with self.world.bot.database.session() as session:
             result = await session.exec(select(Chat).where(Chat.channel == "console", Chat.chat_key == self.key))
             return result.first()
+
+
+class FileModes:
+    """What the files of one folder were like each time this process touched them (opened, changed
+    or linked them, or had SQLite connect to them): by file name, the audit event and the file's
+    permission bits, or None where it did not exist yet. `with FileModes(folder) as modes: ...`
+
+    Python's audit hooks see those operations; one hook is added the first time and cannot be
+    removed, so it looks only while a FileModes is open."""
+
+    _watching: ClassVar[dict[str, FileModes]] = {}
+    _hooked: ClassVar[bool] = False
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = os.path.abspath(folder)
+        self.seen: dict[str, list[tuple[str, int | None]]] = {}
+
+    def __enter__(self) -> FileModes:
+        if not FileModes._hooked:
+            sys.addaudithook(FileModes._note)
+            FileModes._hooked = True
+        FileModes._watching[self.folder] = self
+        return self
+
+    def __exit__(self, *_exc_info: object) -> None:
+        FileModes._watching.pop(self.folder, None)
+
+    def modes(self, name: str, event: str | None = None) -> list[int | None]:
+        return [mode for seen_at, mode in self.seen.get(name, []) if event in (None, seen_at)]
+
+    @staticmethod
+    def _note(event: str, args: tuple) -> None:
+        if not FileModes._watching or not args or not isinstance(args[0], str | os.PathLike):
+            return
+        path = os.path.abspath(os.fsdecode(os.fspath(args[0])))
+        watching = FileModes._watching.get(os.path.dirname(path))
+        if watching is None:
+            return
+        try:
+            mode: int | None = stat.S_IMODE(os.stat(path).st_mode)
+        except FileNotFoundError:
+            mode = None
+        watching.seen.setdefault(os.path.basename(path), []).append((event, mode))

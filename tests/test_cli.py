@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
+import stat
 from dataclasses import dataclass
 
 import httpx
@@ -16,7 +18,7 @@ from bot.app import Services, build_web_app
 from bot.platform.settings import load_settings
 from models import AuditEvent, Hospital
 from tests.conftest import PROJECT_ROOT, SECRET, auth
-from tests.support import SETTINGS_ENVIRONMENT, schema_differences
+from tests.support import SETTINGS_ENVIRONMENT, FileModes, schema_differences
 
 KEY_LINE = re.compile(r"^API key \(shown once, keep it safe\): (\S+)$", re.MULTILINE)
 ADMISSION = {"patient_name": "Ratan Das", "contact_mobile": "98300 12345"}
@@ -255,3 +257,34 @@ async def test_in_local_mode_a_key_survives_a_restart_without_secret_key(operato
     assert (tmp_path / "data" / "secret_key").exists()
     assert (tmp_path / "data" / "wardwatch.sqlite3").exists()
     assert await api_answer(result.api_key) == 201
+
+
+async def test_local_files_are_their_owners_alone_from_the_start(operator, tmp_path, capsys):
+    """data/ holds patients' names and numbers and the key every hash depends on: only its owner
+    may read it, whatever the umask, and no file of it is ever readable by others, not even while
+    it is being made (SQLite finds the database file already owner-only when it first opens it)."""
+    data = tmp_path / "data"
+    previous = os.umask(0o022)  # the usual umask: what a file gets unless its maker says otherwise
+    try:
+        with FileModes(data) as seen:
+            assert (await run(capsys, "db", "upgrade")).code == 0
+            result = await add(capsys)
+            assert result.code == 0, result.err
+            assert await api_answer(result.api_key) == 201  # the API writes: the WAL is in use
+            # While a connection is open in WAL mode, the write-ahead log and its index exist too.
+            services = Services.build(load_settings())
+            try:
+                async with services.database.engine.begin():
+                    modes = {path.name: stat.S_IMODE(path.stat().st_mode) for path in data.iterdir()}
+            finally:
+                await services.database.dispose()
+    finally:
+        os.umask(previous)
+
+    assert modes == dict.fromkeys(
+        ["wardwatch.sqlite3", "wardwatch.sqlite3-wal", "wardwatch.sqlite3-shm", "secret_key"], 0o600
+    )
+    assert stat.S_IMODE(data.stat().st_mode) == 0o700
+    assert seen.modes("wardwatch.sqlite3", "sqlite3.connect")
+    assert set(seen.modes("wardwatch.sqlite3", "sqlite3.connect")) == {0o600}, seen.seen
+    assert {mode for name in seen.seen for mode in seen.modes(name)} <= {None, 0o600}, seen.seen

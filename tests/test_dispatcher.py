@@ -57,7 +57,7 @@ from handlers.console import ConsoleSender
 from handlers.telegram import TelegramChannel, TelegramSender
 from models import Admission, Chat, Subscription
 from models.chat import Notification
-from tests.conftest import PROJECT_ROOT, auth, make_settings
+from tests.conftest import PROJECT_ROOT, SECRET, auth, make_settings
 from tests.fakes.telegram import FakeTelegram, SentMessage
 from tests.support import SETTINGS_ENVIRONMENT, Clock
 
@@ -536,7 +536,7 @@ async def test_after_max_attempts_an_alert_is_dead_and_listed(open_ward, fake, m
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("BOT_CONFIG", str(PROJECT_ROOT / "config.yaml"))
     monkeypatch.setenv("DATABASE_URL", ward.bot.settings.database_url)
-    monkeypatch.setenv("SECRET_KEY", "test-secret-key")
+    monkeypatch.setenv("SECRET_KEY", SECRET)
     root = logging.getLogger()
     saved = root.handlers[:], root.level
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 import stat
 from pathlib import Path
 from typing import Any
@@ -14,14 +15,22 @@ from bot import cli
 from bot.app import Services
 from bot.platform.settings import Settings, SettingsError, load_settings
 from tests.conftest import PROJECT_ROOT
-from tests.support import SETTINGS_ENVIRONMENT, WHATSAPP_TEMPLATES
+from tests.support import SETTINGS_ENVIRONMENT, WHATSAPP_TEMPLATES, FileModes
 
 REPO_CONFIG = PROJECT_ROOT / "config.yaml"
 DROP = object()
-WHATSAPP = {
-    "TWILIO_WHATSAPP_FROM": "whatsapp:+14155238886", "TWILIO_ACCOUNT_SID": "AC1", "TWILIO_AUTH_TOKEN": "t",
-    "PUBLIC_BASE_URL": "https://example.org",
+# Codes go by SMS wherever a messaging channel is configured.
+SMS = {"TWILIO_ACCOUNT_SID": "AC1", "TWILIO_AUTH_TOKEN": "t", "TWILIO_SMS_FROM": "+15005550006"}
+VERIFY = {
+    "TWILIO_ACCOUNT_SID": "AC1", "TWILIO_AUTH_TOKEN": "t", "OTP_PROVIDER": "twilio_verify",
+    "TWILIO_VERIFY_SERVICE_SID": "VA1",
 }  # fmt: skip
+TELEGRAM = {"TELEGRAM_BOT_TOKEN": "123:abc", **SMS}
+WHATSAPP = {
+    "TWILIO_WHATSAPP_FROM": "whatsapp:+14155238886", "PUBLIC_BASE_URL": "https://example.org", **SMS,
+}  # fmt: skip
+# Outside local mode SECRET_KEY needs at least 32 characters.
+STRONG_KEY = "k" * 32
 
 
 def changed_config(key: str | None = None, value: Any = None) -> dict:
@@ -381,30 +390,65 @@ def test_the_otp_provider_follows_what_is_configured(tmp_path, environ, provider
 def test_local_mode_makes_a_secret_key_once_and_keeps_it(tmp_path):
     settings = load(tmp_path)
     data = tmp_path / "data"
-
-    key = settings.secret_key_or_local(data)
+    previous = os.umask(0o022)  # the usual umask: what a file gets unless its maker says otherwise
+    try:
+        with FileModes(data) as seen:
+            key = settings.secret_key_or_local(data)
+    finally:
+        os.umask(previous)
 
     assert settings.is_local and len(key) >= 32
+    # Readable by its owner alone from the moment it exists (no moment of 0644 before a chmod), and
+    # so is anything else written in the folder on the way; only the owner may enter the folder.
+    assert seen.modes("secret_key") and set(seen.modes("secret_key")) <= {None, 0o600}, seen.seen
+    assert {mode for name in seen.seen for mode in seen.modes(name)} <= {None, 0o600}, seen.seen
     assert stat.S_IMODE((data / "secret_key").stat().st_mode) == 0o600
+    assert stat.S_IMODE(data.stat().st_mode) == 0o700
     assert load(tmp_path).secret_key_or_local(data) == key
 
 
 def test_secret_key_from_the_environment_is_used_and_nothing_is_written(tmp_path):
-    settings = load(tmp_path, SECRET_KEY="s3cret", DATABASE_URL="postgresql://db/ww")
+    key = "a-secret-key-of-32-characters-or"
+    settings = load(tmp_path, SECRET_KEY=key, DATABASE_URL="postgresql://db/ww")
 
-    assert settings.secret_key_or_local(tmp_path / "data") == b"s3cret"
+    assert settings.secret_key_or_local(tmp_path / "data") == key.encode()
     assert not (tmp_path / "data").exists()
 
 
-@pytest.mark.parametrize(
-    "environ",
-    [
-        {"DATABASE_URL": "postgresql://db/ww"},
-        {"TELEGRAM_BOT_TOKEN": "123:abc"},
-        WHATSAPP,
-    ],
-    ids=["postgresql", "telegram", "whatsapp"],
+OUTSIDE_LOCAL_MODE = pytest.mark.parametrize(
+    "environ", [{"DATABASE_URL": "postgresql://db/ww"}, TELEGRAM, WHATSAPP], ids=["postgresql", "telegram", "whatsapp"]
 )
+
+
+@OUTSIDE_LOCAL_MODE
+@pytest.mark.parametrize("key", ["a", "s3cret", "k" * 31, " " + "k" * 31 + " "])
+def test_secret_key_outside_local_mode_needs_32_characters(tmp_path, environ, key):
+    settings = load(tmp_path, "whatsapp_templates", WHATSAPP_TEMPLATES, SECRET_KEY=key, **environ)
+
+    with pytest.raises(SettingsError) as caught:
+        settings.secret_key_or_local(tmp_path / "data")
+
+    assert str(caught.value) == (
+        "environment: SECRET_KEY: at least 32 characters with PostgreSQL or a messaging channel "
+        "(python3 -c 'import secrets; print(secrets.token_urlsafe(32))' makes one)"
+    )
+    assert not (tmp_path / "data").exists()
+
+
+@OUTSIDE_LOCAL_MODE
+def test_a_secret_key_of_32_characters_is_enough(tmp_path, environ):
+    settings = load(tmp_path, "whatsapp_templates", WHATSAPP_TEMPLATES, SECRET_KEY=STRONG_KEY, **environ)
+
+    assert settings.secret_key_or_local(tmp_path / "data") == STRONG_KEY.encode()
+
+
+def test_a_short_secret_key_is_accepted_in_local_mode(tmp_path):
+    settings = load(tmp_path, SECRET_KEY="s3cret")
+
+    assert settings.is_local and settings.secret_key_or_local(tmp_path / "data") == b"s3cret"
+
+
+@OUTSIDE_LOCAL_MODE
 def test_secret_key_is_required_outside_local_mode(tmp_path, environ):
     settings = load(tmp_path, "whatsapp_templates", WHATSAPP_TEMPLATES, **environ)
 
@@ -465,6 +509,19 @@ def test_the_cli_refuses_postgresql_without_secret_key(tmp_path, clean_env, caps
     assert code == 2
     (line,) = err.splitlines()
     assert line.startswith("configuration error: environment: SECRET_KEY: ")
+
+
+def test_the_cli_refuses_a_short_secret_key_outside_local_mode(tmp_path, clean_env, capsys):
+    clean_env.chdir(tmp_path)
+    clean_env.setenv("BOT_CONFIG", str(REPO_CONFIG))
+    clean_env.setenv("DATABASE_URL", "postgresql://ward@127.0.0.1:9/nowhere")
+    clean_env.setenv("SECRET_KEY", "s3cret")
+
+    code, _, err = run_cli(capsys, "hospitals", "list")
+
+    assert code == 2
+    (line,) = err.splitlines()
+    assert line.startswith("configuration error: environment: SECRET_KEY: at least 32 characters ")
 
 
 def test_the_cli_says_where_the_config_was_looked_for(tmp_path, clean_env, capsys):

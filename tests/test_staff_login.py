@@ -14,6 +14,7 @@ from bot.cli import main
 from bot.staff import accounts
 from models import AuditEvent
 from models.staff import StaffAccount
+from tests.conftest import SECRET
 from tests.staff_support import NEW_PASSWORD, StaffBrowser, add_staff, cheap_argon2, csrf_of  # noqa: F401
 from tests.support import Clock
 
@@ -327,7 +328,7 @@ async def test_the_login_page_speaks_the_language_chosen(services, browser):
 
 def test_the_command_adds_an_account_and_prints_its_one_time_password(services, keys, monkeypatch, capsys):
     monkeypatch.setenv("DATABASE_URL", services.settings.database_url)
-    monkeypatch.setenv("SECRET_KEY", "test-secret-key")
+    monkeypatch.setenv("SECRET_KEY", SECRET)
 
     code = main(["staff", "add", "Rina.Pal", "--hospital", "mrb", "--role", "ward", "--ward", "ICU 1", "--ward", "HDU"])
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -26,10 +27,17 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 def _prepare_sqlite(url: str) -> None:
-    """Create the folder of a SQLite file, which SQLite will not do itself."""
+    """Create the folder of a SQLite file, which SQLite will not do itself, and the file, so that
+    both are their owner's alone from the start: SQLite would create the file readable by all
+    (0644), and gives its write-ahead log and shared-memory files the database file's mode."""
     database = make_url(url).database
     if database and database != ":memory:":
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
+        Path(database).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        try:
+            # An empty file is an empty SQLite database.
+            os.close(os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        except FileExistsError:
+            pass
 
 
 def _tune_sqlite(dbapi_connection, _record) -> None:

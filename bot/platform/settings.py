@@ -29,6 +29,11 @@ class SettingsError(Exception):
     """A configuration problem, phrased for the operator: `<where>: <key>: <reason>`."""
 
 
+# Outside local mode, SECRET_KEY is the one secret behind every hash of codes, keys and pseudonyms.
+SECRET_KEY_MIN_LENGTH = 32
+_MAKE_A_SECRET_KEY = "(python3 -c 'import secrets; print(secrets.token_urlsafe(32))' makes one)"
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -248,18 +253,45 @@ class Settings(_Section):
     def secret_key_or_local(self, data_dir: Path = Path("data")) -> bytes:
         """The key for hashing codes and API keys.
 
-        Outside local mode it must come from SECRET_KEY. In local mode a random key is made once
-        and kept in `data/secret_key`, so that API keys issued locally survive a restart."""
-        if self.secrets.secret_key:
-            return self.secrets.secret_key.encode()
-        if not self.is_local:
-            raise SettingsError("environment: SECRET_KEY: required with PostgreSQL or a messaging channel")
-        path = data_dir / "secret_key"
-        if not path.exists():
-            data_dir.mkdir(parents=True, exist_ok=True)
-            path.write_text(secrets.token_urlsafe(32))
-            path.chmod(0o600)
-        return path.read_text().strip().encode()
+        Outside local mode it must come from SECRET_KEY, at least `SECRET_KEY_MIN_LENGTH`
+        characters. In local mode a random key is made once and kept in `data/secret_key`, so that
+        API keys issued locally survive a restart."""
+        key = self.secrets.secret_key
+        if not self.is_local and not key:
+            raise SettingsError(
+                "environment: SECRET_KEY: required with PostgreSQL or a messaging channel, "
+                f"at least {SECRET_KEY_MIN_LENGTH} characters {_MAKE_A_SECRET_KEY}"
+            )
+        if not self.is_local and len(key or "") < SECRET_KEY_MIN_LENGTH:
+            raise SettingsError(
+                f"environment: SECRET_KEY: at least {SECRET_KEY_MIN_LENGTH} characters with PostgreSQL or a "
+                f"messaging channel {_MAKE_A_SECRET_KEY}"
+            )
+        if key:
+            return key.encode()
+        return _local_secret_key(data_dir)
+
+
+def _local_secret_key(data_dir: Path) -> bytes:
+    """The key kept in `data_dir/secret_key`, made on first use.
+
+    The file is its owner's alone from its first byte (created 0600, never chmod-ed afterwards,
+    in a folder created 0700), and whole when it appears: it is written under another name and
+    linked into place, so that a process starting at the same moment reads this key or keeps its
+    own, never half of one."""
+    path = data_dir / "secret_key"
+    if not path.exists():
+        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        draft = data_dir / f".secret_key.{secrets.token_hex(8)}"
+        with os.fdopen(os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as file:
+            file.write(secrets.token_urlsafe(32))
+        try:
+            os.link(draft, path)
+        except FileExistsError:  # another process was first: its key is the one
+            pass
+        finally:
+            draft.unlink()
+    return path.read_text().strip().encode()
 
 
 def async_database_url(url: str) -> str:
