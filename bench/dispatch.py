@@ -79,8 +79,15 @@ from models import Admission, ConditionUpdate
 from models.chat import Chat, Notification, Subscription, Verification
 from models.enums import NotificationStatus
 from tests.fakes.telegram import FakeTelegram
+from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, SMS_FROM
 
 TOKEN = "7000001:bench-dispatch"
+# A Telegram bot needs an SMS provider for its codes (bot/platform/settings.py). The dispatcher
+# sends none: an address where nothing answers keeps any code from leaving the machine.
+CODES_BY_SMS = {
+    "TWILIO_ACCOUNT_SID": ACCOUNT_SID, "TWILIO_AUTH_TOKEN": AUTH_TOKEN, "TWILIO_SMS_FROM": SMS_FROM,
+    "TWILIO_API_BASE_URL": "http://127.0.0.1:9",
+}  # fmt: skip
 DATABASE = "wardwatch_bench_dispatch"
 HOSPITALS = 5
 ADMISSIONS = 5_000
@@ -445,7 +452,8 @@ class DispatcherProcess:
 
     @classmethod
     async def start(cls, url: str, config: Path, fake: FakeTelegram, log: Path) -> DispatcherProcess:
-        env = child_env(url, BOT_CONFIG=str(config), TELEGRAM_BOT_TOKEN=TOKEN, TELEGRAM_API_BASE_URL=f"{fake.url}/bot")
+        telegram = {"TELEGRAM_BOT_TOKEN": TOKEN, "TELEGRAM_API_BASE_URL": f"{fake.url}/bot"}
+        env = child_env(url, BOT_CONFIG=str(config), **telegram, **CODES_BY_SMS)
         with log.open("wb") as stderr:  # a file: a pipe nobody reads would stall a chatty child
             process = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "bench.worker", "dispatch", cwd=PROJECT_ROOT, env=env,

@@ -6,7 +6,7 @@
                                                `worker` process runs them, until stdin closes
 
 Settings come from the environment the benchmark sets (BOT_CONFIG, DATABASE_URL, SECRET_KEY, and
-for `dispatch` TELEGRAM_BOT_TOKEN and TELEGRAM_API_BASE_URL).
+for `dispatch` TELEGRAM_BOT_TOKEN, TELEGRAM_API_BASE_URL and the Twilio SMS settings a bot requires).
 On exit each prints one JSON line on stdout: the timing (for an import) and the peak RSS.
 `dispatch` also answers one JSON line per JSON line read on stdin (see `dispatch`).
 """

@@ -62,8 +62,8 @@ HOW_TO_CONNECT = """\
 No messaging channel is configured, so this is the local console chat on fictional demo data.
 To connect Telegram: set TELEGRAM_BOT_TOKEN (from @BotFather). For WhatsApp: TWILIO_WHATSAPP_FROM,
 TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN and PUBLIC_BASE_URL, and the alert templates in config.yaml
-(whatsapp_templates). For SMS codes: TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN and TWILIO_SMS_FROM.
-The README explains each."""
+(whatsapp_templates). Either channel needs SMS for the codes: TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN
+and TWILIO_SMS_FROM. The README explains each."""
 
 
 def _configured(value: str | None, name: str) -> str:

@@ -59,6 +59,7 @@ from models import Admission, Chat, Subscription
 from models.chat import Notification
 from tests.conftest import PROJECT_ROOT, SECRET, auth, make_settings
 from tests.fakes.telegram import FakeTelegram, SentMessage
+from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, SMS_FROM, FakeTwilio
 from tests.support import SETTINGS_ENVIRONMENT, Clock
 
 TOKEN = "123:ABC"
@@ -66,7 +67,7 @@ MODERATE = {"condition": "moderate", "care_area": "ward", "respiratory_support":
 CRITICAL = {"condition": "critical", "care_area": "icu", "respiratory_support": "oxygen"}
 STABLE = {"condition": "stable", "care_area": "ward", "respiratory_support": "none"}
 PATIENT = re.compile(r"Patient [A-Z]-\d+")
-SMS = re.compile(r"\[SMS to (\+\d+)\] (\d{6}) is your Ward Watch code")
+CODE = re.compile(r"(?<!\d)(\d{6}) is your Ward Watch code")
 
 
 def mobile(n: int) -> str:
@@ -152,7 +153,7 @@ class Ward:
     api: httpx.AsyncClient
     fake: FakeTelegram
     keys: dict[str, str]
-    shown: list[str]
+    twilio: FakeTwilio  # where the codes go by SMS
     tasks: list[asyncio.Task] = field(default_factory=list)
     expected_errors: list[str] = field(default_factory=list)  # ERROR logs the test causes on purpose
 
@@ -284,7 +285,13 @@ async def fake() -> AsyncIterator[FakeTelegram]:
 
 
 @pytest.fixture
-async def open_ward(services, keys, fake, tmp_path, caplog) -> AsyncIterator[Callable[..., Awaitable[Ward]]]:
+async def twilio() -> AsyncIterator[FakeTwilio]:
+    async with FakeTwilio() as server:
+        yield server
+
+
+@pytest.fixture
+async def open_ward(services, keys, fake, twilio, tmp_path, caplog) -> AsyncIterator[Callable[..., Awaitable[Ward]]]:
     """`await open_ward(notifications=..., pacing=..., polling=False)`: a Ward on the test
     database (emptied by `services`) with grace 0 and those config.yaml values. Stops it all at
     the end and checks that the test logged nothing at ERROR (but `ward.expected_errors`)."""
@@ -296,9 +303,12 @@ async def open_ward(services, keys, fake, tmp_path, caplog) -> AsyncIterator[Cal
             BOT_CONFIG=write_config(tmp_path, notifications, pacing),
             TELEGRAM_BOT_TOKEN=TOKEN,
             TELEGRAM_API_BASE_URL=f"{fake.url}/bot",
+            TWILIO_ACCOUNT_SID=ACCOUNT_SID,
+            TWILIO_AUTH_TOKEN=AUTH_TOKEN,
+            TWILIO_SMS_FROM=SMS_FROM,
+            TWILIO_API_BASE_URL=twilio.url,
         )
-        shown: list[str] = []
-        bot = Services.build(settings, show=shown.append)
+        bot = Services.build(settings)
         channel = build_telegram(bot)
         assert channel is not None
         if polling:  # the bot answers relatives too, as `python -m bot run` does
@@ -306,7 +316,7 @@ async def open_ward(services, keys, fake, tmp_path, caplog) -> AsyncIterator[Cal
         else:  # what `python -m bot worker` does: alerts only, no polling
             await channel.application.initialize()
         api = httpx.AsyncClient(transport=httpx.ASGITransport(app=build_web_app(bot)), base_url="http://testserver")
-        ward = Ward(bot, channel, api, fake, keys, shown)
+        ward = Ward(bot, channel, api, fake, keys, twilio)
         opened.append(ward)
         return ward
 
@@ -863,7 +873,8 @@ async def test_a_relative_verified_on_telegram_hears_of_a_change_by_itself(open_
     await fake.push(fake.updates.text(user, "98300 00001"))
     await fake.wait_messages(user.id, 2)
     await ward.bot.background.drain()
-    [code] = [match.group(2) for match in map(SMS.search, ward.shown) if match and match.group(1) == mobile(1)]
+    [sms] = ward.twilio.messages_to(mobile(1))
+    code = CODE.search(sms.body).group(1)
     await fake.push(fake.updates.text(user, code))
     replies = await fake.wait_messages(user.id, 4)
     confirmation, card = replies[2:]

@@ -384,6 +384,73 @@ def test_the_otp_provider_follows_what_is_configured(tmp_path, environ, provider
     assert load(tmp_path, **environ).otp_provider == provider
 
 
+# --- codes with a messaging channel: by SMS, never printed ----------------------------------------
+
+SMS_CHOICES = (
+    "(or TWILIO_MESSAGING_SERVICE_SID instead of TWILIO_SMS_FROM, "
+    "or OTP_PROVIDER=twilio_verify and TWILIO_VERIFY_SERVICE_SID for Twilio Verify)"
+)
+
+
+@pytest.mark.parametrize(
+    "environ, message",
+    [
+        (
+            {"TELEGRAM_BOT_TOKEN": "123:abc"},
+            "environment: TWILIO_ACCOUNT_SID: required with TELEGRAM_BOT_TOKEN, since the codes then go by SMS: "
+            f"set TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN and TWILIO_SMS_FROM {SMS_CHOICES}",
+        ),
+        (
+            {"TELEGRAM_BOT_TOKEN": "123:abc", "TWILIO_SMS_FROM": "+15005550006"},
+            "environment: TWILIO_ACCOUNT_SID: required with TELEGRAM_BOT_TOKEN, since the codes then go by SMS: "
+            "set TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN",
+        ),
+        (
+            {**WHATSAPP, "TWILIO_SMS_FROM": ""},
+            "environment: TWILIO_SMS_FROM: required with TWILIO_WHATSAPP_FROM, since the codes then go by SMS: "
+            f"set TWILIO_SMS_FROM {SMS_CHOICES}",
+        ),
+        (
+            {**TELEGRAM, **WHATSAPP, "TWILIO_SMS_FROM": ""},
+            "environment: TWILIO_SMS_FROM: required with TELEGRAM_BOT_TOKEN and TWILIO_WHATSAPP_FROM, since the "
+            f"codes then go by SMS: set TWILIO_SMS_FROM {SMS_CHOICES}",
+        ),
+        (
+            {**TELEGRAM, "OTP_PROVIDER": "console"},
+            "environment: OTP_PROVIDER: console prints the codes, for local use only; with TELEGRAM_BOT_TOKEN the "
+            "codes go by SMS: twilio_sms or twilio_verify",
+        ),
+        (
+            {**WHATSAPP, "OTP_PROVIDER": "console"},
+            "environment: OTP_PROVIDER: console prints the codes, for local use only; with TWILIO_WHATSAPP_FROM the "
+            "codes go by SMS: twilio_sms or twilio_verify",
+        ),
+    ],
+    ids=["telegram", "telegram-no-account", "whatsapp", "both", "telegram-console", "whatsapp-console"],
+)
+def test_a_messaging_channel_without_sms_for_the_codes_is_refused(tmp_path, environ, message):
+    """With a channel, the relative is not at this terminal: a printed code would only reach the logs."""
+    strong = {"SECRET_KEY": STRONG_KEY, "DATABASE_URL": "postgresql://db/ww"}
+
+    assert error(tmp_path, "whatsapp_templates", WHATSAPP_TEMPLATES, **strong, **environ) == message
+
+
+@pytest.mark.parametrize(
+    "environ, provider",
+    [
+        (TELEGRAM, "twilio_sms"),
+        ({**TELEGRAM, "TWILIO_SMS_FROM": "", "TWILIO_MESSAGING_SERVICE_SID": "MG1"}, "twilio_sms"),
+        ({"TELEGRAM_BOT_TOKEN": "123:abc", **VERIFY}, "twilio_verify"),
+        (WHATSAPP, "twilio_sms"),
+        ({**WHATSAPP, "TWILIO_SMS_FROM": "", **VERIFY}, "twilio_verify"),
+    ],
+)
+def test_a_messaging_channel_with_sms_for_the_codes_loads(tmp_path, environ, provider):
+    settings = load(tmp_path, "whatsapp_templates", WHATSAPP_TEMPLATES, SECRET_KEY=STRONG_KEY, **environ)
+
+    assert settings.channels_configured and settings.otp_provider == provider
+
+
 # --- SECRET_KEY --------------------------------------------------------------------------------
 
 
@@ -509,6 +576,22 @@ def test_the_cli_refuses_postgresql_without_secret_key(tmp_path, clean_env, caps
     assert code == 2
     (line,) = err.splitlines()
     assert line.startswith("configuration error: environment: SECRET_KEY: ")
+
+
+@pytest.mark.parametrize("command", ["run", "web", "worker"])
+def test_the_cli_refuses_telegram_without_sms_and_starts_nothing(tmp_path, clean_env, capsys, command):
+    clean_env.chdir(tmp_path)
+    clean_env.setenv("BOT_CONFIG", str(REPO_CONFIG))
+    clean_env.setenv("TELEGRAM_BOT_TOKEN", "123:abc")
+    clean_env.setenv("SECRET_KEY", STRONG_KEY)
+
+    code, out, err = run_cli(capsys, command)
+
+    assert code == 2
+    assert out == ""
+    (line,) = err.splitlines()
+    assert line.startswith("configuration error: environment: TWILIO_ACCOUNT_SID: required with TELEGRAM_BOT_TOKEN")
+    assert not (tmp_path / "data").exists()
 
 
 def test_the_cli_refuses_a_short_secret_key_outside_local_mode(tmp_path, clean_env, capsys):

@@ -380,6 +380,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     except ValidationError as exc:
         raise SettingsError(_format_error("environment", exc, env_names=True)) from None
     _check_combinations(settings)
+    _check_codes_go_by_sms(settings)
     if settings.env.twilio_whatsapp_from:
         _check_templates(path, settings.config)
     return settings
@@ -418,6 +419,43 @@ def _check_combinations(settings: Settings) -> None:
     for applies, name, reason in needs:
         if applies and not given[name]:
             raise SettingsError(f"environment: {name}: {reason}")
+
+
+def _check_codes_go_by_sms(settings: Settings) -> None:
+    """The console provider prints each code: with a messaging channel the relative is not at
+    this terminal, and the code with the full number would only reach the logs."""
+    env, secrets_ = settings.env, settings.secrets
+    if not settings.channels_configured or settings.otp_provider != "console":
+        return
+    channels = " and ".join(
+        name
+        for name, value in (
+            ("TELEGRAM_BOT_TOKEN", secrets_.telegram_bot_token),
+            ("TWILIO_WHATSAPP_FROM", env.twilio_whatsapp_from),
+        )
+        if value
+    )
+    if env.otp_provider == "console":
+        raise SettingsError(
+            f"environment: OTP_PROVIDER: console prints the codes, for local use only; with {channels} the codes "
+            "go by SMS: twilio_sms or twilio_verify"
+        )
+    given = {
+        "TWILIO_ACCOUNT_SID": secrets_.twilio_account_sid,
+        "TWILIO_AUTH_TOKEN": secrets_.twilio_auth_token,
+        "TWILIO_SMS_FROM": env.twilio_sms_from or env.twilio_messaging_service_sid,
+    }
+    missing = [name for name, value in given.items() if not value]
+    listed = f"{', '.join(missing[:-1])} and {missing[-1]}" if len(missing) > 1 else missing[0]
+    choices = (
+        " (or TWILIO_MESSAGING_SERVICE_SID instead of TWILIO_SMS_FROM, or OTP_PROVIDER=twilio_verify and "
+        "TWILIO_VERIFY_SERVICE_SID for Twilio Verify)"
+        if "TWILIO_SMS_FROM" in missing
+        else ""
+    )
+    raise SettingsError(
+        f"environment: {missing[0]}: required with {channels}, since the codes then go by SMS: set {listed}{choices}"
+    )
 
 
 def _check_templates(path: Path, config: FileConfig) -> None:
