@@ -126,8 +126,13 @@ class StdinLines:
     async def _read_chunk(self) -> bytes:
         loop = asyncio.get_running_loop()
         waiting: asyncio.Future[None] = loop.create_future()
+
+        def readable() -> None:
+            if not waiting.done():
+                waiting.set_result(None)
+
         try:
-            loop.add_reader(self._fd, lambda: waiting.done() or waiting.set_result(None))
+            loop.add_reader(self._fd, readable)
         except PermissionError:  # a regular file (`chat < lines.txt`): reading it never blocks
             return os.read(self._fd, READ_SIZE)
         try:

@@ -24,11 +24,14 @@ import pytest
 
 from bot.platform import db
 from tests.conftest import PROJECT_ROOT, SECRET
+from tests.fakes.telegram import FakeTelegram
+from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, SMS_FROM, FakeTwilio
 from tests.support import SETTINGS_ENVIRONMENT
 
 STOP_WITHIN = 5.0  # seconds, the requirement itself; a stop usually takes well under one
 START_WITHIN = 120.0  # only against a hang
 CTRL_C = b"\x03"
+TOKEN = "123:ABC"
 # What the console chat writes once it waits for the relative's first line.
 ASKS_FOR_NUMBER = "Please send the mobile number that was written down at admission"
 
@@ -39,14 +42,15 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-async def local_environment(tmp_path: Path, port: int) -> dict[str, str]:
-    """The shell of someone trying Ward Watch locally: no messaging channel, a SQLite file."""
+async def environment(tmp_path: Path, port: int, **more: str) -> dict[str, str]:
+    """The shell of an operator: a SQLite file of its own, migrated; no messaging channel unless
+    `more` configures one."""
     url = f"sqlite+aiosqlite:///{tmp_path / 'ward.sqlite3'}"
     await db.upgrade_async(url)
     environ = {key: value for key, value in os.environ.items() if key not in SETTINGS_ENVIRONMENT}
     return environ | {
         "BOT_CONFIG": str(PROJECT_ROOT / "config.yaml"), "DATABASE_URL": url, "SECRET_KEY": SECRET,
-        "HOST": "127.0.0.1", "PORT": str(port),
+        "HOST": "127.0.0.1", "PORT": str(port), **more,
     }  # fmt: skip
 
 
@@ -127,7 +131,7 @@ class Terminal:
 @pytest.mark.parametrize("stop", ["ctrl-c", "sigterm"])
 async def test_the_console_chat_in_a_terminal_stops_at_once(tmp_path, stop):
     port = free_port()
-    terminal = Terminal(await local_environment(tmp_path, port))
+    terminal = Terminal(await environment(tmp_path, port))
     try:
         await asyncio.wait_for(terminal.until_written(ASKS_FOR_NUMBER), START_WITHIN)
         await asyncio.wait_for(until_healthy(port, terminal.exited), START_WITHIN)
@@ -146,16 +150,21 @@ async def test_the_console_chat_in_a_terminal_stops_at_once(tmp_path, stop):
     assert_clean(terminal.output)
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["sigint", "sigterm"])
-async def test_the_service_without_a_terminal_stops_at_once(tmp_path, signum):
-    port = free_port()
+async def stop_service(
+    environ: dict[str, str], port: int, signum: int, ready: Callable[[], bool] = lambda: True
+) -> tuple[int | None, float, str]:
+    """`python -m bot run` without a terminal, sent `signum` once it serves and `ready()` holds: its
+    exit status, the seconds it took to end, and what it wrote."""
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot", "run", cwd=PROJECT_ROOT, env=await local_environment(tmp_path, port),
+        sys.executable, "-m", "bot", "run", cwd=PROJECT_ROOT, env=environ,
         stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )  # fmt: skip
     output = asyncio.create_task(process.stdout.read())
     try:
         await asyncio.wait_for(until_healthy(port, lambda: process.returncode is not None), START_WITHIN)
+        while not ready():
+            assert process.returncode is None, "the process ended before it was ready"
+            await asyncio.sleep(0.05)
     finally:
         began = time.monotonic()
         if process.returncode is None:
@@ -166,9 +175,36 @@ async def test_the_service_without_a_terminal_stops_at_once(tmp_path, signum):
             process.kill()
             await process.wait()
         elapsed = time.monotonic() - began
-        written = (await output).decode(errors="replace")
+    return process.returncode, elapsed, (await output).decode(errors="replace")
 
-    assert process.returncode == 0, written
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["sigint", "sigterm"])
+async def test_the_service_without_a_terminal_stops_at_once(tmp_path, signum):
+    port = free_port()
+
+    status, elapsed, written = await stop_service(await environment(tmp_path, port), port, signum)
+
+    assert status == 0, written
     assert elapsed < STOP_WITHIN, written
     assert_clean(written)
     assert "Application shutdown complete" in written  # uvicorn finished its work, not cut off
+
+
+async def test_the_service_with_a_telegram_bot_stops_at_once(tmp_path):
+    """Everything at once: the web server, the dispatcher and the bot long-polling Telegram."""
+    port = free_port()
+    async with FakeTelegram(TOKEN) as telegram, FakeTwilio() as twilio:
+        environ = await environment(
+            tmp_path, port, TELEGRAM_BOT_TOKEN=TOKEN, TELEGRAM_API_BASE_URL=f"{telegram.url}/bot",
+            TWILIO_ACCOUNT_SID=ACCOUNT_SID, TWILIO_AUTH_TOKEN=AUTH_TOKEN, TWILIO_SMS_FROM=SMS_FROM,
+            TWILIO_API_BASE_URL=twilio.url,
+        )  # fmt: skip
+
+        status, elapsed, written = await stop_service(
+            environ, port, signal.SIGTERM, ready=lambda: bool(telegram.called("getUpdates"))
+        )
+
+    assert status == 0, written
+    assert elapsed < STOP_WITHIN, written
+    assert_clean(written)
+    assert "Application.stop() complete" in written  # python-telegram-bot stopped polling
