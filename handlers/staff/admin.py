@@ -50,8 +50,8 @@ def _refusal(staff: Staff, refused: accounts.StaffError) -> str:
 
 
 @dataclass(frozen=True)
-class Clock:
-    """Times as this hospital's staff read them, in their language."""
+class LocalTimes:
+    """Times and numbers as this hospital's staff read them, in their language; `now` is the page's."""
 
     language: Language
     zone: ZoneInfo
@@ -67,8 +67,8 @@ class Clock:
         return self.language.number(value)
 
 
-def _clock(staff: Staff, services) -> Clock:
-    return Clock(staff.language, ZoneInfo(staff.hospital.time_zone), services.clock())
+def _local_times(staff: Staff, services) -> LocalTimes:
+    return LocalTimes(staff.language, ZoneInfo(staff.hospital.time_zone), services.clock())
 
 
 # --- staff accounts ------------------------------------------------------------------------------
@@ -184,7 +184,7 @@ def _hospital_page(
     return render(
         request, "admin_hospital.html", status_code, title=hospital.name, hospital=hospital, saved=saved,
         error=error, helpline=national(hospital.helpline) if helpline is None else helpline,
-        clock=_clock(staff, services),
+        clock=_local_times(staff, services),
     )  # fmt: skip
 
 
@@ -313,7 +313,7 @@ async def today_page(request: Request, staff: AdminStaff, session: DbSession, se
     compliance = await reports.compliance(session, staff.hospital, now, limits)
     return render(
         request, "admin_today.html", title=staff.language.gettext("Today"), figures=figures, compliance=compliance,
-        days=reports.COMPLIANCE_DAYS, limits=limits, clock=_clock(staff, services),
+        days=reports.COMPLIANCE_DAYS, limits=limits, clock=_local_times(staff, services),
     )  # fmt: skip
 
 
@@ -326,7 +326,7 @@ async def find_delivery(staff: AdminStaff, reg: Annotated[str, Query(max_length=
     return redirect(f"/staff/admin/patients/{typed}")
 
 
-def _alert_text(language: Language, clock: Clock, alert: reports.AlertLine) -> str:
+def _alert_text(language: Language, clock: LocalTimes, alert: reports.AlertLine) -> str:
     _ = language.gettext
     state = alert.state
     at = clock.time(alert.at) if alert.at else ""
@@ -366,7 +366,7 @@ async def delivery_page(
     if admission is None:
         raise PageError(404, N_("There is no such patient here."))
     grace = timedelta(seconds=services.config.notifications.grace_seconds)
-    clock = _clock(staff, services)
+    clock = _local_times(staff, services)
     delivery = await reports.patient_delivery(session, admission, clock.now, grace)
     language = staff.language
     _ = language.gettext
