@@ -221,6 +221,7 @@ router = APIRouter(
     # Names the scheme in the OpenAPI document; _KeyFirstRoute does the checking.
     dependencies=[Depends(_bearer)],
     responses={
+        400: {"model": Problem, "description": "the body is not UTF-8 text"},
         401: {"model": Problem, "description": _NO_KEY},
         404: {"model": Problem, "description": "no such admission at this hospital"},
         413: {"description": "the body is larger than the server takes (server.max_body_bytes)"},

@@ -31,7 +31,10 @@ breaks in double quotes. Names may be in any script (Bengali, Hindi, English).
 Times are ISO 8601 (`2026-11-27T09:30`, `2026-11-27 09:30`, `2026-11-27T04:00Z`,
 `2026-11-27T09:30+05:30`) or day first, as spreadsheets in India write them: `27/11/2026 09:30`,
 `27-11-2026 09:30`, `27/11/2026` (midnight); seconds may follow the minutes. A time without an
-offset is the hospital's time (Asia/Kolkata). No time may be in the future.
+offset is the hospital's time (Asia/Kolkata). No time may be in the future, nor before 2000-01-01.
+
+A cell with a NUL, another control character or a lone surrogate rejects its row (the other rows
+are imported); tab and line breaks are allowed in `remarks` only.
 
 ## What a row does
 
