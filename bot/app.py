@@ -38,6 +38,7 @@ from bot.platform.settings import Settings, SettingsError
 from bot.relatives import housekeeping
 from bot.relatives.conversation import Conversation
 from bot.relatives.otp import OtpService
+from bot.staff.demo import add_demo_logins
 from handlers.console import CHANNEL as CONSOLE
 from handlers.console import ConsoleChat, ConsoleCodes, ConsoleSender, StdinLines, write_stdout
 from handlers.hospital_api import HospitalApiServices, request_validation_response
@@ -154,8 +155,11 @@ class Services:
         return self.twilio
 
     async def load_demo(self, session: AsyncSession) -> list[str]:
-        """The fictional demo hospitals and patients (`bot.intake.demo`), as of this clock."""
-        return await load_demo(session, self.settings, self.secret_key, self.now())
+        """The fictional demo hospitals and patients (`bot.intake.demo`), as of this clock, and the
+        ward page's demo logins (`bot.staff.demo`)."""
+        lines = await load_demo(session, self.settings, self.secret_key, self.now())
+        page = f"http://{self.settings.host}:{self.settings.port}/staff/"
+        return lines + await add_demo_logins(session, page)
 
     async def import_csv(
         self, session: AsyncSession, path: Path, hospital_code: str, dry_run: bool = False

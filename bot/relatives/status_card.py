@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 from bot.platform.i18n import Language
 from bot.platform.phones import national
 from bot.platform.settings import OverdueConfig
+from bot.relatives.remarks import remark_text
 from bot.relatives.replies import Reply, RichText
 from models import Admission, ConditionUpdate, Hospital
 from models.enums import AdmissionStatus, CareArea, Condition
@@ -121,7 +122,7 @@ def render_card(card: CardData, language: Language, now: datetime, limits: Overd
         if vitals:
             text.line(vitals)
     if hospital.show_remarks and latest.remarks:
-        text.line(_("Doctor's note: {remarks}").format(remarks=latest.remarks))
+        text.line(_("Doctor's note: {remarks}").format(remarks=remark_text(language, latest.remarks)))
     elapsed = now - latest.recorded_at
     # Recorded this very second, or a little ahead by the hospital's clock (the API allows a few
     # minutes): "1 second ago", not "in 0 seconds" or "in 2 minutes".

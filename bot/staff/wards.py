@@ -11,14 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import or_
+from sqlalchemy import and_, func, or_
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.platform.phones import ascii_digits
 from bot.platform.settings import OverdueConfig
 from bot.relatives.status_card import overdue_after
-from models import Admission, AlternateMobile, ConditionUpdate
+from models import Admission, AlternateMobile, Chat, ConditionUpdate, Subscription
 from models.enums import AdmissionStatus
 from models.queries import latest_updates
 from models.staff import StaffAccount
@@ -110,3 +110,47 @@ async def find_patient(session: AsyncSession, account: StaffAccount, registratio
 
 def may_admit_to(account: StaffAccount, ward: str | None) -> bool:
     return not account.wards or ward in account.wards
+
+
+async def following(session: AsyncSession, admission_id: int) -> int:
+    """How many chats would be told of a change to this admission now."""
+    result = await session.exec(
+        select(func.count())
+        .select_from(Subscription)
+        .join(Chat, col(Chat.id) == col(Subscription.chat_id))
+        .where(
+            Subscription.admission_id == admission_id,
+            Subscription.alerts,
+            col(Chat.unreachable_at).is_(None),
+        )
+    )
+    return result.one()
+
+
+async def update_before(session: AsyncSession, update: ConditionUpdate) -> ConditionUpdate | None:
+    """The update that was the latest when `update` was recorded (withdrawn ones left out)."""
+    result = await session.exec(
+        select(ConditionUpdate)
+        .where(
+            ConditionUpdate.admission_id == update.admission_id,
+            col(ConditionUpdate.retracted_at).is_(None),
+            col(ConditionUpdate.id) != update.id,
+            or_(
+                col(ConditionUpdate.recorded_at) < update.recorded_at,
+                and_(col(ConditionUpdate.recorded_at) == update.recorded_at, col(ConditionUpdate.id) < update.id),
+            ),
+        )
+        .order_by(col(ConditionUpdate.recorded_at).desc(), col(ConditionUpdate.id).desc())
+        .limit(1)
+    )
+    return result.first()
+
+
+async def recent_updates(session: AsyncSession, admission_id: int, limit: int = 5) -> list[ConditionUpdate]:
+    result = await session.exec(
+        select(ConditionUpdate)
+        .where(ConditionUpdate.admission_id == admission_id)
+        .order_by(col(ConditionUpdate.recorded_at).desc(), col(ConditionUpdate.id).desc())
+        .limit(limit)
+    )
+    return list(result.all())
