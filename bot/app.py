@@ -38,6 +38,7 @@ from bot.platform.settings import Settings, SettingsError
 from bot.relatives import housekeeping
 from bot.relatives.conversation import Conversation
 from bot.relatives.otp import OtpService
+from bot.staff import admin as staff_admin
 from bot.staff.demo import add_demo_logins
 from handlers.console import CHANNEL as CONSOLE
 from handlers.console import ConsoleChat, ConsoleCodes, ConsoleSender, StdinLines, write_stdout
@@ -273,12 +274,15 @@ def build_scheduler(services: Services) -> AsyncIOScheduler:
     async def erase_patient_data() -> None:
         await housekeeping.erase_patient_data(services.database, config.retention, services.now())
 
+    async def delete_old_uploads() -> None:
+        await staff_admin.delete_old_uploads(services.database, services.now())
+
     async def daily_digest() -> None:
         await digest.enqueue_digests(services.database, config, services.now())
 
     for job in (
         purge_code_requests, purge_inbound_messages, end_lapsed_verifications, delete_after_retention,
-        erase_patient_data,
+        erase_patient_data, delete_old_uploads,
     ):  # fmt: skip
         scheduler.add_job(job, "interval", hours=1, id=job.__name__, coalesce=True)
     hour, minute = (int(part) for part in config.notifications.digest_at.split(":"))

@@ -15,14 +15,15 @@ from sqlmodel import select
 
 from bot.alerts.channels import Alert, PermanentFailure, TemporaryFailure
 from bot.alerts.delivery import DeliveryOutcome, DeliveryReport, record_delivery
-from bot.app import Services
+from bot.app import Services, build_scheduler
 from bot.intake.hospitals import get_hospital, hospital_for_key
 from bot.platform.settings import OverdueConfig
 from bot.staff import admin, reports
-from bot.staff.accounts import StaffError
+from bot.staff.accounts import StaffError, find_account
 from bot.staff.reports import AlertState
 from handlers.console import CHANNEL, ConsoleSender
-from models import Admission, AuditEvent, Hospital
+from models import Admission, AuditEvent, Hospital, StaffUpload
+from tests.staff_support import add_staff, cheap_argon2  # noqa: F401
 from tests.support import Clock, ConsoleRelative, HospitalDesk
 
 # 12:00 in Kolkata.
@@ -344,3 +345,22 @@ async def test_a_new_api_key_works_at_once_and_the_old_one_stops(world):
         assert (await hospital_for_key(session, secret, key)) == hospital
         (event,) = (await session.exec(select(AuditEvent).where(AuditEvent.action == "hospital.key_rotated"))).all()
         assert event.actor == BY
+
+
+async def test_an_upload_nobody_applies_is_deleted_after_a_day(world):
+    await add_staff(world.bot, "anita", role="admin")
+    async with world.bot.database.session() as session:
+        anita = await find_account(session, "anita")
+        assert anita is not None
+        kept = (await admin.keep_upload(session, anita, "today.csv", b"registration_no\n", world.clock.now)).id
+        await session.commit()
+
+    world.clock.advance(hours=23)
+    assert await admin.delete_old_uploads(world.bot.database, world.clock.now) == 0
+    world.clock.advance(hours=2)
+    assert await admin.delete_old_uploads(world.bot.database, world.clock.now) == 1
+    async with world.bot.database.session() as session:
+        assert await session.get(StaffUpload, kept) is None
+        assert await admin.take_upload(session, anita, kept, world.clock.now) is None
+    job = build_scheduler(world.bot).get_job("delete_old_uploads")
+    assert job is not None and job.trigger.interval == timedelta(hours=1)

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, or_
+from sqlalchemy import delete
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.intake.hospitals import rotate_key
+from bot.platform.db import Database
 from bot.platform.phones import PhoneNumberError, normalise_phone
 from bot.staff.accounts import N_, StaffError
 from models import Admission, Hospital
@@ -100,13 +101,8 @@ async def new_api_key(session: AsyncSession, secret_key: bytes, hospital: Hospit
 async def keep_upload(
     session: AsyncSession, account: StaffAccount, file_name: str, content: bytes, now: datetime
 ) -> StaffUpload:
-    """Keep an uploaded file until its admin applies it. Their upload before it is deleted, as is
-    everyone's older than `UPLOAD_KEPT`: patients' data kept no longer than needed."""
-    await session.exec(
-        delete(StaffUpload).where(
-            or_(col(StaffUpload.account_id) == account.id, col(StaffUpload.created_at) < now - UPLOAD_KEPT)
-        )
-    )
+    """Keep an uploaded file until its admin applies it; their upload before it is deleted."""
+    await session.exec(delete(StaffUpload).where(col(StaffUpload.account_id) == account.id))
     upload = StaffUpload(
         account_id=account.id, hospital_id=account.hospital_id, file_name=file_name[:200], content=content,
         created_at=now,
@@ -133,3 +129,12 @@ async def take_upload(
     )
     found = taken.first()
     return (found[0], found[1]) if found is not None else None
+
+
+async def delete_old_uploads(database: Database, now: datetime) -> int:
+    """Uploads nobody applied within `UPLOAD_KEPT`, with the patients' names and numbers they hold
+    (the scheduler runs it hourly); how many."""
+    async with database.writing(), database.session() as session:
+        result = await session.exec(delete(StaffUpload).where(col(StaffUpload.created_at) < now - UPLOAD_KEPT))
+        await session.commit()
+        return result.rowcount
