@@ -392,6 +392,12 @@ async def test_the_delivery_view_shows_masked_followers_and_each_alerts_fate(wor
 
     found = await admin.get("/staff/admin/delivery", reg="R-1")
     assert (found.status_code, found.headers["location"]) == (303, "/staff/admin/patients/R-1")
+    # The patient's page leads there, for the admin only.
+    assert 'href="/staff/admin/patients/R-1">Who was told<' in (await admin.get("/staff/patients/R-1")).text
+    ward = await staff_browser(world, "rina", await add_staff(world.bot, "rina"))
+    patient_page = await ward.get("/staff/patients/R-1")
+    assert patient_page.status_code == 200 and "/staff/admin/" not in patient_page.text
+    await ward.http.aclose()
 
 
 async def test_another_hospitals_patient_answers_404(world, admin):
