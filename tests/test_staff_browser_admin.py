@@ -10,7 +10,7 @@ import re
 
 from bot.intake.hospitals import get_hospital
 from bot.staff import accounts
-from tests.staff_browser import Site, site  # noqa: F401
+from tests.staff_browser import Site, chromium, site  # noqa: F401
 from tests.staff_support import NEW_PASSWORD, cheap_argon2  # noqa: F401
 
 PAGE_LIMIT = 50_000  # bytes of HTML, before images
