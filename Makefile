@@ -29,7 +29,7 @@ lint: $(INSTALLED)
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
-test: $(INSTALLED)
+test: lint
 	$(PY) -m pytest
 
 bench: $(INSTALLED)
