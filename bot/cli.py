@@ -11,7 +11,7 @@ from pathlib import Path
 
 from bot import app
 from bot.intake.hospitals import HospitalError, add_hospital, get_hospital, list_hospitals, rotate_key
-from bot.platform import db
+from bot.platform import backup, db
 from bot.platform.logs import configure_logging
 from bot.platform.settings import Settings, SettingsError, load_settings
 from bot.staff.accounts import StaffError, add_account
@@ -59,7 +59,21 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     commands.add_parser("demo", help="load the fictional demo hospitals and patients")
-    commands.add_parser("outbox", help="alerts by status, and the dead ones (retries used up)")
+    outbox = commands.add_parser(
+        "outbox", help="alerts by status, the dead and cancelled ones with their reasons; --retry puts dead ones back"
+    )
+    outbox.add_argument("--retry", action="store_true", help="put the dead alerts back once their cause is fixed")
+    outbox.add_argument("--hospital", metavar="CODE", help="with --retry: only alerts about its patients")
+    outbox.add_argument(
+        "--channel", choices=["telegram", "whatsapp", "console"], help="with --retry: only alerts to its chats"
+    )
+
+    commands.add_parser("backup", help="copy the SQLite database, while the service runs, to FILE").add_argument(
+        "file", type=Path
+    )
+    commands.add_parser("restore", help="put a backup back as the SQLite database (service stopped)").add_argument(
+        "file", type=Path
+    )
     return parser
 
 
@@ -138,14 +152,28 @@ async def _demo(services: app.Services, _args: argparse.Namespace) -> int:
     return await _with_session(services, work)
 
 
-async def _outbox(services: app.Services, _args: argparse.Namespace) -> int:
-    from bot.outbox import report
+async def _outbox(services: app.Services, args: argparse.Namespace) -> int:
+    from bot.outbox import report, requeue_dead
 
     async def work(session) -> int:
-        counts, dead = await report(session)
+        if args.retry:
+            count = await requeue_dead(session, args.hospital, args.channel)
+            await session.commit()
+            print(f"{count} dead alert{'' if count == 1 else 's'} put back in the queue")
+            return 0
+        if args.hospital or args.channel:
+            print("error: --hospital and --channel go with --retry", file=sys.stderr)
+            return 1
+        found = await report(session)
         known = tuple(NotificationStatus)
-        for status in (*known, *sorted(set(counts) - set(known))):
-            print(f"{status}\t{counts.get(status, 0)}")
+        for status in (*known, *sorted(set(found.counts) - set(known))):
+            print(f"{status}\t{found.counts.get(status, 0)}")
+        if found.ended:
+            print("\ndead and cancelled alerts by hospital and channel:")
+            print("hospital\tchannel\tstatus\talerts\treason")
+            for group in found.ended:
+                print(f"{group.hospital}\t{group.channel}\t{group.status}\t{group.rows}\t{group.reason}")
+        dead = found.dead
         if dead:
             print(f"\ndead alerts, newest first{' (the latest 100)' if len(dead) == 100 else ''}:")
             print("id\tchannel\thospital\tregistration\tattempts\terror")
@@ -157,6 +185,20 @@ async def _outbox(services: app.Services, _args: argparse.Namespace) -> int:
         return 0
 
     return await _with_session(services, work)
+
+
+def _backup(settings: Settings, args: argparse.Namespace) -> int:
+    try:
+        if args.command == "backup":
+            size = backup.backup(settings.database_url, args.file)
+            print(f"backed up to {args.file} ({size} bytes)")
+        else:
+            backup.restore(args.file, settings.database_url)
+            print(f"restored from {args.file}: run `python -m bot db upgrade` before starting the service")
+    except backup.BackupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _run(services: app.Services, coroutine: Coroutine[None, None, int | None]) -> int:
@@ -186,6 +228,8 @@ def main(argv: list[str] | None = None) -> int:
             db.upgrade(settings.database_url)
             print("database is up to date")
             return 0
+        if args.command in ("backup", "restore"):
+            return _backup(settings, args)
         services = app.Services.build(settings)
     except SettingsError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
@@ -201,10 +245,12 @@ def main(argv: list[str] | None = None) -> int:
         return _run(services, _demo(services, args))
     if args.command == "outbox":
         return _run(services, _outbox(services, args))
-    if args.command == "web":
-        return _run(services, app.serve_web(services))
-    if args.command == "chat":
-        return _run(services, app.run_console(services))
-    if args.command == "worker":
-        return _run(services, app.run_worker(services))
-    return _run(services, app.run_all(services))
+    # Held while the service runs, so that a restore is refused meanwhile.
+    with backup.ServiceLock(settings.database_url):
+        if args.command == "web":
+            return _run(services, app.serve_web(services))
+        if args.command == "chat":
+            return _run(services, app.run_console(services))
+        if args.command == "worker":
+            return _run(services, app.run_worker(services))
+        return _run(services, app.run_all(services))

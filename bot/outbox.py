@@ -8,6 +8,7 @@ that adds them to what becomes of them.
 - `claim`: the dispatcher's hold on due rows while it sends them.
 - `mark`: what became of the alerts the dispatcher sent, or a platform reported on later (a
   `Marking` per alert: `sent`, `cancelled`, `held`, `dead`, `retried`, `resend_as_template`).
+- `report`, `requeue_dead`: what `python -m bot outbox` shows an operator, and its `--retry`.
 
 A session that adds rows or leaves rows waiting is flagged (`OUTBOX_FLAG`) so that, once it commits,
 the dispatcher of this process looks at once (`bot.platform.db.Database.outbox_listeners`): they may
@@ -22,7 +23,21 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, insert, or_, true, tuple_, update
+from sqlalchemy import (
+    and_,
+    bindparam,
+    case,
+    delete,
+    false,
+    func,
+    insert,
+    literal_column,
+    not_,
+    or_,
+    true,
+    tuple_,
+    update,
+)
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -255,8 +270,9 @@ class Marking:
 
 def sent(now: datetime, message_id: str | None) -> Marking:
     """Sent; `message_id` is the platform's, when it reports the delivery later."""
-    return Marking.of(status=NotificationStatus.SENT, sent_at=now, message_id=message_id, delivery=None,
-                      claimed_until=None)  # fmt: skip
+    return Marking.of(
+        status=NotificationStatus.SENT, sent_at=now, message_id=message_id, delivery=None, claimed_until=None
+    )
 
 
 def cancelled() -> Marking:
@@ -296,8 +312,9 @@ def retry_at(policy: NotificationsConfig, attempts: int, now: datetime) -> datet
 def resend_as_template() -> Marking:
     """The platform refused the text after all (outside WhatsApp's 24-hour window): due again at
     once, as the template of its kind."""
-    return Marking.of(status=NotificationStatus.PENDING, template_only=True, message_id=None, not_before=None,
-                      claimed_until=None)  # fmt: skip
+    return Marking.of(
+        status=NotificationStatus.PENDING, template_only=True, message_id=None, not_before=None, claimed_until=None
+    )
 
 
 def delivery(report: str) -> Marking:
@@ -374,9 +391,51 @@ class DeadAlert:
     created_at: datetime
 
 
-async def report(session: AsyncSession, limit: int = 100) -> tuple[dict[str, int], list[DeadAlert]]:
-    """How many rows are in each status, and the latest `limit` dead ones (never the chat's key)."""
+@dataclass(frozen=True)
+class Ended:
+    """How many alerts of one hospital on one channel ended dead or cancelled for one reason."""
+
+    hospital: str  # its code
+    channel: str
+    status: str  # dead or cancelled
+    reason: str
+    rows: int
+
+
+@dataclass(frozen=True)
+class Report:
+    counts: dict[str, int]  # rows by status
+    ended: list[Ended]  # by hospital, channel, status, then the most rows first
+    dead: list[DeadAlert]  # the latest, newest first
+
+
+# A cancellation records no reason: what the chat's state says now is the likeliest one.
+UNREACHABLE = "the chat cannot be reached (blocked the bot, gone, opted out)"
+NOT_FOLLOWING = "the chat no longer follows the patient (stop, verification lapsed, alerts ended)"
+NOTHING_TO_TELL = "nothing left to tell when it was due"
+_CANCELLED_BECAUSE = {0: UNREACHABLE, 1: NOT_FOLLOWING, 2: NOTHING_TO_TELL}
+NO_ERROR = "no error recorded"
+
+
+async def report(session: AsyncSession, limit: int = 100) -> Report:
+    """How many rows are in each status; the dead and cancelled ones by hospital, channel and
+    reason; the latest `limit` dead ones (never the chat's key)."""
     counts = dict((await session.exec(select(Notification.status, func.count()).group_by(Notification.status))).all())
+    ended: dict[tuple[str, str, str, str], int] = {}
+    dead_groups = (col(Hospital.code), col(Chat.channel), col(Notification.error))
+    for code, channel, error, rows in await _ended(session, NotificationStatus.DEAD, dead_groups):
+        key = (code, channel, NotificationStatus.DEAD, " ".join((error or NO_ERROR).split()))
+        ended[key] = ended.get(key, 0) + rows
+    # Literal columns, not parameters: PostgreSQL groups by an expression only when it is the
+    # selected one, and two parameters are never the same to it.
+    why = case(
+        (col(Chat.unreachable_at).is_not(None), literal_column("0")),
+        (not_(func.coalesce(Subscription.alerts, false())), literal_column("1")),
+        else_=literal_column("2"),
+    )
+    cancelled_groups = (col(Hospital.code), col(Chat.channel), why)
+    for code, channel, reason, rows in await _ended(session, NotificationStatus.CANCELLED, cancelled_groups):
+        ended[(code, channel, NotificationStatus.CANCELLED, _CANCELLED_BECAUSE[reason])] = rows
     result = await session.exec(
         select(Notification, Chat.channel, Hospital.code, Admission.registration_no)
         .join(Chat, col(Chat.id) == col(Notification.chat_id))
@@ -390,4 +449,56 @@ async def report(session: AsyncSession, limit: int = 100) -> tuple[dict[str, int
         DeadAlert(row.id, channel, code, registration_no, row.attempts, row.error, row.created_at)
         for row, channel, code, registration_no in result.all()
     ]
-    return counts, dead
+    by_group = sorted(ended.items(), key=lambda item: (item[0][:3], -item[1], item[0][3]))
+    return Report(counts, [Ended(*key, rows) for key, rows in by_group], dead)
+
+
+async def _ended(session: AsyncSession, status: NotificationStatus, groups: tuple[Any, Any, Any]) -> list:
+    """Rows in `status` counted by `groups` (three expressions over the row, its chat, patient and
+    hospital, and the chat's subscription to the patient, when there still is one)."""
+    result = await session.exec(
+        select(groups[0], groups[1], groups[2], func.count())
+        .select_from(Notification)
+        .join(Chat, col(Chat.id) == col(Notification.chat_id))
+        .join(Admission, col(Admission.id) == col(Notification.admission_id))
+        .join(Hospital, col(Hospital.id) == col(Admission.hospital_id))
+        .outerjoin(
+            Subscription,
+            and_(
+                col(Subscription.chat_id) == col(Notification.chat_id),
+                col(Subscription.admission_id) == col(Notification.admission_id),
+            ),
+        )
+        .where(col(Notification.status) == status)
+        .group_by(*groups)
+    )
+    return list(result.all())
+
+
+async def requeue_dead(session: AsyncSession, hospital: str | None = None, channel: str | None = None) -> int:
+    """Put the dead rows (of one hospital's patients, of chats on one channel) back in the queue
+    once their cause is fixed (a template approved, a token renewed), each once: due at once, with
+    all their attempts again. Rows of chats that cannot be reached stay dead: their alerts ended
+    when the platform refused them. How many rows went back."""
+    chats = select(Chat.id).where(col(Chat.unreachable_at).is_(None))
+    if channel is not None:
+        chats = chats.where(Chat.channel == channel)
+    which = [col(Notification.status) == NotificationStatus.DEAD, col(Notification.chat_id).in_(chats)]
+    if hospital is not None:
+        patients = select(Admission.id).join(Hospital, col(Hospital.id) == col(Admission.hospital_id))
+        which.append(col(Notification.admission_id).in_(patients.where(Hospital.code == hospital.strip().upper())))
+    result = await session.exec(
+        update(Notification)
+        .where(*which)
+        .values(
+            status=NotificationStatus.PENDING,
+            attempts=0,
+            error=None,
+            message_id=None,
+            not_before=None,
+            claimed_until=None,
+        )
+    )
+    if result.rowcount:
+        session.info[OUTBOX_FLAG] = True
+    return result.rowcount

@@ -564,6 +564,60 @@ async def test_after_max_attempts_an_alert_is_dead_and_listed(open_ward, fake, m
     assert str(unlucky) not in out  # the chat's key is nobody's business here
 
 
+async def outbox_command(ward: Ward, monkeypatch, capsys, *options: str) -> list[str]:
+    """`python -m bot outbox ...` as an operator runs it on the ward's database: what it prints."""
+    for name in SETTINGS_ENVIRONMENT:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("BOT_CONFIG", str(PROJECT_ROOT / "config.yaml"))
+    monkeypatch.setenv("DATABASE_URL", ward.bot.settings.database_url)
+    monkeypatch.setenv("SECRET_KEY", SECRET)
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        code = await asyncio.to_thread(cli.main, ["outbox", *options])
+    finally:
+        root.handlers[:], root.level = saved
+    assert code == 0
+    return capsys.readouterr().out.splitlines()
+
+
+async def test_dead_alerts_are_listed_with_reasons_and_put_back_once_by_retry(open_ward, fake, monkeypatch, capsys):
+    ward = await open_ward(notifications={"max_attempts": 2, "backoff_first_seconds": 0.05})
+    await ward.admit("R-1", mobile(1), hospital="MCK")
+    await ward.admit("R-2", mobile(2))
+    await ward.admit("R-3", mobile(2))
+    unlucky, blocking = await ward.follow(mobile(1)), await ward.follow(mobile(2))
+    fake.fail_next(unlucky, 500, count=2)  # an outage longer than the retries
+    fake.blocked.add(blocking)
+    await ward.update("R-1", hospital="MCK", **CRITICAL)
+    await ward.update("R-2", **CRITICAL)
+    await ward.update("R-3", **CRITICAL)
+    ward.run()  # the blocking chat's second alert is cancelled once its first is refused
+    await ward.settled()
+
+    lines = await outbox_command(ward, monkeypatch, capsys)
+    assert lines[:4] == ["pending\t0", "sent\t0", "cancelled\t1", "dead\t2"]
+    assert lines[5:10] == [
+        "dead and cancelled alerts by hospital and channel:",
+        "hospital\tchannel\tstatus\talerts\treason",
+        "MCK\ttelegram\tdead\t1\tInternal Server Error",
+        "MRB\ttelegram\tcancelled\t1\tthe chat cannot be reached (blocked the bot, gone, opted out)",
+        "MRB\ttelegram\tdead\t1\tForbidden: bot was blocked by the user",
+    ]
+
+    # The outage is over. The blocked chat's alerts stay dead: it cannot be reached.
+    assert await outbox_command(ward, monkeypatch, capsys, "--retry", "--hospital", "mrb") == [
+        "0 dead alerts put back in the queue"
+    ]
+    assert await outbox_command(ward, monkeypatch, capsys, "--retry") == ["1 dead alert put back in the queue"]
+    await ward.settled()
+    assert [status for _, status in fake.attempts_to(unlucky)] == [500, 500, 200]
+    assert len(fake.messages_to(unlucky)) == 1
+    assert len(fake.attempts_to(blocking)) == 1
+    assert await outbox_command(ward, monkeypatch, capsys, "--retry") == ["0 dead alerts put back in the queue"]
+    assert (await outbox_command(ward, monkeypatch, capsys))[:4] == ["pending\t0", "sent\t1", "cancelled\t1", "dead\t1"]
+
+
 async def test_an_alert_waiting_for_its_retry_does_not_keep_the_dispatcher_busy(open_ward, fake):
     ward = await open_ward(notifications={"backoff_first_seconds": 4, "backoff_max_seconds": 4})
     clock = ward.bot.clock = Clock(now_utc())  # held: the retry stays 2 to 4 s away

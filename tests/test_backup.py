@@ -1,0 +1,188 @@
+"""`python -m bot backup FILE` and `python -m bot restore FILE` as an operator uses them on a SQLite
+database: a copy taken while the hospital API writes, put back into a fresh place, holds every
+write the API acknowledged before the backup began."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import stat
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlmodel import select
+
+from bot import cli
+from bot.app import Services, build_web_app
+from bot.intake.hospitals import add_hospital
+from bot.platform import db
+from bot.platform.backup import ServiceLock
+from models import Admission
+from tests.conftest import PROJECT_ROOT, SECRET, auth, make_settings
+from tests.support import SETTINGS_ENVIRONMENT
+
+ADMISSION = {"patient_name": "Ratan Das", "contact_mobile": "98300 12345"}
+
+
+@pytest.fixture(autouse=True)
+def keep_logging():
+    """The CLI configures logging; give the next test it back."""
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    yield
+    root.handlers[:], root.level = saved
+
+
+@pytest.fixture
+def operator(monkeypatch, tmp_path):
+    """A shell with only the repo's config and the test SECRET_KEY set, in an empty directory."""
+    for name in SETTINGS_ENVIRONMENT:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("BOT_CONFIG", str(PROJECT_ROOT / "config.yaml"))
+    monkeypatch.setenv("SECRET_KEY", SECRET)
+    return monkeypatch
+
+
+def sqlite_url(path: Path) -> str:
+    return f"sqlite+aiosqlite:///{path}"
+
+
+async def command(operator, capsys, database_url: str, *argv: str) -> tuple[int, str, str]:
+    operator.setenv("DATABASE_URL", database_url)
+    code = await asyncio.to_thread(cli.main, list(argv))  # its own event loop, as under `python -m bot`
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+async def registrations(database_url: str) -> set[str]:
+    services = Services.build(make_settings(database_url))
+    try:
+        async with services.database.session() as session:
+            return set((await session.exec(select(Admission.registration_no))).all())
+    finally:
+        await services.database.dispose()
+
+
+async def test_a_backup_taken_while_the_api_writes_restores_every_acknowledged_write(operator, capsys, tmp_path):
+    live = sqlite_url(tmp_path / "live" / "ward-watch.sqlite3")
+    await asyncio.to_thread(db.upgrade, live)  # it runs its own event loop
+    services = Services.build(make_settings(live))
+    async with services.database.session() as session:
+        key = (
+            await add_hospital(session, services.settings, services.secret_key, "MRB", "Bangur", "033 2473 2222")
+        ).api_key
+        await session.commit()
+    acknowledged: list[str] = []
+    goal = [20]  # how many acknowledged writes `reached` waits for
+    reached = asyncio.Event()
+    stop = asyncio.Event()
+
+    async def hospital_writes() -> None:
+        transport = httpx.ASGITransport(app=build_web_app(services))
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            n = 0
+            while not stop.is_set():
+                n += 1
+                response = await http.put(f"/api/v1/admissions/R-{n}", json=ADMISSION, headers=auth(key))
+                assert response.status_code == 201, response.text
+                acknowledged.append(f"R-{n}")
+                if len(acknowledged) >= goal[0]:
+                    reached.set()
+
+    writer = asyncio.create_task(hospital_writes())
+    try:
+        await asyncio.wait_for(reached.wait(), 30)
+        before_backup = list(acknowledged)
+        backup_file = tmp_path / "backups" / "ward-watch.sqlite3"
+        backup_file.parent.mkdir()
+        code, out, err = await command(operator, capsys, live, "backup", str(backup_file))
+        reached.clear()
+        goal[0] = len(acknowledged) + 5
+        await asyncio.wait_for(reached.wait(), 30)  # the API was not held up by the backup
+    finally:
+        stop.set()
+        await writer
+        await services.database.dispose()
+
+    assert code == 0, err
+    assert out.startswith(f"backed up to {backup_file} (")
+    assert stat.S_IMODE(backup_file.stat().st_mode) == 0o600  # it holds names and numbers
+
+    fresh = sqlite_url(tmp_path / "elsewhere" / "ward-watch.sqlite3")
+    code, out, err = await command(operator, capsys, fresh, "restore", str(backup_file))
+    assert code == 0, err
+    assert out.splitlines() == [
+        f"restored from {backup_file}: run `python -m bot db upgrade` before starting the service"
+    ]
+    restored = await registrations(fresh)
+    assert set(before_backup) <= restored  # nothing acknowledged before the backup is lost
+    assert restored <= set(acknowledged)
+    assert stat.S_IMODE((tmp_path / "elsewhere" / "ward-watch.sqlite3").stat().st_mode) == 0o600
+
+    # The restored database serves the API as before: the hospital's key still opens it.
+    services = Services.build(make_settings(fresh))
+    try:
+        transport = httpx.ASGITransport(app=build_web_app(services))
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            response = await http.put("/api/v1/admissions/R-1", json=ADMISSION, headers=auth(key))
+            assert response.status_code == 200, response.text
+    finally:
+        await services.database.dispose()
+
+
+async def test_a_restore_is_refused_while_the_service_runs_and_replaces_the_database_once_stopped(
+    operator, capsys, tmp_path
+):
+    live = sqlite_url(tmp_path / "ward-watch.sqlite3")
+    await asyncio.to_thread(db.upgrade, live)  # it runs its own event loop
+    saved = tmp_path / "saved.sqlite3"
+    assert (await command(operator, capsys, live, "backup", str(saved)))[0] == 0
+    services = Services.build(make_settings(live))
+    async with services.database.session() as session:
+        await add_hospital(session, services.settings, services.secret_key, "MRB", "Bangur", "033 2473 2222")
+        await session.commit()
+    await services.database.dispose()
+
+    with ServiceLock(live):  # as `python -m bot web` (worker, run, chat) holds it while it runs
+        code, out, err = await command(operator, capsys, live, "restore", str(saved))
+        assert (code, out) == (1, "")
+        assert err.splitlines() == [
+            "error: the service is running on this database: stop its web and worker processes first"
+        ]
+        with sqlite3.connect(tmp_path / "ward-watch.sqlite3") as connection:
+            assert connection.execute("SELECT code FROM hospital").fetchall() == [("MRB",)]
+
+    code, out, err = await command(operator, capsys, live, "restore", str(saved))
+    assert code == 0, err
+    with sqlite3.connect(tmp_path / "ward-watch.sqlite3") as connection:
+        assert connection.execute("SELECT code FROM hospital").fetchall() == []  # as it was when saved
+
+
+async def test_a_file_that_is_not_a_backup_is_not_restored(operator, capsys, tmp_path):
+    live = sqlite_url(tmp_path / "ward-watch.sqlite3")
+    await asyncio.to_thread(db.upgrade, live)  # it runs its own event loop
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a database\n" * 100)
+    empty = tmp_path / "empty.sqlite3"
+    sqlite3.connect(empty).close()
+
+    code, _, err = await command(operator, capsys, live, "restore", str(notes))
+    assert code == 1 and err.startswith(f"error: {notes} is not a SQLite database")
+    code, _, err = await command(operator, capsys, live, "restore", str(empty))
+    assert (code, err) == (1, f"error: {empty} is not a Ward Watch database\n")
+    code, _, err = await command(operator, capsys, live, "restore", str(tmp_path / "missing.sqlite3"))
+    assert (code, err) == (1, f"error: there is no backup at {tmp_path / 'missing.sqlite3'}\n")
+    assert await registrations(live) == set()  # the database is as it was
+
+
+async def test_postgresql_is_backed_up_with_its_own_tools(operator, capsys, tmp_path):
+    postgres = "postgresql://wardwatch@db.example/wardwatch"
+    for action in ("backup", "restore"):
+        code, out, err = await command(operator, capsys, postgres, action, str(tmp_path / "dump"))
+        assert (code, out) == (1, "")
+        assert err == (
+            "error: the database is postgresql, not SQLite: use pg_dump and pg_restore (see the README's Backups)\n"
+        )
