@@ -233,12 +233,7 @@ Services = Annotated[HospitalApiServices, Depends(_services)]
 
 
 async def _session(request: Request, services: Services) -> AsyncIterator[AsyncSession]:
-    database = services.database
-    if request.method == "GET":
-        async with database.session() as session:
-            yield session
-        return
-    async with database.writing(), database.session() as session:
+    async with services.database.request_session(writes=request.method != "GET") as session:
         yield session
 
 

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import TypeVar
 
-from sqlalchemy import func
+from sqlalchemy import func, true
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -95,8 +95,11 @@ async def alternates_by_admission(session: AsyncSession, admission_ids: Iterable
     return found
 
 
-async def latest_updates(session: AsyncSession, admission_ids: Iterable[int]) -> dict[int, ConditionUpdate]:
-    """`latest_update` for many admissions at once; an admission without any is left out."""
+async def latest_updates(
+    session: AsyncSession, admission_ids: Iterable[int], before: datetime | None = None
+) -> dict[int, ConditionUpdate]:
+    """`latest_update` for many admissions at once (with `before`: the update in force just before
+    that moment); an admission without any is left out."""
     found: dict[int, ConditionUpdate] = {}
     for chunk in in_chunks(sorted(set(admission_ids))):
         rank = (
@@ -109,7 +112,11 @@ async def latest_updates(session: AsyncSession, admission_ids: Iterable[int]) ->
         )
         ranked = (
             select(col(ConditionUpdate.id).label("id"), rank)
-            .where(col(ConditionUpdate.admission_id).in_(chunk), col(ConditionUpdate.retracted_at).is_(None))
+            .where(
+                col(ConditionUpdate.admission_id).in_(chunk),
+                col(ConditionUpdate.retracted_at).is_(None),
+                true() if before is None else col(ConditionUpdate.recorded_at) < before,
+            )
             .subquery()
         )
         result = await session.exec(

@@ -100,6 +100,16 @@ class Database:
         async with self._write_turn:
             yield
 
+    @asynccontextmanager
+    async def request_session(self, writes: bool) -> AsyncIterator[AsyncSession]:
+        """The session of one web request: a request that writes waits for its turn (`writing`)."""
+        if not writes:
+            async with self.session() as session:
+                yield session
+            return
+        async with self.writing(), self.session() as session:
+            yield session
+
     def _after_commit(self, sync_session) -> None:
         if sync_session.info.pop(OUTBOX_FLAG, False):
             for listener in self.outbox_listeners:

@@ -23,7 +23,7 @@ from bot.platform.phones import mask
 from bot.platform.settings import OverdueConfig
 from bot.relatives.access import number_still_theirs
 from bot.relatives.status_card import overdue_after
-from models import Admission, AuditEvent, ConditionUpdate, Hospital
+from models import Admission, AuditEvent, ConditionUpdate, Hospital, queries
 from models.chat import Chat, Notification, Subscription, Verification
 from models.enums import AdmissionStatus, NotificationStatus
 from models.queries import in_chunks
@@ -260,7 +260,7 @@ async def compliance(
         )
     )
     admissions = list(result.all())
-    in_force = await _latest_before(session, [admission.id for admission in admissions], window_start)
+    in_force = await queries.latest_updates(session, [admission.id for admission in admissions], window_start)
     recorded = await _recorded_between(session, [admission.id for admission in admissions], window_start, now)
     wards: dict[str | None, list[bool]] = {}
     for admission in admissions:
@@ -294,36 +294,6 @@ def _on_schedule(
             return False
         due = update.recorded_at + overdue_after(update, limits)
     return end <= due
-
-
-async def _latest_before(
-    session: AsyncSession, admission_ids: list[int], moment: datetime
-) -> dict[int, ConditionUpdate]:
-    """The update in force at `moment` for each admission that had one."""
-    found: dict[int, ConditionUpdate] = {}
-    for chunk in in_chunks(sorted(admission_ids)):
-        rank = (
-            func.row_number()
-            .over(
-                partition_by=col(ConditionUpdate.admission_id),
-                order_by=(col(ConditionUpdate.recorded_at).desc(), col(ConditionUpdate.id).desc()),
-            )
-            .label("rank")
-        )
-        ranked = (
-            select(col(ConditionUpdate.id).label("id"), rank)
-            .where(
-                col(ConditionUpdate.admission_id).in_(chunk),
-                col(ConditionUpdate.retracted_at).is_(None),
-                ConditionUpdate.recorded_at < moment,
-            )
-            .subquery()
-        )
-        result = await session.exec(
-            select(ConditionUpdate).join(ranked, col(ConditionUpdate.id) == ranked.c.id).where(ranked.c.rank == 1)
-        )
-        found.update((update.admission_id, update) for update in result.all())
-    return found
 
 
 async def _recorded_between(

@@ -116,12 +116,7 @@ Services = Annotated[StaffServices, Depends(staff_services)]
 
 async def _database_session(request: Request, services: Services) -> AsyncIterator[AsyncSession]:
     """One session per request; a POST's writes wait for their turn (`Database.writing`)."""
-    database = services.database
-    if request.method == "GET":
-        async with database.session() as session:
-            yield session
-        return
-    async with database.writing(), database.session() as session:
+    async with services.database.request_session(writes=request.method != "GET") as session:
         yield session
 
 
