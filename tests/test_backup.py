@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import sqlite3
 import stat
+import sys
 from pathlib import Path
 
 import httpx
@@ -18,10 +20,10 @@ from bot import cli
 from bot.app import Services, build_web_app
 from bot.intake.hospitals import add_hospital
 from bot.platform import db
-from bot.platform.backup import ServiceLock
-from models import Admission
+from models import Admission, Hospital
 from tests.conftest import PROJECT_ROOT, SECRET, auth, make_settings
 from tests.support import SETTINGS_ENVIRONMENT
+from tests.test_stopping import environment, free_port, until_healthy
 
 ADMISSION = {"patient_name": "Ratan Das", "contact_mobile": "98300 12345"}
 
@@ -44,6 +46,15 @@ def operator(monkeypatch, tmp_path):
     monkeypatch.setenv("BOT_CONFIG", str(PROJECT_ROOT / "config.yaml"))
     monkeypatch.setenv("SECRET_KEY", SECRET)
     return monkeypatch
+
+
+async def hospital_codes(database_url: str) -> list[str]:
+    services = Services.build(make_settings(database_url))
+    try:
+        async with services.database.session() as session:
+            return list((await session.exec(select(Hospital.code))).all())
+    finally:
+        await services.database.dispose()
 
 
 def sqlite_url(path: Path) -> str:
@@ -136,8 +147,9 @@ async def test_a_backup_taken_while_the_api_writes_restores_every_acknowledged_w
 async def test_a_restore_is_refused_while_the_service_runs_and_replaces_the_database_once_stopped(
     operator, capsys, tmp_path
 ):
-    live = sqlite_url(tmp_path / "ward-watch.sqlite3")
-    await asyncio.to_thread(db.upgrade, live)  # it runs its own event loop
+    port = free_port()
+    environ = await environment(tmp_path, port)  # a migrated SQLite file of its own
+    live = environ["DATABASE_URL"]
     saved = tmp_path / "saved.sqlite3"
     assert (await command(operator, capsys, live, "backup", str(saved)))[0] == 0
     services = Services.build(make_settings(live))
@@ -146,19 +158,25 @@ async def test_a_restore_is_refused_while_the_service_runs_and_replaces_the_data
         await session.commit()
     await services.database.dispose()
 
-    with ServiceLock(live):  # as `python -m bot web` (worker, run, chat) holds it while it runs
+    web = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", "web", cwd=PROJECT_ROOT, env=environ,
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        await asyncio.wait_for(until_healthy(port, lambda: web.returncode is not None), 120)
         code, out, err = await command(operator, capsys, live, "restore", str(saved))
-        assert (code, out) == (1, "")
-        assert err.splitlines() == [
-            "error: the service is running on this database: stop its web and worker processes first"
-        ]
-        with sqlite3.connect(tmp_path / "ward-watch.sqlite3") as connection:
-            assert connection.execute("SELECT code FROM hospital").fetchall() == [("MRB",)]
+    finally:
+        web.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(web.wait(), 15)
+    assert (code, out) == (1, "")
+    assert err.splitlines() == [
+        "error: the service is running on this database: stop its web and worker processes first"
+    ]
+    assert await hospital_codes(live) == ["MRB"]  # nothing changed
 
     code, out, err = await command(operator, capsys, live, "restore", str(saved))
     assert code == 0, err
-    with sqlite3.connect(tmp_path / "ward-watch.sqlite3") as connection:
-        assert connection.execute("SELECT code FROM hospital").fetchall() == []  # as it was when saved
+    assert await hospital_codes(live) == []  # as it was when saved
 
 
 async def test_a_file_that_is_not_a_backup_is_not_restored(operator, capsys, tmp_path):
