@@ -179,7 +179,7 @@ async def test_a_restore_is_refused_while_the_service_runs_and_replaces_the_data
     assert await hospital_codes(live) == []  # as it was when saved
 
 
-async def test_a_file_that_is_not_a_backup_is_not_restored(operator, capsys, tmp_path):
+async def test_a_file_that_is_not_a_backup_is_not_restored_nor_a_backup_written_nowhere(operator, capsys, tmp_path):
     live = sqlite_url(tmp_path / "ward-watch.sqlite3")
     await asyncio.to_thread(db.upgrade, live)  # it runs its own event loop
     notes = tmp_path / "notes.txt"
@@ -194,6 +194,8 @@ async def test_a_file_that_is_not_a_backup_is_not_restored(operator, capsys, tmp
     code, _, err = await command(operator, capsys, live, "restore", str(tmp_path / "missing.sqlite3"))
     assert (code, err) == (1, f"error: there is no backup at {tmp_path / 'missing.sqlite3'}\n")
     assert await registrations(live) == set()  # the database is as it was
+    code, _, err = await command(operator, capsys, live, "backup", str(tmp_path / "nowhere" / "backup.sqlite3"))
+    assert (code, err) == (1, f"error: there is no folder {tmp_path / 'nowhere'}\n")
 
 
 async def test_postgresql_is_backed_up_with_its_own_tools(operator, capsys, tmp_path):

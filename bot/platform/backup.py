@@ -74,6 +74,8 @@ def backup(database_url: str, target: Path) -> int:
     if not source.is_file():
         raise BackupError(f"there is no database at {source}")
     target = target.resolve()
+    if not target.parent.is_dir():
+        raise BackupError(f"there is no folder {target.parent}")
     if target == source.resolve():
         raise BackupError("the backup cannot be the database itself")
     partial = target.with_name(f".{target.name}.partial")
