@@ -1,9 +1,9 @@
 """Backups of a SQLite database (`python -m bot backup FILE`, `python -m bot restore FILE`).
 
 A backup is taken with SQLite's online backup API while the service runs: readers and the writer
-go on, and the copy is the database as the last transaction committed before it left it. A restore writes into the
-database through the same API, so that its write-ahead log is kept consistent; it is refused
-while a service process uses the database. Every process of the service holds a shared lock on a
+go on, and the copy is the database as the last transaction committed before it began left it. A
+restore writes into the database through the same API, so that its write-ahead log is kept
+consistent; it is refused while a service process uses the database. Every process of the service holds a shared lock on a
 file beside the database (`ServiceLock`) for as long as it runs; a restore needs it exclusively.
 PostgreSQL has its own tools (pg_dump, pg_restore): the README tells how.
 """
