@@ -30,10 +30,11 @@ from bot.alerts.channels import Sender
 from bot.alerts.dispatcher import Dispatcher
 from bot.intake.csv_import import ImportReport, import_csv
 from bot.intake.demo import load_demo
+from bot.platform import health
 from bot.platform.background import Background
 from bot.platform.db import Database
 from bot.platform.i18n import Catalogues
-from bot.platform.logs import mask_every_handler
+from bot.platform.logs import RequestIds, format_every_handler, mask_every_handler
 from bot.platform.settings import Settings, SettingsError
 from bot.relatives import housekeeping
 from bot.relatives.conversation import Conversation
@@ -209,10 +210,18 @@ def build_whatsapp(services: Services) -> WhatsAppChannel | None:
     )
 
 
+class _WebApp(FastAPI):
+    """FastAPI with `RequestIds` outside even its error handling, so that a 500 answer carries
+    X-Request-ID too, and its traceback the request id."""
+
+    def build_middleware_stack(self):
+        return RequestIds(super().build_middleware_stack())
+
+
 def build_web_app(services: Services, telegram: TelegramChannel | None = None) -> FastAPI:
     """The web server: the hospital API, the health check, and the Telegram and WhatsApp webhooks
     if used."""
-    app = FastAPI(
+    app = _WebApp(
         title="Ward Watch hospital API",
         description="Hospitals send admissions and condition updates; relatives are told.",
         version="1",
@@ -250,6 +259,20 @@ def build_web_app(services: Services, telegram: TelegramChannel | None = None) -
         if await services.database.ping():
             return {"status": "ok"}
         return JSONResponse({"status": "database unavailable"}, status_code=503)
+
+    @app.get(
+        "/readyz", tags=["operations"],
+        responses={503: {"description": "Not ready: `reasons` lists why, one line each"}},
+    )  # fmt: skip
+    async def readyz():
+        """200 when relatives are being answered and told; 503 with the reasons when the database
+        does not answer, the dispatcher's heartbeat is stale, a due alert has waited longer than
+        `operations.max_alert_delay_seconds`, or calls to Telegram or Twilio have failed for over a
+        minute (as this process made them)."""
+        reasons = await health.unready_reasons(services.database, services.settings.config, services.now())
+        if reasons:
+            return JSONResponse({"status": "not ready", "reasons": reasons}, status_code=503)
+        return {"status": "ready", "reasons": []}
 
     return app
 
@@ -337,6 +360,7 @@ async def _serve(services: Services, telegram: TelegramChannel | None, quiet: bo
     # uvicorn.Config has just given uvicorn's loggers handlers of their own, outside the root's:
     # a failed request's traceback goes through them.
     mask_every_handler()
+    format_every_handler()
     log.info("hospital API on http://%s:%s (OpenAPI at /docs)", settings.host, settings.port)
     server = _Server(config)
     serving = asyncio.create_task(server.serve())

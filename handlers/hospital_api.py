@@ -39,6 +39,7 @@ from bot.intake.schemas import (
     StatusIn,
 )
 from bot.platform.db import Database
+from bot.platform.logs import add_to_log_context
 from bot.platform.text import printable
 from models import Admission, ConditionUpdate, Hospital, queries
 
@@ -244,6 +245,7 @@ async def _authenticated_hospital(request: Request, session: Session) -> Hospita
     """The hospital whose key `_KeyFirstRoute` accepted, in this request's session."""
     hospital = await session.get(Hospital, request.state.hospital_id)
     assert hospital is not None, "hospitals are never deleted"
+    add_to_log_context(hospital=hospital.code)
     return hospital
 
 
@@ -262,6 +264,7 @@ async def _admission_or_404(session: AsyncSession, hospital: Hospital, registrat
     admission = await queries.find_admission(session, hospital, registration_no)
     if admission is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such admission")
+    add_to_log_context(admission_id=admission.id)
     return admission
 
 

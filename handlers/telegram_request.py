@@ -13,6 +13,8 @@ import aiohttp
 from telegram.error import NetworkError, TimedOut
 from telegram.request import BaseRequest, RequestData
 
+from bot.platform.health import OUTSIDE_SERVICES, TELEGRAM
+
 DEFAULT_TIMEOUT = 5.0  # seconds, as PTB's HTTPXRequest: connecting, and waiting for the answer
 
 
@@ -61,11 +63,20 @@ class AiohttpRequest(BaseRequest):
         data = request_data.json_parameters if request_data is not None else None
         try:
             async with self._session.request(method, url, data=data, timeout=timeout) as response:
-                return response.status, await response.read()
+                answer = response.status, await response.read()
         except TimeoutError as error:
+            OUTSIDE_SERVICES.failed(TELEGRAM)
             raise TimedOut from error
         except aiohttp.ClientError as error:
+            OUTSIDE_SERVICES.failed(TELEGRAM)
             raise NetworkError(f"aiohttp.{type(error).__name__}: {error}") from error
+        # For /readyz: a server error or a refused token is Telegram failing us; any other answer
+        # (a 400 for a chat that is gone, a 429) is Telegram working.
+        if answer[0] >= 500 or answer[0] == 401:
+            OUTSIDE_SERVICES.failed(TELEGRAM)
+        else:
+            OUTSIDE_SERVICES.answered(TELEGRAM)
+        return answer
 
     def _chosen(self, timeout) -> float | None:
         """A call's own timeout, else ours (PTB passes a default marker when the call gave none)."""

@@ -20,6 +20,7 @@ from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.http.response import Response
 from twilio.rest import Client as TwilioClient
 
+from bot.platform.health import OUTSIDE_SERVICES, TWILIO
 from bot.platform.logs import mask_phones
 from bot.platform.phones import mask
 from bot.relatives.otp import CheckUnavailable
@@ -67,7 +68,17 @@ class _AsyncHttpClient(AsyncTwilioHttpClient):
             "timeout": timeout if timeout is not None else self.timeout, "allow_redirects": allow_redirects,
         }  # fmt: skip
         self.log_request(kwargs)  # Twilio's request log, which leaves out the Authorization header
-        response = await self.session.request(**kwargs)
+        try:
+            response = await self.session.request(**kwargs)
+        except (ClientError, TimeoutError):
+            OUTSIDE_SERVICES.failed(TWILIO)
+            raise
+        # For /readyz: a server error or refused credentials is Twilio failing us; any other answer
+        # (a number it will not message, a 429) is Twilio working.
+        if response.status >= 500 or response.status == 401:
+            OUTSIDE_SERVICES.failed(TWILIO)
+        else:
+            OUTSIDE_SERVICES.answered(TWILIO)
         self.log_response(response.status, response)
         return Response(response.status, await response.text(), response.headers)
 

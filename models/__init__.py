@@ -8,6 +8,7 @@ from models.chat import (
     Subscription,
     Verification,
 )
+from models.heartbeat import Heartbeat
 from models.staff import StaffAccount, StaffLoginAddress
 from models.tables import (
     Admission,
@@ -21,7 +22,7 @@ from models.tables import (
 from models.uploads import StaffUpload
 
 __all__ = [
-    "Admission", "AlternateMobile", "AuditEvent", "Chat", "ConditionUpdate", "Hospital", "InboundMessage",
+    "Admission", "AlternateMobile", "AuditEvent", "Chat", "ConditionUpdate", "Heartbeat", "Hospital", "InboundMessage",
     "Notification", "OtpChallenge", "StaffAccount", "StaffLoginAddress", "StaffUpload", "Subscription", "Verification",
     "table_of", "utcnow",
 ]  # fmt: skip

@@ -8,6 +8,7 @@ names. Runs on SQLite, and on PostgreSQL when TEST_DATABASE_URL is set."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import re
@@ -115,14 +116,15 @@ async def _code_sent_to(fake: FakeTwilio, mobile: str) -> str:
         await fake.answered.wait()
 
 
-async def test_failures_leave_no_number_code_or_name_in_the_logs(services, keys, fake, refusing, tmp_path):
+@pytest.mark.parametrize("log_format", ["text", "json"])
+async def test_failures_leave_no_number_code_or_name_in_the_logs(services, keys, fake, refusing, tmp_path, log_format):
     port, output = _free_port(), tmp_path / "output.log"
     environ = {key: value for key, value in os.environ.items() if key not in SETTINGS_ENVIRONMENT}
     environ |= {
         "BOT_CONFIG": str(config_with_templates(tmp_path)), "DATABASE_URL": services.settings.database_url,
         "SECRET_KEY": SECRET, "HOST": "127.0.0.1", "PORT": str(port), "TWILIO_API_BASE_URL": fake.url,
         "TWILIO_ACCOUNT_SID": ACCOUNT_SID, "TWILIO_AUTH_TOKEN": AUTH_TOKEN, "TWILIO_SMS_FROM": SMS_FROM,
-        "TWILIO_WHATSAPP_FROM": WHATSAPP_FROM, "PUBLIC_BASE_URL": PUBLIC_BASE_URL,
+        "TWILIO_WHATSAPP_FROM": WHATSAPP_FROM, "PUBLIC_BASE_URL": PUBLIC_BASE_URL, "LOG_FORMAT": log_format,
     }  # fmt: skip
     with output.open("wb") as written:
         process = await asyncio.create_subprocess_exec(
@@ -147,14 +149,16 @@ async def test_failures_leave_no_number_code_or_name_in_the_logs(services, keys,
             assert any("Ratan Das" in message.body for message in fake.messages_to(f"whatsapp:{RELATIVE}"))
 
             # Numbers in the request line, which uvicorn's access log writes through its own handler.
-            assert (await http.get(f"/api/v1/admissions/{RELATIVE}", headers=hospital)).status_code == 422
+            refused = await http.get(f"/api/v1/admissions/{RELATIVE}", headers=hospital)
+            assert refused.status_code == 422
             assert (await http.get("/healthz", params={"from": NEWCOMER})).status_code == 200
             # Twilio refuses the replies, quoting the number.
             fake.fail(f"whatsapp:{RELATIVE}", 21211)
             assert await whatsapp("/status") == 200
             # The database refuses writes: a new admission, a change of one, a newcomer's chat.
             await refusing()
-            assert (await http.put("/api/v1/admissions/R-2", json=MOUSUMI, headers=hospital)).status_code == 500
+            broken = await http.put("/api/v1/admissions/R-2", json=MOUSUMI, headers=hospital)
+            assert broken.status_code == 500
             changed = {**RATAN, "patient_name": "Ratan Kumar Das"}
             assert (await http.put("/api/v1/admissions/R-1", json=changed, headers=hospital)).status_code == 500
             assert await whatsapp("Hello", NEWCOMER) == 500
@@ -166,6 +170,14 @@ async def test_failures_leave_no_number_code_or_name_in_the_logs(services, keys,
 
     # The failures were logged, with their tracebacks: the search below had something to search.
     assert logged.count("Exception in ASGI application") == 3, logged
+    if log_format == "json":
+        lines = [json.loads(line) for line in logged.splitlines()]
+        failures = [line for line in lines if line["message"].startswith("Exception in ASGI application")]
+        assert len(failures) == 3 and all("Traceback" in line["exception"] for line in failures), failures
+        assert failures[0]["request_id"] == broken.headers["X-Request-ID"], failures
+        assert failures[0]["hospital"] == "MRB", failures
+        refused_line = [line for line in lines if line["request_id"] == refused.headers["X-Request-ID"]]
+        assert [line["logger"] for line in refused_line] == ["uvicorn.access"], refused_line
     assert "+91******4321 not sent" in logged, logged
     for line in logged.splitlines():
         for digits in SECRETS:

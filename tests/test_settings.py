@@ -100,7 +100,8 @@ def test_config_yaml_in_the_working_directory_is_the_default(tmp_path, clean_env
     "key",
     ["phone_region", "hospital_time_zone", "database", "database.url", "otp.digits",
      "otp.max_sends_per_hour", "pacing.telegram.messages_per_second", "disclosure_defaults.show_vitals",
-     "languages.default", "retention", "retention.patient_days_after_discharge"],
+     "languages.default", "retention", "retention.patient_days_after_discharge", "operations",
+     "operations.max_alert_delay_seconds"],
 )  # fmt: skip
 def test_a_missing_key_is_named(tmp_path, key):
     assert error(tmp_path, key, DROP) == f"{tmp_path / 'config.yaml'}: {key}: missing"
@@ -149,6 +150,7 @@ def test_a_value_of_the_wrong_type_is_named(tmp_path, key, value, reason):
         ("languages.available", ["en", "fr"], "languages.available.1"),
         ("languages.available", [], "languages.available"),
         ("languages.default", "ur", "languages.default"),
+        ("operations.max_alert_delay_seconds", 0, "operations.max_alert_delay_seconds"),
     ],
 )
 def test_a_value_out_of_range_is_named(tmp_path, key, value, named):

@@ -40,8 +40,10 @@ from bot.alerts.channels import Alert, PermanentFailure, RetryLater, Sender, Tem
 from bot.alerts.compose import alert_kind, compose_alert, template_fields
 from bot.alerts.digest import compose_digest
 from bot.outbox import DIGEST
+from bot.platform import health
 from bot.platform.db import Database
 from bot.platform.i18n import Catalogues
+from bot.platform.logs import add_to_log_context
 from bot.platform.settings import FileConfig
 from bot.relatives import access
 from bot.relatives.quiet_hours import in_quiet_hours, quiet_hours_end
@@ -147,6 +149,7 @@ class Dispatcher:
         self._wake = asyncio.Event()
         self._refused: set[tuple[str, str]] = set()  # (channel, chat) refused for good in this pass
         self.name = f"dispatcher-{random.getrandbits(32):08x}"
+        self._beaten_at: float | None = None  # the event loop's time of this dispatcher's last heartbeat
 
     def wake(self) -> None:
         """A new row was committed in this process: look now, not at the next tick."""
@@ -158,6 +161,7 @@ class Dispatcher:
             # Cleared before the pass, so that a row committed during it wakes the next one.
             self._wake.clear()
             try:
+                await self._beat()
                 if await self.dispatch_once():
                     continue
                 idle = await self._idle_seconds()
@@ -166,6 +170,16 @@ class Dispatcher:
                 idle = IDLE_LOOK_SECONDS
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), idle)
+
+    async def _beat(self) -> None:
+        """Tell `/readyz` (`bot.platform.health`) this loop is alive, at most every `HEARTBEAT_SECONDS`."""
+        loop_time = asyncio.get_running_loop().time()
+        if self._beaten_at is not None and loop_time - self._beaten_at < health.HEARTBEAT_SECONDS:
+            return
+        async with self._database.session() as session:
+            await health.beat(session, health.DISPATCHER, self._clock())
+            await session.commit()
+        self._beaten_at = loop_time
 
     async def _idle_seconds(self) -> float:
         """Until the next pending row may be claimed (its grace period, retry time or someone
@@ -199,6 +213,7 @@ class Dispatcher:
         send_before = loop.time() + self._policy.claim_seconds * CLAIM_USE
         self._refused = set()
         for start in range(0, len(groups), CHUNK):
+            await self._beat()  # a pass of many paced alerts takes longer than a heartbeat's interval
             # Every alert of the chunk is composed first, then they queue for the pacer in the
             # claim's order: critical news first.
             prepared = await self._prepare(groups[start : start + CHUNK])
@@ -219,6 +234,11 @@ class Dispatcher:
         group, outgoing = result.group, result.outgoing
         sender = outgoing.sender
         chat_key = outgoing.alert.chat_key
+        # Each alert is sent in a task of its own (`dispatch_once` gathers them): its context is its own.
+        add_to_log_context(
+            channel=sender.channel, chat=access.chat_actor(self._secret_key, sender.channel, chat_key),
+            admission_id=group.admission_id,
+        )  # fmt: skip
         async with sender.pacer.slot(chat_key, send_before) as granted:
             if not granted:  # not before the claim runs short: left for the next claim
                 return _Result(group, Outcome.EXPIRED)

@@ -167,6 +167,11 @@ class DisclosureConfig(_Section):
     show_remarks: bool
 
 
+class OperationsConfig(_Section):
+    # `/readyz` answers 503 while a due alert has waited longer than this.
+    max_alert_delay_seconds: float = Field(gt=0)
+
+
 class FileConfig(_Section):
     """The shape of config.yaml. Every key is required so that a typo cannot silently fall back."""
 
@@ -183,6 +188,7 @@ class FileConfig(_Section):
     retention: RetentionConfig
     whatsapp_templates: WhatsAppTemplates
     disclosure_defaults: DisclosureConfig
+    operations: OperationsConfig
 
     @field_validator("hospital_time_zone")
     @classmethod
@@ -218,6 +224,8 @@ class Environment(_Section):
     # Scheme, host and optional path prefix only: Twilio signs the full URL it calls.
     public_base_url: str | None = Field(default=None, pattern=r"^https?://[^/?#\s]+(/[^?#\s]*)?$")
     otp_provider: Literal["console", "twilio_sms", "twilio_verify"] | None = None
+    # How the logs are written (`bot.platform.logs`): plain text unless `json`.
+    log_format: Literal["text", "json"] | None = None
 
 
 class Settings(_Section):
@@ -361,6 +369,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             twilio_verify_service_sid=_env(environ, "TWILIO_VERIFY_SERVICE_SID"),
             public_base_url=_env(environ, "PUBLIC_BASE_URL"),
             otp_provider=_env(environ, "OTP_PROVIDER"),
+            log_format=_env(environ, "LOG_FORMAT"),
         )
         secrets_ = Secrets(
             secret_key=_env(environ, "SECRET_KEY"),

@@ -25,6 +25,7 @@ from bot import outbox
 from bot.platform.background import Background
 from bot.platform.db import Database
 from bot.platform.i18n import LANGUAGE_NAMES, Catalogues, Language
+from bot.platform.logs import log_context
 from bot.platform.phones import (
     PhoneNumberError,
     ascii_digits,
@@ -94,6 +95,11 @@ class Conversation:
     async def handle(self, inbound: Inbound) -> list[Reply]:
         """Answer one message: read the chat's state, take the step, save, reply. A message
         already handled (same `message_id`) gets no reply and changes nothing."""
+        chat = access.chat_actor(self._secret_key, inbound.channel, inbound.chat_key)
+        with log_context(channel=inbound.channel, chat=chat):
+            return await self._handle(inbound)
+
+    async def _handle(self, inbound: Inbound) -> list[Reply]:
         async with self._database.session() as session:
             if inbound.message_id is not None and not await self._first_delivery(
                 session, inbound.channel, inbound.message_id
