@@ -142,12 +142,12 @@ async def hospital_id(services: Services, code: str) -> int:
     return hospital.id
 
 
-async def follow(services: Services, code: str, reg: str = REG) -> None:
+async def follow(services: Services, code: str, reg: str = REG, chat_key: str | None = None) -> None:
     """A relative's chat, verified on the admission's number, follows it with alerts on."""
     async with services.database.session() as session:
         hospital = (await session.exec(select(Hospital).where(Hospital.code == code))).one()
         admission = await queries.find_admission(session, hospital, reg)
-        chat = Chat(channel="console", chat_key=f"{code}-{reg}", state="verified")
+        chat = Chat(channel="console", chat_key=chat_key or f"{code}-{reg}", state="verified")
         session.add(chat)
         await session.flush()
         verification = Verification(

@@ -5,7 +5,6 @@ write the API acknowledged before the backup began."""
 from __future__ import annotations
 
 import asyncio
-import logging
 import signal
 import sqlite3
 import stat
@@ -22,30 +21,17 @@ from bot.intake.hospitals import add_hospital
 from bot.platform import db
 from models import Admission, Hospital
 from tests.conftest import PROJECT_ROOT, SECRET, auth, make_settings
-from tests.support import SETTINGS_ENVIRONMENT
+from tests.test_cli import keep_logging, operator  # noqa: F401 (fixtures)
 from tests.test_stopping import environment, free_port, until_healthy
 
 ADMISSION = {"patient_name": "Ratan Das", "contact_mobile": "98300 12345"}
 
 
-@pytest.fixture(autouse=True)
-def keep_logging():
-    """The CLI configures logging; give the next test it back."""
-    root = logging.getLogger()
-    saved = root.handlers[:], root.level
-    yield
-    root.handlers[:], root.level = saved
-
-
 @pytest.fixture
-def operator(monkeypatch, tmp_path):
-    """A shell with only the repo's config and the test SECRET_KEY set, in an empty directory."""
-    for name in SETTINGS_ENVIRONMENT:
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("BOT_CONFIG", str(PROJECT_ROOT / "config.yaml"))
-    monkeypatch.setenv("SECRET_KEY", SECRET)
-    return monkeypatch
+def keyed_operator(operator):
+    """The CLI tests' operator's shell, with the test SECRET_KEY set."""
+    operator.setenv("SECRET_KEY", SECRET)
+    return operator
 
 
 async def hospital_codes(database_url: str) -> list[str]:
@@ -77,7 +63,7 @@ async def registrations(database_url: str) -> set[str]:
         await services.database.dispose()
 
 
-async def test_a_backup_taken_while_the_api_writes_restores_every_acknowledged_write(operator, capsys, tmp_path):
+async def test_a_backup_taken_while_the_api_writes_restores_every_acknowledged_write(keyed_operator, capsys, tmp_path):
     live = sqlite_url(tmp_path / "live" / "ward-watch.sqlite3")
     await asyncio.to_thread(db.upgrade, live)  # it runs its own event loop
     services = Services.build(make_settings(live))
@@ -109,7 +95,7 @@ async def test_a_backup_taken_while_the_api_writes_restores_every_acknowledged_w
         before_backup = list(acknowledged)
         backup_file = tmp_path / "backups" / "ward-watch.sqlite3"
         backup_file.parent.mkdir()
-        code, out, err = await command(operator, capsys, live, "backup", str(backup_file))
+        code, out, err = await command(keyed_operator, capsys, live, "backup", str(backup_file))
         reached.clear()
         goal[0] = len(acknowledged) + 5
         await asyncio.wait_for(reached.wait(), 30)  # the API was not held up by the backup
@@ -123,7 +109,7 @@ async def test_a_backup_taken_while_the_api_writes_restores_every_acknowledged_w
     assert stat.S_IMODE(backup_file.stat().st_mode) == 0o600  # it holds names and numbers
 
     fresh = sqlite_url(tmp_path / "elsewhere" / "ward-watch.sqlite3")
-    code, out, err = await command(operator, capsys, fresh, "restore", str(backup_file))
+    code, out, err = await command(keyed_operator, capsys, fresh, "restore", str(backup_file))
     assert code == 0, err
     assert out.splitlines() == [
         f"restored from {backup_file}: run `python -m bot db upgrade` before starting the service"
@@ -145,13 +131,13 @@ async def test_a_backup_taken_while_the_api_writes_restores_every_acknowledged_w
 
 
 async def test_a_restore_is_refused_while_the_service_runs_and_replaces_the_database_once_stopped(
-    operator, capsys, tmp_path
+    keyed_operator, capsys, tmp_path
 ):
     port = free_port()
     environ = await environment(tmp_path, port)  # a migrated SQLite file of its own
     live = environ["DATABASE_URL"]
     saved = tmp_path / "saved.sqlite3"
-    assert (await command(operator, capsys, live, "backup", str(saved)))[0] == 0
+    assert (await command(keyed_operator, capsys, live, "backup", str(saved)))[0] == 0
     services = Services.build(make_settings(live))
     async with services.database.session() as session:
         await add_hospital(session, services.settings, services.secret_key, "MRB", "Bangur", "033 2473 2222")
@@ -164,7 +150,7 @@ async def test_a_restore_is_refused_while_the_service_runs_and_replaces_the_data
     )  # fmt: skip
     try:
         await asyncio.wait_for(until_healthy(port, lambda: web.returncode is not None), 120)
-        code, out, err = await command(operator, capsys, live, "restore", str(saved))
+        code, out, err = await command(keyed_operator, capsys, live, "restore", str(saved))
     finally:
         web.send_signal(signal.SIGTERM)
         await asyncio.wait_for(web.wait(), 15)
@@ -174,12 +160,14 @@ async def test_a_restore_is_refused_while_the_service_runs_and_replaces_the_data
     ]
     assert await hospital_codes(live) == ["MRB"]  # nothing changed
 
-    code, out, err = await command(operator, capsys, live, "restore", str(saved))
+    code, out, err = await command(keyed_operator, capsys, live, "restore", str(saved))
     assert code == 0, err
     assert await hospital_codes(live) == []  # as it was when saved
 
 
-async def test_a_file_that_is_not_a_backup_is_not_restored_nor_a_backup_written_nowhere(operator, capsys, tmp_path):
+async def test_a_file_that_is_not_a_backup_is_not_restored_nor_a_backup_written_nowhere(
+    keyed_operator, capsys, tmp_path
+):
     live = sqlite_url(tmp_path / "ward-watch.sqlite3")
     await asyncio.to_thread(db.upgrade, live)  # it runs its own event loop
     notes = tmp_path / "notes.txt"
@@ -187,21 +175,21 @@ async def test_a_file_that_is_not_a_backup_is_not_restored_nor_a_backup_written_
     empty = tmp_path / "empty.sqlite3"
     sqlite3.connect(empty).close()
 
-    code, _, err = await command(operator, capsys, live, "restore", str(notes))
+    code, _, err = await command(keyed_operator, capsys, live, "restore", str(notes))
     assert code == 1 and err.startswith(f"error: {notes} is not a SQLite database")
-    code, _, err = await command(operator, capsys, live, "restore", str(empty))
+    code, _, err = await command(keyed_operator, capsys, live, "restore", str(empty))
     assert (code, err) == (1, f"error: {empty} is not a Ward Watch database\n")
-    code, _, err = await command(operator, capsys, live, "restore", str(tmp_path / "missing.sqlite3"))
+    code, _, err = await command(keyed_operator, capsys, live, "restore", str(tmp_path / "missing.sqlite3"))
     assert (code, err) == (1, f"error: there is no backup at {tmp_path / 'missing.sqlite3'}\n")
     assert await registrations(live) == set()  # the database is as it was
-    code, _, err = await command(operator, capsys, live, "backup", str(tmp_path / "nowhere" / "backup.sqlite3"))
+    code, _, err = await command(keyed_operator, capsys, live, "backup", str(tmp_path / "nowhere" / "backup.sqlite3"))
     assert (code, err) == (1, f"error: there is no folder {tmp_path / 'nowhere'}\n")
 
 
-async def test_postgresql_is_backed_up_with_its_own_tools(operator, capsys, tmp_path):
+async def test_postgresql_is_backed_up_with_its_own_tools(keyed_operator, capsys, tmp_path):
     postgres = "postgresql://wardwatch@db.example/wardwatch"
     for action in ("backup", "restore"):
-        code, out, err = await command(operator, capsys, postgres, action, str(tmp_path / "dump"))
+        code, out, err = await command(keyed_operator, capsys, postgres, action, str(tmp_path / "dump"))
         assert (code, out) == (1, "")
         assert err == (
             "error: the database is postgresql, not SQLite: use pg_dump and pg_restore (see the README's Backups)\n"

@@ -14,9 +14,9 @@ import pytest
 from sqlmodel import col, select
 
 from bot import outbox
-from models import AuditEvent, ConditionUpdate, Hospital, Notification, queries
-from models.chat import Chat, Subscription, Verification
+from models import AuditEvent, ConditionUpdate, Notification
 from tests.conftest import auth, now_utc
+from tests.test_api import follow
 
 REG = "R-1"
 AT_ONCE = 8
@@ -28,21 +28,8 @@ async def admitted(services, client, keys):
     """Ratan Das, admitted at M.R. Bangur, followed by two relatives' chats with alerts on."""
     response = await client.put(f"/api/v1/admissions/{REG}", json=ADMISSION, headers=auth(keys["MRB"]))
     assert response.status_code == 201, response.text
-    async with services.database.session() as session:
-        hospital = (await session.exec(select(Hospital).where(Hospital.code == "MRB"))).one()
-        admission = await queries.find_admission(session, hospital, REG)
-        assert admission is not None
-        for relative in ("daughter", "son"):
-            chat = Chat(channel="console", chat_key=relative, state="verified")
-            session.add(chat)
-            await session.flush()
-            verification = Verification(
-                chat_id=chat.id, mobile=admission.contact_mobile, expires_at=now_utc() + timedelta(days=30)
-            )
-            session.add(verification)
-            await session.flush()
-            session.add(Subscription(chat_id=chat.id, admission_id=admission.id, verification_id=verification.id))
-        await session.commit()
+    for relative in ("daughter", "son"):
+        await follow(services, "MRB", REG, chat_key=relative)
 
 
 async def at_once(client, key: str, tail: str, bodies: list[dict[str, Any]]) -> list[int]:
