@@ -290,13 +290,13 @@ async def _patient_page(
             "care_area": latest.care_area or "",
             "respiratory_support": latest.respiratory_support or "",
         }
-    _ = language.gettext
+    _, names = language.gettext, Names(language)
     return render(
         request, "patient.html", status_code, title=admission.patient_name, admission=admission, latest=latest,
         overdue=now > due and admission.status == AdmissionStatus.ADMITTED, errors=errors or [], values=values or {},
-        history=await wards.recent_updates(session, admission.id), names=Names(language),
+        history=await wards.recent_updates(session, admission.id), names=names,
         ago=lambda moment: language.ago(max(now - moment, MOMENT)), time=lambda moment: language.time(moment, zone),
-        conditions=CONDITIONS, areas=[(code, _(label)) for code, label in _AREA_BUTTONS.items()],
+        condition_options=[(code, names.condition(code)) for code in CONDITIONS], areas=[(code, _(label)) for code, label in _AREA_BUTTONS.items()],
         supports=[(code, _(label)) for code, label in _SUPPORT_BUTTONS.items()], vitals=VITALS,
         presets=PRESET_REMARKS, remark_length=REMARK_LENGTH,
         status_text=_status_text(language, admission, zone),
