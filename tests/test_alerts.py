@@ -474,13 +474,14 @@ async def test_transfer_to_a_registered_hospital_gives_its_helpline(world):
     assert row.priority == 0  # ahead of routine news
 
 
-async def test_transfer_elsewhere_names_the_hospital(world):
+async def test_transfer_elsewhere_names_the_hospital_and_gives_the_sending_hospitals_helpline(world):
     await followed(world)
     await world.set_status("transferred", to_hospital="SSKM Hospital")
     (alert,) = await world.dispatch()
     assert alert.strip().splitlines() == [
         "Ratan Das",
         "➡️ Moved from M.R. Bangur Hospital to SSKM Hospital on 2 Jul 2024.",
+        f"You can call M.R. Bangur Hospital at {MRB_HELPLINE}.",
     ]
 
 
@@ -671,3 +672,39 @@ async def test_a_discharge_recorded_while_an_alert_is_sent_is_still_told(world):
     (subscription,) = await world.rows(Subscription)
     assert subscription.alerts is False
     assert [key for key, _ in world.sender.sent] == [relative.key] * 2
+
+
+# --- what relatives read in their own language ------------------------------------------------------
+
+
+async def test_a_transfer_elsewhere_gives_the_sending_hospitals_helpline_in_bengali(world):
+    await world.admit()
+    await world.update(minutes_ago=60, **MODERATE_WARD)
+    await world.relative(language="bn")
+    assert await world.dispatch() == []
+    await world.set_status("transferred", to_hospital="SSKM Hospital")
+    (alert,) = await world.dispatch()
+    assert alert.strip().splitlines() == [
+        "Ratan Das",
+        "➡️ ২ জুল ২০২৪ তারিখে M.R. Bangur Hospital থেকে SSKM Hospital-এ পাঠানো হয়েছে।",
+        f"আপনি M.R. Bangur Hospital-এ {MRB_HELPLINE} নম্বরে ফোন করতে পারেন।",
+    ]
+
+
+async def test_times_in_bengali_and_hindi_name_the_part_of_the_day(world):
+    await world.admit()
+    await world.update(minutes_ago=60, **MODERATE_WARD)  # 11:00 in Kolkata
+    bengali = await world.relative("bn-chat", language="bn")
+    world.clock.advance(seconds=61)  # a new code for the same number may be asked after a minute
+    hindi = await world.relative("hi-chat", language="hi")
+    assert "শেষ আপডেট: ২ জুল, সকাল ১১:০০ (" in await bengali.say("/status")
+    assert "आख़िरी अपडेट: 2 जुल॰, सुबह 11:00 (" in await hindi.say("/status")
+    assert await world.dispatch() == []
+
+    await world.update(**CRITICAL_ICU)  # 12:03 in Kolkata
+    await world.dispatch()
+    by_chat = dict(world.sender.sent)
+    assert "শেষ আপডেট: ২ জুল, দুপুর ১২:০৩ (" in by_chat["bn-chat"]
+    assert "आख़िरी अपडेट: 2 जुल॰, दोपहर 12:03 (" in by_chat["hi-chat"]
+    for text in by_chat.values():
+        assert "AM" not in text and "PM" not in text and " am" not in text and " pm" not in text

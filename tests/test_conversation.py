@@ -534,6 +534,7 @@ async def test_transferred_shows_where_to(world):
     assert await card(relative) == [
         "Ratan Das",
         "➡️ Moved from M.R. Bangur Hospital to SSKM Hospital, Kolkata on 2 Jul 2024.",
+        f"You can call M.R. Bangur Hospital at {MRB_HELPLINE}.",
     ]
 
 

@@ -269,16 +269,16 @@ def test_bengali_numbers_and_times_are_in_bengali_digits(catalogues):
     assert bengali.number(6) == "৬"
     assert bengali.number(98) == "৯৮"
     assert bengali.number(1234567.5) == "১২,৩৪,৫৬৭.৫"
-    assert bengali.time(MORNING, KOLKATA) == "১৫ জানু, ৮:৩৫ AM"
-    assert bengali.time(EVENING, KOLKATA) == "২৮ নভে, ৫:৩০ PM"
+    assert bengali.time(MORNING, KOLKATA) == "১৫ জানু, সকাল ৮:৩৫"
+    assert bengali.time(EVENING, KOLKATA) == "২৮ নভে, বিকাল ৫:৩০"
 
 
 def test_hindi_times_have_hindi_month_names(catalogues):
     hindi = catalogues.get("hi")
     assert hindi.number(6) == "6"
     assert hindi.number(1234567.5) == "12,34,567.5"
-    assert hindi.time(MORNING, KOLKATA) == "15 जन॰, 8:35 am"
-    assert hindi.time(EVENING, KOLKATA) == "28 नव॰, 5:30 pm"
+    assert hindi.time(MORNING, KOLKATA) == "15 जन॰, सुबह 8:35"
+    assert hindi.time(EVENING, KOLKATA) == "28 नव॰, शाम 5:30"
 
 
 def test_english_numbers_and_times(catalogues):

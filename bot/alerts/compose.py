@@ -84,7 +84,7 @@ def compose_alert(
     after = snapshot(card.latest, admission.status)
     if after == before:
         return None
-    current = render_card(card, language, now, limits)
+    current = render_card(card, language, now, limits, destination)
     if admission.status == AdmissionStatus.DECEASED:
         return current  # no details: only the request to contact the hospital
     text = RichText()
@@ -93,14 +93,7 @@ def compose_alert(
         text.line(_("This is the last message about this patient. We wish them well."))
         return text.reply()
     if admission.status == AdmissionStatus.TRANSFERRED:
-        text.spans.extend(current.spans)
-        if destination is not None:
-            text.line(
-                _("You can call {hospital} at {helpline}.").format(
-                    hospital=destination.name, helpline=helpline_text(destination)
-                )
-            )
-        return text.reply()
+        return current  # the card gives the helpline to call
     changes = what_changed(language, before, after)
     header = _("Update on {name}").format(name=admission.patient_name)
     if changes:

@@ -25,6 +25,9 @@ LANGUAGE_NAMES = {"en": "English", "bn": "বাংলা", "hi": "हिन्�
 # Babel locales per language: Indian English and Bengali formats; Bengali numbers in Bengali
 # digits, Hindi in the Latin digits most Hindi readers use on phones.
 _BABEL_LOCALES = {"en": "en_IN", "bn": "bn", "hi": "hi_IN"}
+# How a moment reads: Bengali and Hindi readers name the part of the day before the hour ("সকাল ৬:২৯",
+# "सुबह 6:29", Babel's flexible day periods) where English says "6:29 AM".
+_TIME_PATTERNS = {"en": "d MMM, h:mm a", "bn": "d MMM, B h:mm", "hi": "d MMM, B h:mm"}
 
 
 def load_catalogue(language: str) -> gettext.NullTranslations:
@@ -64,7 +67,8 @@ class Language:
         return self.digits(format_decimal(value, locale=self.locale, numbering_system="default"))
 
     def time(self, moment: datetime, zone: tzinfo) -> str:
-        return self.digits(format_datetime(moment.astimezone(zone), "d MMM, h:mm a", locale=self.locale))
+        """The day and the time of day in `zone`: `27 Nov, 6:29 AM`, `২৭ নভে, সকাল ৬:২৯`, `27 नव॰, सुबह 6:29`."""
+        return self.digits(format_datetime(moment.astimezone(zone), _TIME_PATTERNS[self.code], locale=self.locale))
 
     def date(self, moment: datetime, zone: tzinfo) -> str:
         return self.digits(format_datetime(moment.astimezone(zone), "d MMM y", locale=self.locale))

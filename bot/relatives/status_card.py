@@ -75,7 +75,12 @@ class CardData:
     latest: ConditionUpdate | None
 
 
-def render_card(card: CardData, language: Language, now: datetime, limits: OverdueConfig) -> Reply:
+def render_card(
+    card: CardData, language: Language, now: datetime, limits: OverdueConfig, destination: Hospital | None = None
+) -> Reply:
+    """The card in `language` as of `now`. `destination`: the hospital a transferred patient went
+    to, when it is on Ward Watch (whom to call then); otherwise the hospital that sent them away
+    knows where they are, and its helpline is given."""
     _ = language.gettext
     hospital, admission, latest = card.hospital, card.admission, card.latest
     zone = ZoneInfo(hospital.time_zone)
@@ -102,6 +107,10 @@ def render_card(card: CardData, language: Language, now: datetime, limits: Overd
             + _("Moved from {hospital} to {destination} on {date}.").format(
                 hospital=hospital.name, destination=admission.transferred_to, date=when
             )
+        )
+        to_call = destination or hospital
+        text.line(
+            _("You can call {hospital} at {helpline}.").format(hospital=to_call.name, helpline=helpline_text(to_call))
         )
         return text.reply()
 
