@@ -64,9 +64,10 @@ GRACEFUL_SHUTDOWN_SECONDS = 3
 HOW_TO_CONNECT = """\
 No messaging channel is configured, so this is the local console chat on fictional demo data.
 To connect Telegram: set TELEGRAM_BOT_TOKEN (from @BotFather). For WhatsApp: TWILIO_WHATSAPP_FROM,
-TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN and PUBLIC_BASE_URL, and the alert templates in config.yaml
-(whatsapp_templates). Either channel needs SMS for the codes: TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN
-and TWILIO_SMS_FROM. The README explains each."""
+TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN and PUBLIC_BASE_URL; alerts more than 24 hours after a
+relative's last message need the approved templates in config.yaml (whatsapp_templates). Either
+channel needs SMS for the codes: TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN and TWILIO_SMS_FROM. The
+README explains each."""
 
 
 def _configured(value: str | None, name: str) -> str:
@@ -193,7 +194,7 @@ def build_telegram(services: Services) -> TelegramChannel | None:
 
 def build_whatsapp(services: Services) -> WhatsAppChannel | None:
     """Twilio's WhatsApp webhooks, when TWILIO_WHATSAPP_FROM is set (settings then require the
-    Twilio account, PUBLIC_BASE_URL and the alert templates)."""
+    Twilio account and PUBLIC_BASE_URL, and warn of missing alert templates)."""
     sender = services.senders.get(WHATSAPP)
     if not isinstance(sender, WhatsAppSender):
         return None

@@ -29,7 +29,7 @@ from twilio.base.exceptions import TwilioRestException
 from twilio.request_validator import RequestValidator
 from twilio.rest import Client
 
-from bot.alerts.channels import Alert, PermanentFailure, RetryLater, TemporaryFailure
+from bot.alerts.channels import Alert, NotConfigured, PermanentFailure, RetryLater, TemporaryFailure
 from bot.alerts.delivery import DeliveryOutcome, DeliveryReport, record_delivery
 from bot.alerts.pacing import Pacer
 from bot.platform.db import Database
@@ -156,8 +156,9 @@ class WhatsAppSender:
     """Sends through Twilio's Messages API: the replies to a relative's message, and the
     dispatcher's alerts (`send`). An alert within 24 hours of the relative's last message goes as
     free text; later, WhatsApp accepts only an approved template: the one config.yaml gives for
-    that kind of alert and language (`whatsapp_templates`), filled with the alert's fields. Its
-    delivery is reported to `status_callback` (see `WhatsAppChannel.status_router`).
+    that kind of alert and language (`whatsapp_templates`), filled with the alert's fields, or
+    `NotConfigured` when it gives none. Its delivery is reported to `status_callback` (see
+    `WhatsAppChannel.status_router`).
 
     Twilio's refusals in the dispatcher's terms: a number that opted out or cannot get WhatsApp
     messages is a `PermanentFailure`; Twilio's "too many requests" a `RetryLater`; any other
@@ -198,6 +199,8 @@ class WhatsAppSender:
             except _OutsideWindow:  # the relative's last message was longer ago than we knew
                 pass
         template = self._templates.find(alert.kind, alert.language)
+        if template is None:
+            raise NotConfigured(f"template {alert.kind} not configured")
         variables = {placeholder: alert.fields[name] for placeholder, name in template.variables.items()}
         return await self._create(
             alert.chat_key,

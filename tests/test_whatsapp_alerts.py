@@ -8,16 +8,27 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import httpx
 import pytest
 from sqlmodel import select
 
-from bot.app import Services
+from bot.app import Services, build_web_app
 from bot.intake.hospitals import rotate_key
 from models import Admission
 from models.chat import Chat, Notification, Subscription, Verification
+from tests.conftest import SECRET, make_settings
 from tests.fakes.twilio import Message, post_status
-from tests.support import WHATSAPP_TEMPLATES, Clock, HospitalDesk
-from tests.test_whatsapp import PUBLIC_BASE_URL, RELATIVE, WhatsApp, fake, start  # noqa: F401 (fixtures)
+from tests.support import WHATSAPP_TEMPLATES, Clock, HospitalDesk, config_with_templates
+from tests.test_cli import keep_logging, operator, run  # noqa: F401 (fixtures)
+from tests.test_whatsapp import (  # noqa: F401 (fixtures)
+    PUBLIC_BASE_URL,
+    RELATIVE,
+    SEEN_BASE_URL,
+    WHATSAPP,
+    WhatsApp,
+    fake,
+    start,
+)
 
 RATAN = "MRB-20-0413"  # Ratan Das, ICU at M.R. Bangur Hospital (bot/intake/demo.py), under the number TYPED
 TYPED, MRB_HELPLINE = "090000 00002", "033 2400 1000"
@@ -277,3 +288,100 @@ async def test_alerts_leave_at_the_configured_whatsapp_pace(ward):
     assert len(times) == chats
     assert max(sum(1 for t in times if start <= t < start + 1) for start in times) <= 5
     assert times[-1] - times[0] >= (chats - 5) / 5 - 0.1
+
+
+# --- WhatsApp without templates (a first trial on Twilio's sandbox) ---------------------------------
+
+
+@pytest.fixture
+async def untemplated(services, fake, migrated_url):
+    """A WhatsApp web instance with the repo's config.yaml, which names no template, on the test's
+    clock; the demo patients; the hospital's system."""
+    built = Services.build(make_settings(migrated_url, TWILIO_API_BASE_URL=fake.url, **WHATSAPP))
+    clock = Clock(datetime.now(UTC).replace(microsecond=0))
+    built.clock = clock
+    async with built.database.session() as session:
+        await built.load_demo(session)
+        issued = await rotate_key(session, built.secret_key, "MRB")
+        await session.commit()
+    http = httpx.AsyncClient(transport=httpx.ASGITransport(app=build_web_app(built)), base_url=SEEN_BASE_URL)
+    wa = WhatsApp(built, http, fake)
+    yield wa, clock, Hospital(wa, clock, issued.api_key)
+    await http.aclose()
+    await built.close()
+
+
+async def test_without_templates_a_relative_inside_the_window_gets_replies_and_alerts(untemplated):
+    wa, clock, hospital = untemplated
+    assert wa.services.settings.config.whatsapp_templates.missing()
+
+    [welcome] = await wa.send("Hello")
+    assert "Welcome to Ward Watch" in welcome
+    await wa.send(TYPED)
+    [*_, card] = await wa.send(wa.code_for())
+    assert "Ratan Das" in card and "M.R. Bangur Hospital" in card
+
+    [alert] = await after(wa, clock, JUST_UNDER, lambda: hospital.update(**GENERAL_WARD))
+    assert alert.content_sid is None and "moved to the general ward" in alert.body
+    [row] = await rows(wa)
+    assert row.status == "sent"
+
+
+@pytest.mark.parametrize("kind, change", [("discharge", "discharged"), ("death", "deceased")])
+async def test_without_its_template_an_alert_outside_the_window_is_kept_dead_with_the_reason(untemplated, kind, change):
+    wa, clock, hospital = untemplated
+    await follow(wa)
+
+    assert await after(wa, clock, JUST_OVER, lambda: hospital.status(change)) == []
+    [row] = await rows(wa)
+    assert (row.status, row.error) == ("dead", f"template {kind} not configured")
+    assert (await wa.chat()).unreachable_at is None  # the relative is not at fault: their chat stays
+
+
+async def test_a_text_refused_later_as_outside_the_window_without_a_template_is_kept_dead(untemplated):
+    wa, clock, hospital = untemplated
+    await follow(wa)
+    [text] = await after(wa, clock, JUST_UNDER, lambda: hospital.update(**GENERAL_WARD))
+
+    assert (await report(wa, text, "undelivered", 63016)).status_code == 200
+    assert await dispatched(wa) == []
+    [row] = await rows(wa)
+    assert (row.status, row.error) == ("dead", "template update not configured")
+
+
+async def test_a_dead_alert_for_a_missing_template_is_listed_and_sent_once_the_template_is_configured(
+    untemplated, operator, capsys, migrated_url, fake, tmp_path
+):
+    wa, clock, hospital = untemplated
+    await follow(wa)
+    assert await after(wa, clock, JUST_OVER, lambda: hospital.update(**GENERAL_WARD)) == []
+    operator.setenv("DATABASE_URL", migrated_url)
+    operator.setenv("SECRET_KEY", SECRET)
+
+    shown = await run(capsys, "outbox")
+
+    assert shown.code == 0, shown.err
+    lines = shown.out.splitlines()
+    assert "MRB\twhatsapp\tdead\t1\ttemplate update not configured" in lines
+    [row] = await rows(wa)
+    assert f"{row.id}\twhatsapp\tMRB\t{RATAN}\t0\ttemplate update not configured" in lines
+
+    # The operator adds the approved templates to config.yaml, restarts, and puts the alert back.
+    config = config_with_templates(tmp_path)
+    operator.setenv("BOT_CONFIG", str(config))
+    retried = await run(capsys, "outbox", "--retry")
+    assert (retried.code, retried.out) == (0, "1 dead alert put back in the queue\n")
+    configured = Services.build(
+        make_settings(migrated_url, TWILIO_API_BASE_URL=fake.url, BOT_CONFIG=str(config), **WHATSAPP)
+    )
+    configured.clock = clock
+    try:
+        await configured.dispatcher.dispatch_once()
+    finally:
+        await configured.close()
+
+    [alert] = fake.messages_to(TO)[-1:]
+    assert alert.content_sid == WHATSAPP_TEMPLATES["update"]["en"]["content_sid"]
+    assert alert.content_variables["1"] == "Ratan Das" and "moved to the general ward" in alert.content_variables["2"]
+    [row] = await rows(wa)
+    assert (row.status, row.message_id) == ("sent", alert.sid)

@@ -28,6 +28,12 @@ class PermanentFailure(Exception):
     """The chat can never receive messages again (blocked, deactivated, not found, opted out)."""
 
 
+class NotConfigured(Exception):
+    """This alert needs what the channel lacks in this configuration (a WhatsApp template): kept
+    as dead with the reason, the chat still reachable, until the operator configures it and puts
+    it back (`python -m bot outbox --retry`)."""
+
+
 @dataclass(frozen=True)
 class Alert:
     """One alert for one chat: its text, and what fills a template in its stead on a channel that

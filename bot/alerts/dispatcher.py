@@ -8,7 +8,8 @@ through its channel's `Sender` paced by its `Pacer`, and marks the rows in small
 Failures: a 429 waits its retry_after (the whole channel pauses); a timeout or server error is
 retried with exponential backoff and jitter (`bot.outbox.retry_at`) up to
 `notifications.max_attempts`, then kept as dead (`python -m bot outbox`); a permanent refusal (the
-user blocked the bot, the chat is gone) is never retried and ends that chat's alerts.
+user blocked the bot, the chat is gone) is never retried and ends that chat's alerts; an alert the
+channel cannot send as configured (no WhatsApp template of its kind) is kept as dead with that reason.
 
 Duplicate window: rows are marked after each chunk of `CHUNK` alerts. If the process dies after a
 chunk was sent and before it was marked, those alerts (at most `CHUNK` per process) are sent
@@ -36,7 +37,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot import outbox
-from bot.alerts.channels import Alert, PermanentFailure, RetryLater, Sender, TemporaryFailure
+from bot.alerts.channels import Alert, NotConfigured, PermanentFailure, RetryLater, Sender, TemporaryFailure
 from bot.alerts.compose import alert_kind, compose_alert, template_fields
 from bot.alerts.digest import compose_digest
 from bot.outbox import DIGEST
@@ -68,6 +69,7 @@ class Outcome(StrEnum):
     RETRY = "retry"  # the platform asked us to wait (429): held, no attempt counted
     FAILED = "failed"  # a temporary failure: retried with backoff, then dead
     BLOCKED = "blocked"  # refused for good: dead, and the chat's alerts end
+    NOT_CONFIGURED = "not configured"  # the channel lacks what it needs (a template): dead until put back
     QUIET = "quiet"  # routine news in the chat's quiet hours: held until they end
     UNSENDABLE = "unsendable"  # for a channel this process cannot send on: left for another
     EXPIRED = "expired"  # the claim ran out before its turn came: left as it is, for the next claim
@@ -254,6 +256,8 @@ class Dispatcher:
                 return _Result(group, Outcome.BLOCKED, error=str(error))
             except TemporaryFailure as error:
                 return _Result(group, Outcome.FAILED, error=str(error))
+            except NotConfigured as error:
+                return _Result(group, Outcome.NOT_CONFIGURED, error=str(error))
             except Exception as error:  # noqa: BLE001 - unforeseen: retried like a temporary failure
                 log.exception("alert send failed on %s", sender.channel)
                 return _Result(group, Outcome.FAILED, error=f"{type(error).__name__}: {error}")
@@ -460,7 +464,7 @@ class Dispatcher:
             return outbox.cancelled()
         if result.outcome in (Outcome.RETRY, Outcome.QUIET):
             return outbox.held(now + timedelta(seconds=result.delay))
-        if result.outcome == Outcome.BLOCKED:
+        if result.outcome in (Outcome.BLOCKED, Outcome.NOT_CONFIGURED):
             return outbox.dead(result.error or "")
         # failed: counted, then dead
         attempts = max(row.attempts for row in result.group.rows)

@@ -6,6 +6,7 @@ Everything is validated once, at start. A missing, unknown or mistyped key raise
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 from collections.abc import Mapping
@@ -23,6 +24,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+log = logging.getLogger(__name__)
 
 
 class SettingsError(Exception):
@@ -152,10 +155,16 @@ class WhatsAppTemplates(_Section):
                 )
         return death
 
-    def find(self, kind: str, language: str) -> WhatsAppTemplate:
-        """The template of that kind in that language, else in English (required at start)."""
-        by_language: dict[str, WhatsAppTemplate] = getattr(self, kind)
-        return by_language.get(language) or by_language["en"]
+    def find(self, kind: str, language: str) -> WhatsAppTemplate | None:
+        """The template of that kind in that language, else in English; None when the kind has
+        neither (a trial on Twilio's sandbox may have no approved template yet)."""
+        by_language: dict[str, WhatsAppTemplate] = getattr(self, kind, {})
+        return by_language.get(language) or by_language.get("en")
+
+    def missing(self) -> list[str]:
+        """The kinds of alert without an English template: every kind in this table, so that a
+        kind added to it is covered too."""
+        return [kind for kind in type(self).model_fields if "en" not in getattr(self, kind)]
 
 
 class RetentionConfig(_Section):
@@ -392,6 +401,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     _check_codes_go_by_sms(settings)
     if settings.env.twilio_whatsapp_from:
         _check_templates(path, settings.config)
+        _warn_of_missing_templates(path, settings.config)
     return settings
 
 
@@ -468,18 +478,26 @@ def _check_codes_go_by_sms(settings: Settings) -> None:
 
 
 def _check_templates(path: Path, config: FileConfig) -> None:
-    """WhatsApp delivers an alert outside 24 hours of the relative's last message only as an
-    approved template: each kind needs at least its English one, in a language we speak."""
-    for kind in ALERT_KINDS:
+    """Each template is in a language we speak."""
+    for kind in type(config.whatsapp_templates).model_fields:
         by_language: dict[str, WhatsAppTemplate] = getattr(config.whatsapp_templates, kind)
         for language in by_language:
             if language not in config.languages.available:
                 raise SettingsError(f"{path}: whatsapp_templates.{kind}.{language}: not one of languages.available")
-        if "en" not in by_language:
-            raise SettingsError(
-                f"{path}: whatsapp_templates.{kind}.en: required when TWILIO_WHATSAPP_FROM is set "
-                "(the approved Content template for this alert outside the 24-hour window)"
-            )
+
+
+def _warn_of_missing_templates(path: Path, config: FileConfig) -> None:
+    """WhatsApp delivers an alert outside 24 hours of the relative's last message only as an
+    approved template. A first trial (Twilio's sandbox) has none yet: the service starts all the
+    same, and says which are missing and what becomes of the alerts that need them."""
+    missing = config.whatsapp_templates.missing()
+    if missing:
+        log.warning(
+            "%s: whatsapp_templates: no English template for %s: such alerts reach a relative only within "
+            "24 hours of their last message; later ones are kept as dead (python -m bot outbox) until the "
+            "template is configured and `python -m bot outbox --retry` is run",
+            path, ", ".join(missing),
+        )  # fmt: skip
 
 
 def _check_retention(path: Path, config: FileConfig) -> None:
