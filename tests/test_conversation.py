@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -18,6 +19,7 @@ from sqlmodel import select
 from bot.app import Services
 from bot.intake.hospitals import get_hospital
 from bot.platform.background import Background
+from bot.platform.phones import ascii_digits
 from bot.relatives import otp as otp_module
 from bot.relatives.access import chat_actor
 from bot.relatives.conversation import Conversation
@@ -44,7 +46,15 @@ VERIFIED_HINT = "Send /status to see the latest condition, or /help for everythi
 EXAMPLE = "Please type it like this: 98300 12345."
 CONFIRMED_ONE = "Thank you, your number is confirmed."
 ENDED = "To protect the patient's privacy, please confirm your number again to keep seeing updates."
-LOCKED = "Too many wrong codes were typed for this number. Please try again tomorrow.\n[1] Change number"
+MEANWHILE = (
+    "Meanwhile: if the number given at admission is not your own, ask the ward staff to add your mobile "
+    "number to the patient's record as an alternate number, then confirm it here. Or call the hospital."
+)
+# Five wrong codes for the code asked at START (12:00 in Kolkata): locked for 24 hours.
+LOCKED = (
+    "Too many wrong codes were typed for this number. No new code can be asked for it in this chat "
+    f"until 3 Jul, 12:00 PM (hospital time).\n\n{MEANWHILE}\n[1] Change number"
+)
 NUMBER_HINT = "Please send the mobile number that was written down at admission, for example 98300 12345."
 TOO_LONG = "That message is too long for me. Please send only the number or the code."
 SMS = re.compile(r"^\[SMS to (\+\d+)\] (\d{6}) is your Ward Watch code")
@@ -360,7 +370,10 @@ async def test_too_many_codes_for_one_number(world):
         relative = world.relative(f"chat{index}")
         assert (await relative.say(MOBILE_TYPED)).startswith(CODE_ON_ITS_WAY.format(number=MOBILE_SHOWN))
     answer = await world.relative("chat3").say(MOBILE_TYPED)
-    assert answer == "Too many codes have been asked for. Please try again later."
+    assert answer == (
+        "Too many codes have been asked for this number in the last hour. You can ask for a code for "
+        f"this number from 2 Jul, 1:00 PM (hospital time).\n\n{MEANWHILE}"
+    )
     assert len(world.sms) == 3
 
 
@@ -862,3 +875,77 @@ async def test_a_code_with_leading_zeros_is_a_code_not_a_choice(world, monkeypat
     assert (await relative.say(MOBILE_TYPED)).endswith(CODE_BUTTONS)
     assert world.code_for() == "000001"
     assert (await relative.say("000001")).startswith(CONFIRMED_ONE)
+
+
+# --- lockouts: which limit, until when, what to do meanwhile ---------------------------------------
+
+KOLKATA = ZoneInfo("Asia/Kolkata")
+
+
+def hospital_time(world, language: str, moment: datetime) -> str:
+    return world.bot.catalogues.get(language).time(moment, KOLKATA)
+
+
+@pytest.mark.parametrize("language, choice", [("en", None), ("bn", "2")])
+async def test_a_lockout_says_until_when_and_what_to_do_in_the_same_words_for_any_number(world, language, choice):
+    await world.admit()
+    answers = {}
+    for key, typed in (("registered", MOBILE_TYPED), ("unregistered", "94330 66666")):
+        relative = world.relative(key)
+        if choice:
+            await relative.say("/language")
+            await relative.say(choice)
+        await relative.say(typed)
+        # The SMS is in the chat's language: the code is its first six digits, in any script.
+        code = re.search(r"\d{6}", world.sms[-1].partition("] ")[2])
+        wrong = f"{(int(ascii_digits(code.group())) + 1) % 1_000_000:06d}"
+        for _ in range(5):
+            locked = await relative.say(wrong)
+        answers[key] = (locked, await relative.say(typed))
+    assert answers["registered"] == answers["unregistered"]
+    locked, asked_again = answers["registered"]
+    assert locked == asked_again
+    if language == "en":
+        assert locked == LOCKED
+    else:
+        until = hospital_time(world, "bn", START + timedelta(days=1))
+        assert locked.startswith(
+            "এই নম্বরের জন্য অনেকবার ভুল কোড লেখা হয়েছে। "
+            f"{until} (হাসপাতালের সময়) পর্যন্ত এই চ্যাটে এই নম্বরের জন্য নতুন কোড চাওয়া যাবে না।\n\n"
+            "এর মধ্যে: ভর্তির সময় দেওয়া নম্বরটি যদি আপনার নিজের না হয়, ওয়ার্ডের কর্মীদের বলুন"
+        )
+        assert "অথবা হাসপাতালে ফোন করুন।" in locked and "MRB" not in locked and MRB_HELPLINE not in locked
+    assert "Bangur" not in locked and "Ratan" not in locked
+
+
+async def test_the_limits_on_codes_say_which_limit_and_until_when(world):
+    await world.admit()
+    relative = world.relative()
+    # Three numbers, the most one chat may try in 24 hours, and codes asked again for two of them.
+    for typed in (MOBILE_TYPED, "94330 66666", "94330 77777", MOBILE_TYPED, "94330 66666"):
+        assert (await relative.say(typed)).startswith("If ")
+        world.clock.advance(seconds=61)
+    assert await relative.say("94330 77777") == (
+        "Too many codes have been asked for in this chat in the last hour. You can ask for a code for "
+        f"this number from 2 Jul, 1:00 PM (hospital time).\n\n{MEANWHILE}"
+    )
+    world.clock.advance(hours=1)
+    assert await relative.say("94330 88888") == (
+        "This chat has tried as many different numbers as it may in 24 hours. You can ask for a code "
+        f"for this number from 3 Jul, 12:03 PM (hospital time).\n\n{MEANWHILE}"
+    )
+
+
+async def test_the_limits_on_codes_in_hindi(world):
+    relative = world.relative()
+    await relative.say("/language")
+    await relative.say("3")
+    for typed in (MOBILE_TYPED, "94330 66666", "94330 77777"):
+        await relative.say(typed)
+    world.clock.advance(minutes=5, seconds=30)
+    until = hospital_time(world, "hi", START + timedelta(days=1))
+    assert (await relative.say("94330 88888")).startswith(
+        "इस चैट से 24 घंटे में जितने अलग-अलग नंबर आज़माए जा सकते हैं, उतने आज़माए जा चुके हैं। "
+        f"{until} (अस्पताल के समय) से इस नंबर के लिए फिर से कोड माँग सकते हैं।\n\n"
+        "तब तक: अगर भर्ती के समय दिया गया नंबर आपका अपना नहीं है"
+    )

@@ -769,3 +769,60 @@ async def test_codes_asked_for_at_the_same_time_keep_to_the_limits(codes):
     # One chat asks for one number several times at once: one code, the rest too soon.
     outcomes = await asyncio.gather(*(codes.request(Y, B) for _ in range(5)))
     assert [outcome.result for outcome in outcomes].count(Requested.ACCEPTED) == 1
+
+
+# --- what a refusal tells --------------------------------------------------------------------------
+
+
+async def test_each_refusal_names_its_limit_and_when_it_ends(codes, services):
+    # Wrong tries: locked until the window has passed since the code was asked for.
+    await codes.request(X, A)
+    codes.clock.advance(minutes=3)
+    for _ in range(5):
+        outcome = await codes.check(X, A, codes.wrong(X, A))
+    window = timedelta(hours=codes.policy.wrong_tries_window_hours)
+    assert (outcome.result, outcome.until) == (Checked.LOCKED, START + window)
+    outcome = await codes.request(X, A)
+    assert (outcome.result, outcome.limit, outcome.until) == (Requested.LOCKED, None, START + window)
+
+    # This number's codes in an hour, from any chat: until the oldest of the last three is an hour old.
+    for chat in ("telegram:1", "telegram:2"):
+        codes.clock.advance(minutes=10)
+        await codes.request(chat, A)
+    outcome = await codes.request(Y, A)
+    assert (outcome.result, outcome.limit) == (Requested.LIMITED, otp_module.Limit.NUMBER_PER_HOUR)
+    assert outcome.until == START + timedelta(hours=1)
+
+    # Numbers a chat tried in a day: until the third newest of them was last asked a day ago.
+    for mobile in (B, D):
+        await codes.request(Y, mobile)
+    codes.clock.advance(minutes=5)
+    await codes.request(Y, C)
+    outcome = await codes.request(Y, "+919830099999")
+    assert (outcome.result, outcome.limit) == (Requested.LIMITED, otp_module.Limit.NUMBERS_PER_DAY)
+    assert outcome.until == START + timedelta(minutes=23, days=1)
+
+    # A chat's codes in an hour.
+    for _ in range(2):
+        codes.clock.advance(seconds=61)
+        await codes.request(Y, B)
+    outcome = await codes.request(Y, D)
+    assert (outcome.result, outcome.limit) == (Requested.LIMITED, otp_module.Limit.CHAT_PER_HOUR)
+    assert outcome.until == START + timedelta(minutes=23, hours=1)
+
+    # All codes in an hour: the one that ends last of the limits reached is told.
+    async with services.database.session() as session:
+        session.add_all(
+            OtpChallenge(
+                chat_pseudonym=pseudonym(services.secret_key, f"telegram:many{index}"),
+                mobile_pseudonym=pseudonym(services.secret_key, f"+9190000{index:05d}"),
+                sent=True,
+                created_at=codes.clock.now,
+                expires_at=codes.clock.now,
+            )  # fmt: skip
+            for index in range(codes.policy.max_sends_per_hour)
+        )
+        await session.commit()
+    outcome = await codes.request(Y, D)
+    assert (outcome.result, outcome.limit) == (Requested.LIMITED, otp_module.Limit.OVERALL)
+    assert outcome.until == codes.clock.now + timedelta(hours=1)

@@ -14,8 +14,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
+from zoneinfo import ZoneInfo
 
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
@@ -35,7 +36,7 @@ from bot.platform.phones import (
 )
 from bot.platform.settings import FileConfig
 from bot.relatives import access, commands, quiet_hours
-from bot.relatives.otp import Checked, OtpService, Requested, read_code
+from bot.relatives.otp import Checked, Limit, OtpService, Requested, read_code
 from bot.relatives.replies import Button, Inbound, Reply
 from bot.relatives.status_card import render_card
 from models.chat import Chat, InboundMessage
@@ -230,13 +231,11 @@ class Conversation:
         session, chat, _ = turn.session, turn.chat, turn._
         registered = await access.registered(session, mobile)
         outcome = await self._otp.request(session, self._chat_key(chat), mobile, registered, turn.language)
-        if outcome.result == Requested.LIMITED:
-            return turn.say(_("Too many codes have been asked for. Please try again later."))
-        if outcome.result == Requested.LOCKED:
-            return turn.say(
-                _("Too many wrong codes were typed for this number. Please try again tomorrow."),
-                self._change_number_button(turn),
-            )
+        if outcome.result in (Requested.LIMITED, Requested.LOCKED):
+            assert outcome.until is not None, "the OtpService says when a refusal ends"
+            if outcome.limit is not None:
+                return self._limited(turn, outcome.limit, outcome.until)
+            return self._locked(turn, outcome.until)
         chat.state, chat.pending_mobile = State.AWAITING_CODE, mobile
         if outcome.result == Requested.TOO_SOON:
             return turn.say(
@@ -277,10 +276,8 @@ class Conversation:
         if outcome.result == Checked.EXPIRED:
             return turn.say(_("That code has expired. Please ask for a new one."), *self._code_buttons(turn))
         if outcome.result == Checked.LOCKED:
-            return turn.say(
-                _("Too many wrong codes were typed for this number. Please try again tomorrow."),
-                self._change_number_button(turn),
-            )
+            assert outcome.until is not None, "the OtpService says when a lockout ends"
+            return self._locked(turn, outcome.until)
         if outcome.result == Checked.NO_CODE:
             return self._ask_number(turn)
         if outcome.result == Checked.UNAVAILABLE:
@@ -430,6 +427,46 @@ class Conversation:
         self._ask_number(turn)
 
     # --- answers that keep the chat where it is --------------------------------------------------
+
+    def _locked(self, turn: Turn, until: datetime) -> None:
+        """Too many wrong codes for this number in this chat: until when, and what helps now. The
+        same words for a registered and an unregistered number (their code requests are alike)."""
+        locked = turn._(
+            "Too many wrong codes were typed for this number. No new code can be asked for it in "
+            "this chat until {time} (hospital time)."
+        ).format(time=self._hospital_time(turn, until))
+        turn.say(f"{locked}\n\n{self._meanwhile(turn)}", self._change_number_button(turn))
+
+    def _limited(self, turn: Turn, limit: Limit, until: datetime) -> None:
+        """A limit on sending codes: which one, when it ends, and what helps now."""
+        _ = turn._
+        reason = {
+            Limit.NUMBER_PER_HOUR: _("Too many codes have been asked for this number in the last hour."),
+            Limit.CHAT_PER_HOUR: _("Too many codes have been asked for in this chat in the last hour."),
+            Limit.NUMBERS_PER_DAY: _("This chat has tried as many different numbers as it may in 24 hours."),
+            Limit.OVERALL: _("Ward Watch has sent as many codes as it may in an hour."),
+        }[limit]
+        when = _("You can ask for a code for this number from {time} (hospital time).").format(
+            time=self._hospital_time(turn, until)
+        )
+        turn.say(f"{reason} {when}\n\n{self._meanwhile(turn)}")
+
+    @staticmethod
+    def _meanwhile(turn: Turn) -> str:
+        """What a relative can do while codes are refused; it names no hospital, as nothing may
+        tell before the code whether or where the number is registered."""
+        return turn._(
+            "Meanwhile: if the number given at admission is not your own, ask the ward staff to add "
+            "your mobile number to the patient's record as an alternate number, then confirm it "
+            "here. Or call the hospital."
+        )
+
+    def _hospital_time(self, turn: Turn, moment: datetime) -> str:
+        """`moment` in hospital time, rounded up to the minute: at the minute shown it has passed."""
+        whole_minute = moment.replace(second=0, microsecond=0)
+        if whole_minute < moment:
+            whole_minute += timedelta(minutes=1)
+        return turn.language.time(whole_minute, ZoneInfo(self._config.hospital_time_zone))
 
     def _bad_number(self, turn: Turn, error: PhoneNumberError) -> None:
         _ = turn._

@@ -71,12 +71,23 @@ class Requested(StrEnum):
     LOCKED = "locked"  # too many wrong tries for this chat and number
 
 
+class Limit(StrEnum):
+    """The limit a refused request reached (`otp` in config.yaml)."""
+
+    NUMBER_PER_HOUR = "number_per_hour"  # codes for this number, from any chat, in an hour
+    CHAT_PER_HOUR = "chat_per_hour"  # codes asked for in this chat in an hour
+    NUMBERS_PER_DAY = "numbers_per_day"  # different numbers this chat tried in a day
+    OVERALL = "overall"  # codes asked for in all chats in an hour
+
+
 @dataclass(frozen=True)
 class RequestOutcome:
     result: Requested
     wait_seconds: int = 0
     # Sends the code; to be started in the background once the challenge is committed.
     delivery: Callable[[], Awaitable[None]] | None = None
+    limit: Limit | None = None  # LIMITED: which limit
+    until: datetime | None = None  # LIMITED, LOCKED: when a request can pass again
 
 
 class Checked(StrEnum):
@@ -92,6 +103,7 @@ class Checked(StrEnum):
 class CheckOutcome:
     result: Checked
     tries_left: int = 0
+    until: datetime | None = None  # LOCKED: when a new code can be asked for this number again
 
 
 def read_code(text: str, digits: int) -> str | None:
@@ -149,31 +161,61 @@ class OtpService:
         )
         return result.first()
 
-    async def _count(self, session: AsyncSession, since: datetime, *conditions) -> int:
-        query = select(func.count()).select_from(OtpChallenge).where(OtpChallenge.created_at > since, *conditions)
-        return (await session.exec(query)).one()
-
-    async def _limited(self, session: AsyncSession, chat: str, number: str, now: datetime) -> bool:
-        """Would one more request of this chat for this number (both pseudonyms) pass a limit?"""
-        hour_ago, day_ago = now - timedelta(hours=1), now - timedelta(days=1)
-        policy = self.policy
-        sends_to_number = await self._count(session, hour_ago, OtpChallenge.mobile_pseudonym == number)
-        if sends_to_number >= policy.max_sends_per_number_per_hour:
-            return True
-        if (
-            await self._count(session, hour_ago, OtpChallenge.chat_pseudonym == chat)
-            >= policy.max_sends_per_chat_per_hour
-        ):
-            return True
-        numbers = await session.exec(
-            select(OtpChallenge.mobile_pseudonym)
-            .where(OtpChallenge.chat_pseudonym == chat, OtpChallenge.created_at > day_ago)
-            .distinct()
+    @staticmethod
+    async def _ends(
+        session: AsyncSession, now: datetime, window: timedelta, allowed: int, *conditions
+    ) -> datetime | None:
+        """When fewer than `allowed` requests matching `conditions` will be left in the last
+        `window` (the `allowed`-th newest leaves it); None while fewer already are."""
+        query = (
+            select(OtpChallenge.created_at)
+            .where(OtpChallenge.created_at > now - window, *conditions)
+            .order_by(col(OtpChallenge.created_at).desc())
+            .offset(allowed - 1)
+            .limit(1)
         )
-        tried = set(numbers.all())
-        if number not in tried and len(tried) >= policy.max_numbers_per_chat_per_day:
-            return True
-        return await self._count(session, hour_ago) >= policy.max_sends_per_hour
+        counted_last = (await session.exec(query)).first()
+        return None if counted_last is None else counted_last + window
+
+    async def _numbers_end(self, session: AsyncSession, chat: str, number: str, now: datetime) -> datetime | None:
+        """When this chat may try one more number (`number` is not among those it tried in the
+        last day); None if it may now."""
+        day = timedelta(days=1)
+        latest = func.max(OtpChallenge.created_at)
+        tried = (
+            await session.exec(
+                select(OtpChallenge.mobile_pseudonym, latest)
+                .where(OtpChallenge.chat_pseudonym == chat, OtpChallenge.created_at > now - day)
+                .group_by(OtpChallenge.mobile_pseudonym)
+                .order_by(latest.desc())
+            )
+        ).all()
+        allowed = self.policy.max_numbers_per_chat_per_day
+        if number in {tried_number for tried_number, _ in tried} or len(tried) < allowed:
+            return None
+        return tried[allowed - 1][1] + day
+
+    async def _limit(
+        self, session: AsyncSession, chat: str, number: str, now: datetime
+    ) -> tuple[Limit, datetime] | None:
+        """The limit one more request of this chat for this number (both pseudonyms) would pass,
+        and when it ends; of several, the one that ends last (the relative waits for all)."""
+        hour, policy = timedelta(hours=1), self.policy
+        ends = {
+            Limit.NUMBER_PER_HOUR: await self._ends(
+                session, now, hour, policy.max_sends_per_number_per_hour, OtpChallenge.mobile_pseudonym == number
+            ),
+            Limit.CHAT_PER_HOUR: await self._ends(
+                session, now, hour, policy.max_sends_per_chat_per_hour, OtpChallenge.chat_pseudonym == chat
+            ),
+            Limit.NUMBERS_PER_DAY: await self._numbers_end(session, chat, number, now),
+            Limit.OVERALL: await self._ends(session, now, hour, policy.max_sends_per_hour),
+        }
+        reached = [(until, limit) for limit, until in ends.items() if until is not None]
+        if not reached:
+            return None
+        until, limit = max(reached)
+        return limit, until
 
     async def request(
         self, session: AsyncSession, chat_key: str, mobile: str, registered: bool, language: Language
@@ -188,14 +230,17 @@ class OtpService:
         if previous is not None and previous.created_at > now - timedelta(hours=policy.wrong_tries_window_hours):
             carried_tries = previous.wrong_tries
         # Locked first: waiting the resend delay would only lead to "locked" anyway.
-        if carried_tries >= policy.max_wrong_tries:
-            return RequestOutcome(Requested.LOCKED)
+        if previous is not None and carried_tries >= policy.max_wrong_tries:
+            until = previous.created_at + timedelta(hours=policy.wrong_tries_window_hours)
+            return RequestOutcome(Requested.LOCKED, until=until)
         if previous is not None:
             ready_at = previous.created_at + timedelta(seconds=policy.resend_after_seconds)
             if now < ready_at:
                 return RequestOutcome(Requested.TOO_SOON, math.ceil((ready_at - now).total_seconds()))
-        if await self._limited(session, chat, number, now):
-            return RequestOutcome(Requested.LIMITED)
+        reached = await self._limit(session, chat, number, now)
+        if reached is not None:
+            limit, until = reached
+            return RequestOutcome(Requested.LIMITED, limit=limit, until=until)
 
         # Only the newest code of a chat and number is valid.
         await session.exec(
@@ -233,8 +278,9 @@ class OtpService:
         if challenge is None or challenge.used_at is not None:
             return CheckOutcome(Checked.NO_CODE)
         max_tries = self.policy.max_wrong_tries
+        locked_until = challenge.created_at + timedelta(hours=self.policy.wrong_tries_window_hours)
         if challenge.voided or challenge.wrong_tries >= max_tries:
-            return CheckOutcome(Checked.LOCKED)
+            return CheckOutcome(Checked.LOCKED, until=locked_until)
         if now >= challenge.expires_at:
             return CheckOutcome(Checked.EXPIRED)
 
@@ -257,5 +303,5 @@ class OtpService:
         session.add(challenge)
         if challenge.wrong_tries >= max_tries:
             challenge.voided = True
-            return CheckOutcome(Checked.LOCKED)
+            return CheckOutcome(Checked.LOCKED, until=locked_until)
         return CheckOutcome(Checked.WRONG, max_tries - challenge.wrong_tries)
