@@ -12,6 +12,7 @@ from __future__ import annotations
 import hmac
 import html
 import logging
+from collections.abc import Awaitable
 from datetime import timedelta
 from typing import Any
 from urllib.parse import urlparse
@@ -37,8 +38,8 @@ from telegram.error import (
     TimedOut,
 )
 from telegram.ext import (
-    AIORateLimiter,
     Application,
+    BaseUpdateProcessor,
     CallbackQueryHandler,
     CommandHandler,
     ContextTypes,
@@ -50,12 +51,13 @@ from telegram.ext import (
 from bot.alerts.channels import Alert, PermanentFailure, RetryLater, TemporaryFailure
 from bot.alerts.pacing import Pacer
 from bot.platform.i18n import Catalogues, Language
+from bot.platform.locks import KeyedLocks
 from bot.platform.settings import Settings
 from bot.platform.text import unstorable
 from bot.relatives import commands
 from bot.relatives.conversation import Conversation
 from bot.relatives.replies import Inbound, Reply, Span
-from handlers.telegram_request import AiohttpRequest
+from handlers.telegram_request import AiohttpRequest, RepliesFirst
 
 log = logging.getLogger(__name__)
 CHANNEL = "telegram"
@@ -65,6 +67,8 @@ WEBHOOK_SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 # Telegram's update ids are 64-bit at most; the bound also keeps "update:<id>" within the 64
 # characters of inbound_message.message_id.
 UPDATE_IDS = range(2**63)
+# Updates handled at once in one process; more wait their turn (PTB keeps them in order).
+CONCURRENT_UPDATES = 256
 
 
 # --- rendering ----------------------------------------------------------------------------------
@@ -227,15 +231,43 @@ def command_menu(language: Language) -> list[BotCommand]:
     return [BotCommand(command.name, language.gettext(command.menu_description)) for command in commands.COMMANDS]
 
 
+class ChatInOrder(BaseUpdateProcessor):
+    """Updates of different chats handled at the same time, those of one chat one after another
+    in the order they came (a number before its code, each reply sent before the next update of
+    the chat is read). PTB starts the updates in order and bounds how many are in flight."""
+
+    def __init__(self, max_concurrent_updates: int) -> None:
+        super().__init__(max_concurrent_updates)
+        self.chats = KeyedLocks()
+
+    async def do_process_update(self, update: object, coroutine: Awaitable[Any]) -> None:
+        chat = update.effective_chat if isinstance(update, Update) else None
+        if chat is None:  # nothing of a chat's dialogue in it: no order to keep
+            await coroutine
+            return
+        async with self.chats.held(str(chat.id)):
+            await coroutine
+
+    async def initialize(self) -> None:
+        """Nothing to open."""
+
+    async def shutdown(self) -> None:
+        """Nothing to close: PTB waits for the updates in flight."""
+
+
 def build_application(settings: Settings, conversation: Conversation) -> Application:
+    """PTB's application: this process's updates handled at once, in order per chat
+    (`ChatInOrder`), the replies paced by the pacer the alerts of this process share
+    (`RepliesFirst`, `TelegramSender`)."""
     pacing = settings.config.pacing.telegram
+    pacer = Pacer(pacing.messages_per_second, pacing.per_chat_messages_per_second)
     builder = (
         Application.builder()
         .token(settings.secrets.telegram_bot_token or "")  # set: bot/app.py builds the bot only then
         .base_url(settings.env.telegram_api_base_url)
         .request(AiohttpRequest())
-        # A 429 waits its retry_after and tries again rather than losing the reply.
-        .rate_limiter(AIORateLimiter(overall_max_rate=pacing.messages_per_second, overall_time_period=1, max_retries=3))
+        .rate_limiter(RepliesFirst(pacer))
+        .concurrent_updates(ChatInOrder(CONCURRENT_UPDATES))
     )
     if settings.env.telegram_webhook_url:
         builder = builder.updater(None)
@@ -248,19 +280,18 @@ def build_application(settings: Settings, conversation: Conversation) -> Applica
 class TelegramSender:
     """Sends the dispatcher's alerts, turning Telegram's refusals into the dispatcher's terms.
 
-    Alerts go through a `Bot` of their own, without the application's `AIORateLimiter`: the
-    dispatcher paces them (`pacer`) and must hear of a 429 at once. The rate limiter would sleep
-    through up to three retry_after periods inside `send`, holding the alert's claim the while (a
-    flood wait of tens of seconds outlasts `notifications.claim_seconds`, and another dispatcher
-    then sends the alert again), let the messages queued behind the pause go all at once, and log
-    an ERROR when it gives up. The bot shares the application's HTTP connection pool, opened by
-    `application.initialize()` and closed by its `shutdown()`.
+    Alerts go through a `Bot` of their own, without the application's rate limiter: the
+    dispatcher paces them with the pacer the replies go through too (`RepliesFirst`, replies
+    first), and must hear of a 429 at once. The rate limiter waits out every retry_after inside the
+    call, which for an alert would hold its claim the while (a flood wait of tens of seconds
+    outlasts `notifications.claim_seconds`, and another dispatcher then sends the alert again).
+    The bot shares the application's HTTP connection pool, opened by `application.initialize()`
+    and closed by its `shutdown()`.
     """
 
     channel = CHANNEL
 
     def __init__(self, application: Application, settings: Settings) -> None:
-        pacing = settings.config.pacing.telegram
         self.application = application
         request = application.bot.request
         self.bot = Bot(
@@ -269,7 +300,9 @@ class TelegramSender:
             request=request,
             get_updates_request=request,  # never polls: no pool of its own to open and close
         )
-        self.pacer = Pacer(pacing.messages_per_second, pacing.per_chat_messages_per_second)
+        limiter = application.bot.rate_limiter
+        assert isinstance(limiter, RepliesFirst), "build_application gives the application its pacer"
+        self.pacer = limiter.pacer
 
     async def send(self, alert: Alert) -> None:
         try:
@@ -344,7 +377,10 @@ class TelegramChannel:
                 return Response(status_code=403)
             update = await _update_in(request, application.bot)
             if update is not None:
-                await application.update_queue.put(update)
+                # Handled before the answer, not queued: once Telegram has its 200 the update is
+                # done and answered, so an update of the chat delivered after it, to this process
+                # or another, finds the chat's state written (in order across processes).
+                await application.update_processor.process_update(update, application.process_update(update))
             # Acknowledged either way: Telegram delivers an update again for a day until it gets a
             # 200, and a malformed one would never read better.
             return Response(status_code=200)

@@ -5,15 +5,28 @@ proportion to its connections times the requests waiting for one, on every reque
 dispatch benchmark measured it at most of the dispatcher's CPU time (about 2 ms per message).
 aiohttp, which the twilio client already brings, keeps the same requests under a tenth of that.
 Long polling (`getUpdates`) keeps PTB's own request: one slow call at a time.
+
+`RepliesFirst` is the application's rate limiter: the replies to relatives go through the same
+`Pacer` as this process's alerts (bot/alerts/pacing.py), ahead of them, and a 429 makes a reply
+wait its retry_after and go, never lost.
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable, Coroutine
+from datetime import timedelta
+from typing import Any
+
 import aiohttp
-from telegram.error import NetworkError, TimedOut
+from telegram.error import NetworkError, RetryAfter, TimedOut
+from telegram.ext import BaseRateLimiter
 from telegram.request import BaseRequest, RequestData
 
+from bot.alerts.pacing import Pacer
 from bot.platform.health import OUTSIDE_SERVICES, TELEGRAM
+
+log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = 5.0  # seconds, as PTB's HTTPXRequest: connecting, and waiting for the answer
 
@@ -81,3 +94,49 @@ class AiohttpRequest(BaseRequest):
     def _chosen(self, timeout) -> float | None:
         """A call's own timeout, else ours (PTB passes a default marker when the call gave none)."""
         return self._timeout if isinstance(timeout, type(BaseRequest.DEFAULT_NONE)) else timeout
+
+
+class RepliesFirst(BaseRateLimiter[None]):
+    """Paces the application's messages (the replies) with `pacer`, the one this process's alerts
+    go through too, ahead of the alerts waiting for it. A 429 pauses the pacer, alerts included,
+    for its retry_after; the reply then goes again, as often as Telegram asks it to wait. Calls that
+    send no message (getMe, setWebhook, answerCallbackQuery) are not paced."""
+
+    def __init__(self, pacer: Pacer) -> None:
+        self.pacer = pacer
+
+    async def initialize(self) -> None:
+        """Nothing to open: the pacer lives as long as the process."""
+
+    async def shutdown(self) -> None:
+        """Nothing to close."""
+
+    async def process_request(
+        self,
+        callback: Callable[..., Coroutine[Any, Any, Any]],
+        args: Any,
+        kwargs: dict[str, Any],
+        endpoint: str,
+        data: dict[str, Any],
+        rate_limit_args: None,
+    ) -> Any:
+        if not _sends_a_message(endpoint):
+            return await callback(*args, **kwargs)
+        while True:
+            try:
+                async with self.pacer.reply_slot():
+                    return await callback(*args, **kwargs)
+            except RetryAfter as error:
+                seconds = _seconds(error.retry_after)
+                log.warning("Telegram asked to wait %.0f s before the next message: the reply waits", seconds)
+                self.pacer.pause(seconds)
+
+
+def _sends_a_message(endpoint: str) -> bool:
+    """The calls Telegram counts against a bot's 30 messages a second."""
+    return endpoint.startswith(("send", "copyMessage", "forwardMessage", "editMessage"))
+
+
+def _seconds(retry_after: timedelta | int) -> float:
+    # A timedelta where PTB_TIMEDELTA is on, as build_telegram (bot/app.py) sets it.
+    return retry_after.total_seconds() if isinstance(retry_after, timedelta) else float(retry_after)

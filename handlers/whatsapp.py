@@ -34,6 +34,7 @@ from bot.alerts.delivery import DeliveryOutcome, DeliveryReport, record_delivery
 from bot.alerts.pacing import Pacer
 from bot.platform.db import Database
 from bot.platform.i18n import language_of_script
+from bot.platform.locks import KeyedLocks
 from bot.platform.phones import ascii_digits, mask
 from bot.platform.settings import NotificationsConfig, WhatsAppPacing, WhatsAppTemplates
 from bot.platform.text import unstorable
@@ -268,6 +269,9 @@ class WhatsAppChannel:
         self._validator = RequestValidator(auth_token)
         self._public_base_url = public_base_url.rstrip("/")
         self._own_number = own_number
+        # Starlette handles requests at once: one chat's messages wait here for each other, so that
+        # each is read, answered and replied to in the order they reached this process.
+        self._chats = KeyedLocks()
 
     def signed_url(self, path: str, query: str = "") -> str:
         """The URL Twilio called and signed: PUBLIC_BASE_URL, the path, the query if any."""
@@ -311,8 +315,9 @@ class WhatsAppChannel:
             except BadMessage as error:
                 log.warning("WhatsApp webhook refused: %s", error)
                 return Response(str(error), status_code=400, media_type="text/plain")
-            replies = await self._conversation.handle(inbound)
-            await self._reply(inbound.chat_key, replies)
+            async with self._chats.held(inbound.chat_key):
+                replies = await self._conversation.handle(inbound)
+                await self._reply(inbound.chat_key, replies)
             return Response(EMPTY_TWIML, media_type="text/xml")
 
         @router.post(STATUS_PATH)

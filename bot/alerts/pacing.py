@@ -1,8 +1,10 @@
-"""Pacing: how fast a channel's messages may go, overall and to one chat."""
+"""Pacing: how fast a channel's messages may go, overall and to one chat, replies first."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -18,12 +20,16 @@ class Pacer:
     its answer came, and the next message to the same chat waits for one interval after the
     answer to the previous one. That costs a little pace (30 / (1 + latency) per second) and
     never causes a 429. `pause` (after a 429) holds every message until its end.
+
+    Replies to relatives and alerts of one process share the pacer: a reply (`reply_slot`) takes
+    the next free place ahead of every alert waiting, since a relative is waiting for it, and keeps
+    to no chat interval (the chat's messages are already answered one after another).
     """
 
     def __init__(self, per_second: float, per_chat_per_second: float | None = None) -> None:
         places = max(1, int(per_second))
         self._window = places / per_second
-        self._places = asyncio.Semaphore(places)
+        self._places = _Places(places)
         self._chat_interval = 1 / per_chat_per_second if per_chat_per_second else 0.0
         self._chats: dict[str, _ChatTurn] = {}
         self._paused_until = 0.0
@@ -55,6 +61,21 @@ class Pacer:
             now = loop.time()
             self._chats = {key: t for key, t in self._chats.items() if t.users or t.ready_at > now}
 
+    @asynccontextmanager
+    async def reply_slot(self) -> AsyncIterator[None]:
+        """Wait until a reply may go, ahead of the alerts waiting, and send it inside the block."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await _sleep_until(loop, lambda: self._paused_until)
+            await self._places.acquire(urgent=True)
+            if self._paused_until <= loop.time():
+                break
+            self._places.release()  # paused while it waited for a place
+        try:
+            yield
+        finally:
+            loop.call_later(self._window, self._places.release)
+
     async def _take(self, loop: asyncio.AbstractEventLoop, turn: _ChatTurn, deadline: float | None) -> bool:
         """The chat's turn (one message to a chat at a time) and one of the second's places."""
 
@@ -81,6 +102,41 @@ class Pacer:
             raise
         turn.lock.release()
         return False
+
+
+class _Places:
+    """The places of one second, like a semaphore whose urgent waiters go before the others."""
+
+    def __init__(self, count: int) -> None:
+        self._free = count
+        self._urgent: deque[asyncio.Future[None]] = deque()
+        self._routine: deque[asyncio.Future[None]] = deque()
+
+    async def acquire(self, urgent: bool = False) -> None:
+        queue = self._urgent if urgent else self._routine
+        if self._free and not self._urgent and (urgent or not self._routine):
+            self._free -= 1
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        queue.append(waiter)
+        try:
+            await waiter
+        except BaseException:
+            if waiter.done() and not waiter.cancelled():  # handed a place, then cancelled: pass it on
+                self.release()
+            else:
+                with contextlib.suppress(ValueError):
+                    queue.remove(waiter)
+            raise
+
+    def release(self) -> None:
+        for queue in (self._urgent, self._routine):
+            while queue:
+                waiter = queue.popleft()
+                if not waiter.done():
+                    waiter.set_result(None)
+                    return
+        self._free += 1
 
 
 @dataclass

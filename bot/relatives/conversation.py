@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -39,6 +40,7 @@ from bot.relatives import access, commands, quiet_hours
 from bot.relatives.otp import Checked, Limit, OtpService, Requested, read_code
 from bot.relatives.replies import Button, Inbound, Reply
 from bot.relatives.status_card import render_card
+from models import table_of
 from models.chat import Chat, InboundMessage
 
 log = logging.getLogger(__name__)
@@ -86,6 +88,7 @@ class Conversation:
         secret_key: bytes,
     ) -> None:
         self._database = database
+        self._dialect = postgresql if database.is_postgresql else sqlite  # for the chat's INSERT .. ON CONFLICT
         self._config = config
         self._otp = otp
         self._catalogues = catalogues
@@ -101,7 +104,11 @@ class Conversation:
             return await self._handle(inbound)
 
     async def _handle(self, inbound: Inbound) -> list[Reply]:
-        async with self._database.session() as session:
+        # One transaction per message, holding the chat's row (`_chat`) until it commits. On SQLite
+        # the turn also waits for this process's other writers (`Database.writing`): SQLite lets one
+        # writer in at a time, and turns of many chats at once would otherwise poll for its lock
+        # past the busy timeout ("database is locked").
+        async with self._database.writing(), self._database.session() as session:
             if inbound.message_id is not None and not await self._first_delivery(
                 session, inbound.channel, inbound.message_id
             ):
@@ -135,15 +142,18 @@ class Conversation:
         return True
 
     async def _chat(self, session: AsyncSession, inbound: Inbound) -> Chat:
-        result = await session.exec(
-            select(Chat).where(Chat.channel == inbound.channel, Chat.chat_key == inbound.chat_key)
-        )
-        chat = result.first()
+        """The chat's row, locked until the turn commits: on PostgreSQL another process's message
+        of the same chat waits for it, so that two turns never interleave one dialogue. A chat's
+        first message creates the row; two first messages at once create it once (the unique key
+        of channel and chat key decides, and the second turn locks the row the first made)."""
+        query = select(Chat).where(Chat.channel == inbound.channel, Chat.chat_key == inbound.chat_key).with_for_update()
+        chat = (await session.exec(query)).first()
         if chat is None:
             language = self._catalogues.match(inbound.language_hint) or self._catalogues.default
-            chat = Chat(channel=inbound.channel, chat_key=inbound.chat_key, language=language)
-            session.add(chat)
-            await session.flush()
+            new = Chat(channel=inbound.channel, chat_key=inbound.chat_key, language=language)
+            row = new.model_dump(exclude={"id"}, exclude_none=True)
+            await session.exec(self._dialect.insert(table_of(Chat)).values(row).on_conflict_do_nothing())
+            chat = (await session.exec(query)).one()
         return chat
 
     @staticmethod
