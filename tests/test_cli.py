@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
 import os
@@ -15,6 +16,7 @@ from sqlmodel import col, select
 
 from bot import cli
 from bot.app import Services, build_web_app
+from bot.intake.demo import HOSPITALS, PATIENTS
 from bot.platform.settings import load_settings
 from models import AuditEvent, Hospital
 from tests.conftest import PROJECT_ROOT, SECRET, auth
@@ -215,19 +217,102 @@ async def test_rotating_the_key_of_an_unknown_hospital_is_refused(shell, service
 # --- hospitals list ----------------------------------------------------------------------------
 
 
-async def test_list_shows_the_registered_hospitals_by_code(shell, capsys):
-    assert (await run(capsys, "hospitals", "list")).out == ""
+HEADER = "code\tname\tdistrict\thelpline\trelatives see vitals\trelatives see remarks"
+
+
+async def test_list_shows_the_registered_hospitals_by_code_with_what_relatives_see(shell, capsys):
+    empty = await run(capsys, "hospitals", "list")
+    assert empty.out == "no hospitals yet: `python -m bot hospitals add CODE --name NAME --helpline PHONE` adds one\n"
     await add(capsys, "MRB", "M.R. Bangur Hospital", "033 2473 2222", "--district", "Kolkata")
     await add(capsys, "MCK", "Medical College Kolkata", "033 2241 4901")
 
     result = await run(capsys, "hospitals", "list")
 
     assert result.code == 0
+    # config.yaml's disclosure_defaults: vitals shown, remarks not.
     assert result.out.splitlines() == [
-        "MCK\tMedical College Kolkata\t+913322414901\t",
-        "MRB\tM.R. Bangur Hospital\t+913324732222\tKolkata",
+        HEADER,
+        "MCK\tMedical College Kolkata\t-\t+913322414901\tyes\tno",
+        "MRB\tM.R. Bangur Hospital\tKolkata\t+913324732222\tyes\tno",
     ]
     assert "MRB." not in result.out  # never a key
+
+
+# --- hospitals set -----------------------------------------------------------------------------
+
+
+async def audit_details(services: Services) -> list[tuple[str, dict]]:
+    async with services.database.session() as session:
+        query = select(AuditEvent).where(AuditEvent.actor == "cli").order_by(col(AuditEvent.id))
+        return [(event.action, event.detail) for event in (await session.exec(query)).all()]
+
+
+async def test_set_changes_the_helpline_and_what_relatives_see_and_audits_it(shell, services, capsys):
+    await add(capsys, "MRB", "M.R. Bangur Hospital", "033 2473 2222", "--district", "Kolkata")
+
+    result = await run(
+        capsys, "hospitals", "set", "mrb", "--helpline", "033 2400 1000", "--disclose-vitals", "no",
+        "--disclose-remarks", "YES",
+    )  # fmt: skip
+
+    assert result.code == 0, result.err
+    assert result.out.splitlines() == [
+        "MRB M.R. Bangur Hospital",
+        "helpline: +913324001000",
+        "relatives see vitals: no",
+        "relatives see remarks: yes",
+        "changed: helpline, vitals, remarks",
+    ]
+    listed = await run(capsys, "hospitals", "list")
+    assert listed.out.splitlines()[1] == "MRB\tM.R. Bangur Hospital\tKolkata\t+913324001000\tno\tyes"
+    assert await audit_details(services) == [
+        ("hospital.added", {}),
+        ("hospital.helpline_changed", {"previous": "+913324732222", "helpline": "+913324001000"}),
+        ("hospital.disclosure_changed", {"show_vitals": False, "show_remarks": True}),
+    ]
+
+
+async def test_set_changes_only_what_it_is_given(shell, services, capsys):
+    await add(capsys)
+
+    result = await run(capsys, "hospitals", "set", "MRB", "--disclose-remarks", "yes")
+    again = await run(capsys, "hospitals", "set", "MRB", "--disclose-remarks", "yes", "--helpline", "+91 33 2473 2222")
+
+    assert result.out.splitlines()[1:] == [
+        "helpline: +913324732222", "relatives see vitals: yes", "relatives see remarks: yes", "changed: remarks",
+    ]  # fmt: skip
+    assert (again.code, again.out.splitlines()[-1]) == (0, "nothing changed: it was so already")
+    assert [action for action, _ in await audit_details(services)] == ["hospital.added", "hospital.disclosure_changed"]
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["XYZ", "--disclose-vitals", "no"], "error: code: no hospital XYZ"),
+        (["MRB", "--helpline", "12345"], "error: helpline: "),
+        (["MRB", "--helpline", "call the front desk"], "error: helpline: not a phone number"),
+        (["MRB"], "error: nothing to set: give --helpline, --disclose-vitals or --disclose-remarks"),
+    ],
+)
+async def test_set_refuses_what_it_cannot_do_and_changes_nothing(shell, services, capsys, argv, message):
+    await add(capsys)
+
+    result = await run(capsys, "hospitals", "set", *argv)
+
+    assert (result.code, result.out) == (1, "")
+    (line,) = result.err.splitlines()
+    assert line.startswith(message), line
+    (hospital,) = await hospitals(services)
+    assert (hospital.helpline, hospital.show_vitals, hospital.show_remarks) == ("+913324732222", True, False)
+    assert await cli_audit(services) == ["hospital.added"]
+
+
+def test_set_takes_only_yes_or_no_for_what_relatives_see(operator, capsys):
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["hospitals", "set", "MRB", "--disclose-vitals", "maybe"])
+
+    assert exited.value.code == 2
+    assert "--disclose-vitals: 'maybe': yes or no" in capsys.readouterr().err
 
 
 # --- db upgrade, and local mode ----------------------------------------------------------------
@@ -288,3 +373,70 @@ async def test_local_files_are_their_owners_alone_from_the_start(operator, tmp_p
     assert seen.modes("wardwatch.sqlite3", "sqlite3.connect")
     assert set(seen.modes("wardwatch.sqlite3", "sqlite3.connect")) == {0o600}, seen.seen
     assert {mode for name in seen.seen for mode in seen.modes(name)} <= {None, 0o600}, seen.seen
+
+
+# --- the demo, twice (a second `make run`) -----------------------------------------------------
+
+
+async def test_the_demo_prints_its_registration_numbers_and_a_second_run_says_how_to_get_a_key(shell, capsys):
+    first = await run(capsys, "demo")
+    second = await run(capsys, "demo")
+
+    assert first.code == second.code == 0
+    for hospital in HOSPITALS:
+        numbers = ", ".join(patient.registration_no for patient in PATIENTS[hospital.code])
+        assert f"  registration numbers: {numbers}" in first.out.splitlines()
+        assert (
+            f"{hospital.code} {hospital.name}: already exists, skipped (no demo patients added); its key was shown "
+            f"when it was added: `python -m bot hospitals rotate-key {hospital.code}` issues a new one"
+        ) in second.out.splitlines()
+    assert "MRB-20-0413" in first.out  # Ratan Das, whom the README's walk-through follows
+    assert "API key" not in second.out
+
+
+# --- every command explains itself ---------------------------------------------------------------
+
+
+def subcommands(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()):
+    """Every command and subcommand of the parser, with the words that lead to it."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield (*path, name), sub
+                yield from subcommands(sub, (*path, name))
+
+
+def test_every_command_has_a_description_and_every_argument_a_help(capsys):
+    found = list(subcommands(cli._parser()))
+    assert {" ".join(path) for path, _ in found} >= {"run", "web", "worker", "hospitals set", "outbox", "staff add"}
+
+    for path, parser in found:
+        assert (parser.description or "").strip(), path
+        arguments = [action for action in parser._actions if not isinstance(action, argparse._HelpAction)]
+        with pytest.raises(SystemExit):
+            cli.main([*path, "--help"])
+        shown = " ".join(capsys.readouterr().out.split())  # argparse wraps the lines
+        assert " ".join(parser.description.split()) in shown, path
+        for action in arguments:
+            if isinstance(action, argparse._SubParsersAction):
+                continue
+            name = action.option_strings[-1] if action.option_strings else action.dest
+            assert (action.help or "").strip(), f"{' '.join(path)} {name}: no help"
+            assert " ".join(action.help.split()) in shown, (path, name)
+
+
+@pytest.mark.parametrize(
+    "command, words",
+    [
+        ("worker", ["dispatcher, which sends the alerts", "scheduler's periodic jobs"]),
+        ("web", ["hospital API", "ward page", "WhatsApp webhooks", "Telegram bot when TELEGRAM_BOT_TOKEN is set"]),
+        ("run", ["the Telegram bot, the dispatcher that sends alerts and the scheduler's periodic jobs"]),
+    ],
+)
+def test_worker_and_web_say_what_they_run(capsys, command, words):
+    with pytest.raises(SystemExit):
+        cli.main([command, "--help"])
+    shown = " ".join(capsys.readouterr().out.split())
+
+    for said in words:
+        assert said in shown, shown

@@ -408,15 +408,19 @@ async def _load_patient(
 async def load_demo(session: AsyncSession, settings: Settings, secret_key: bytes, now: datetime) -> list[str]:
     """Add the demo hospitals that do not exist yet, with their patients, and commit.
 
-    Returns the lines to show the operator: each new hospital's API key (shown only here), the
-    hospitals skipped, and a few mobile numbers to try."""
+    Returns the lines to show the operator: each new hospital's API key (shown only here) and its
+    patients' registration numbers, the hospitals skipped with how to get a key for them again,
+    and a few mobile numbers to try."""
     region = settings.config.phone_region
     lines: list[str] = []
     added = admissions = updates = 0
 
     for spec in HOSPITALS:
         if await get_hospital(session, spec.code) is not None:
-            lines.append(f"{spec.code} {spec.name}: already exists, skipped (no demo patients added)")
+            lines.append(
+                f"{spec.code} {spec.name}: already exists, skipped (no demo patients added); its key was shown "
+                f"when it was added: `python -m bot hospitals rotate-key {spec.code}` issues a new one"
+            )
             continue
         issued = await add_hospital(
             session,
@@ -442,6 +446,7 @@ async def load_demo(session: AsyncSession, settings: Settings, secret_key: bytes
             f"(relatives see {' and '.join(shown) or 'no vitals or remarks'}); helpline {hospital.helpline}"
         )
         lines.append(f"  API key (shown once, keep it safe): {issued.api_key}")
+        lines.append(f"  registration numbers: {', '.join(p.registration_no for p in PATIENTS[spec.code])}")
 
     await session.commit()
     if added:

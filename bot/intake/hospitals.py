@@ -87,6 +87,47 @@ async def rotate_key(session: AsyncSession, secret_key: bytes, code: str, actor:
     return IssuedKey(hospital, api_key)
 
 
+async def change_hospital(
+    session: AsyncSession,
+    settings: Settings,
+    code: str,
+    helpline: str | None = None,
+    show_vitals: bool | None = None,
+    show_remarks: bool | None = None,
+    actor: str = "cli",
+) -> tuple[Hospital, list[str]]:
+    """Set what a hospital's relatives see (vitals, the doctor's remarks) and the helpline they are
+    asked to call; None leaves that one as it is. The hospital and what changed ("helpline",
+    "vitals", "remarks"). Each change is audited as the admin's page audits it."""
+    hospital = await get_hospital(session, code)
+    if hospital is None:
+        raise HospitalError(f"code: no hospital {code.strip().upper()}")
+    changed: list[str] = []
+    if helpline is not None:
+        try:
+            helpline_e164 = normalise_phone(helpline, settings.config.phone_region)
+        except PhoneNumberError as exc:
+            raise HospitalError(f"helpline: {exc}") from None
+        if helpline_e164 != hospital.helpline:
+            previous, hospital.helpline = hospital.helpline, helpline_e164
+            audit(session, actor, "hospital.helpline_changed", hospital.id, previous=previous, helpline=helpline_e164)
+            changed.append("helpline")
+    before = {"vitals": hospital.show_vitals, "remarks": hospital.show_remarks}
+    after = {
+        "vitals": before["vitals"] if show_vitals is None else show_vitals,
+        "remarks": before["remarks"] if show_remarks is None else show_remarks,
+    }
+    if after != before:
+        changed += [name for name in before if after[name] != before[name]]
+        hospital.show_vitals, hospital.show_remarks = after["vitals"], after["remarks"]
+        audit(
+            session, actor, "hospital.disclosure_changed", hospital.id,
+            show_vitals=hospital.show_vitals, show_remarks=hospital.show_remarks,
+        )  # fmt: skip
+    session.add(hospital)
+    return hospital, changed
+
+
 async def hospital_for_key(session: AsyncSession, secret_key: bytes, api_key: str) -> Hospital | None:
     """The hospital this key belongs to, or None. The key names its hospital; the stored hash is
     compared in constant time so that a wrong key teaches nothing about the right one."""
