@@ -680,7 +680,7 @@ async def test_stop_ends_alerts_but_not_status_and_start_resumes(world):
     assert (await card(relative))[0] == "🟢 Ratan Das: Stable"
     assert await relative.say("/stop") == "You have no alerts to stop."
     answer = await relative.say("/start")
-    assert answer.startswith("🟢 Ratan Das: Stable")
+    assert answer.startswith("Alerts are on again: ") and "\n🟢 Ratan Das: Stable" in answer
     assert [s.alerts for s in await world.rows(Subscription)] == [True]
 
 
@@ -949,3 +949,75 @@ async def test_the_limits_on_codes_in_hindi(world):
         f"{until} (अस्पताल के समय) से इस नंबर के लिए फिर से कोड माँग सकते हैं।\n\n"
         "तब तक: अगर भर्ती के समय दिया गया नंबर आपका अपना नहीं है"
     )
+
+
+# --- confirmations that promise only what will happen ----------------------------------------------
+
+PROMISE = "I will message you here whenever the hospital records a change"
+
+
+@pytest.mark.parametrize("status", ["discharged", "deceased", "transferred"])
+async def test_the_confirmation_for_a_patient_no_longer_in_hospital_promises_no_updates(world, status):
+    await world.admit()
+    await world.update(**CRITICAL_ICU)
+    await world.set_status(status, **({"to_hospital": "SSKM Hospital, Kolkata"} if status == "transferred" else {}))
+    answer = await world.relative().verify()
+    assert answer.startswith("Thank you, your number is confirmed. This is what the hospital recorded last:\n\nRatan Das")
+    assert PROMISE not in answer and "/stop" not in answer
+    # In Bengali too.
+    bengali = world.relative("bengali")
+    await bengali.say("/language")
+    await bengali.say("2")
+    world.clock.advance(minutes=1)
+    await bengali.say(MOBILE_TYPED)
+    code = re.search(r"\d{6}", world.sms[-1].partition("] ")[2]).group()
+    answer = await bengali.say(code)
+    assert answer.startswith("ধন্যবাদ, আপনার নম্বর যাচাই হয়ে গেছে। হাসপাতাল শেষবার যা লিখেছে:\n\nRatan Das")
+    assert "জানাব" not in answer
+
+
+async def test_the_confirmation_promises_updates_only_for_the_patients_still_in_hospital(world):
+    await world.admit()
+    await world.admit("MCK-1", "MCK", patient_name="Mina Das")
+    await world.admit("MCK-2", "MCK", patient_name="Anil Das")
+    await world.set_status("discharged", "MCK-2", "MCK")
+    answer = await world.relative().verify()
+    assert answer.startswith(
+        "Thank you, your number is confirmed. I will message you here whenever the hospital records a "
+        "change for the 2 patients still in hospital. Send /stop to stop these messages."
+    )
+    await world.set_status("discharged", "MCK-1", "MCK")
+    world.clock.advance(hours=1)
+    answer = await world.relative("later").verify()
+    assert answer.startswith(
+        "Thank you, your number is confirmed. I will message you here whenever the hospital records a "
+        "change for the patient still in hospital. Send /stop to stop these messages."
+    )
+
+
+async def test_start_after_stop_says_the_alerts_are_back_on(world):
+    relative = await verified(world, condition="stable")
+    # /start while the alerts are on: the cards, nothing about alerts.
+    assert (await relative.say("/start")).startswith("🟢 Ratan Das: Stable")
+    await relative.say("/stop")
+    answer = await relative.say("/start")
+    assert answer.startswith(
+        "Alerts are on again: I will message you here whenever the hospital records a change. "
+        "Send /stop to stop them.\n\n🟢 Ratan Das: Stable"
+    )
+    await relative.say("/language")
+    await relative.say("3")
+    await relative.say("/stop")
+    answer = await relative.say("/start")
+    assert answer.startswith(
+        "सूचनाएँ फिर से चालू हो गई हैं: अस्पताल जब भी कोई बदलाव दर्ज करेगा, आपको यहाँ संदेश भेजा जाएगा। बंद करने के लिए /stop भेजें।"
+    )
+
+
+async def test_start_after_stop_promises_nothing_for_a_discharged_patient(world):
+    relative = await verified(world, condition="stable")
+    await relative.say("/stop")
+    world.clock.advance(hours=1)
+    await world.set_status("discharged")
+    answer = await relative.say("/start")
+    assert answer.startswith("Ratan Das\n✅ Discharged") and "Alerts are on again" not in answer

@@ -260,7 +260,8 @@ async def test_stop_start_and_help_keywords(wa, stop, resume, help_):
     [help_text] = await wa.send(help_)
     assert "/status" in help_text and "/stop" in help_text
 
-    [card] = await wa.send(resume)  # verified: alerts again, and the card
+    [back_on, card] = await wa.send(resume)  # verified: alerts again, said, and the card
+    assert back_on.startswith("Alerts are on again:")
     assert PATIENT in card
     assert await wa.alerts() == [True]
 
@@ -391,7 +392,8 @@ async def test_a_number_that_opted_out_at_twilio_ends_its_alerts(wa, fake, caplo
     assert "21610" in caplog.text
 
     fake.clear_failures()  # the relative sent START to Twilio's number, then writes to us
-    [card] = await wa.send("START")
+    [back_on, card] = await wa.send("START")
+    assert back_on.startswith("Alerts are on again:")
     assert PATIENT in card
     assert (await wa.chat()).unreachable_at is None
     assert await wa.alerts() == [True]

@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import select
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot import outbox
@@ -41,7 +41,9 @@ from bot.relatives.otp import Checked, Limit, OtpService, Requested, read_code
 from bot.relatives.replies import Button, Inbound, Reply
 from bot.relatives.status_card import render_card
 from models import table_of
-from models.chat import Chat, InboundMessage
+from models.chat import Chat, InboundMessage, Subscription
+from models.enums import AdmissionStatus
+from models.tables import Admission
 
 log = logging.getLogger(__name__)
 
@@ -212,8 +214,17 @@ class Conversation:
         for the admission number."""
         cards = await access.readable_cards(turn.session, turn.chat, turn.now, self._config.verification)
         if cards:
+            in_hospital = [card.admission.id for card in cards if card.admission.status == AdmissionStatus.ADMITTED]
+            were_off = await self._alerts_were_off(turn, in_hospital)
             await access.resume_alerts(turn.session, turn.chat)
             turn.chat.state = State.VERIFIED
+            if were_off:
+                turn.say(
+                    turn._(
+                        "Alerts are on again: I will message you here whenever the hospital records a "
+                        "change. Send /stop to stop them."
+                    )
+                )
             return await self._show_cards(turn, cards)
         self._ask_number(
             turn,
@@ -222,6 +233,19 @@ class Conversation:
                 "and message you whenever the hospital records a change."
             ),
         )
+
+    @staticmethod
+    async def _alerts_were_off(turn: Turn, admission_ids: list[int]) -> bool:
+        """Were the alerts about any of these admissions off for this chat (/stop, or a chat that
+        had blocked the bot)?"""
+        stopped = await turn.session.exec(
+            select(Subscription.id).where(
+                Subscription.chat_id == turn.chat.id,
+                col(Subscription.admission_id).in_(admission_ids),
+                Subscription.alerts == False,  # noqa: E712 - SQL, not a truth test
+            )
+        )
+        return stopped.first() is not None
 
     def _ask_number(self, turn: Turn, opening: str | None = None) -> None:
         turn.chat.state = State.AWAITING_NUMBER
@@ -297,17 +321,39 @@ class Conversation:
         chat.state, chat.pending_mobile = State.VERIFIED, None
         if not admissions:
             return turn.say(_("Your number is confirmed, but no patient is admitted under it now."))
-        turn.say(
-            turn.language.ngettext(
-                "Thank you, your number is confirmed. I will message you here whenever the hospital "
-                "records a change for this patient. Send /stop to stop these messages.",
-                "Thank you, your number is confirmed. I will message you here whenever the hospital "
-                "records a change for these {count} patients. Send /stop to stop these messages.",
-                len(admissions),
-            ).format(count=turn.language.number(len(admissions)))
-        )
+        self._confirmed(turn, admissions)
         await session.flush()
         await self._show_cards(turn, await access.readable_cards(session, chat, turn.now, self._config.verification))
+
+    @staticmethod
+    def _confirmed(turn: Turn, admissions: list[Admission]) -> None:
+        """The number is confirmed: alerts are promised only for the patients still in hospital (a
+        discharge, a transfer or a death was the last news; their cards follow)."""
+        in_hospital = sum(admission.status == AdmissionStatus.ADMITTED for admission in admissions)
+        count = turn.language.number(in_hospital)
+        if in_hospital == len(admissions):
+            return turn.say(
+                turn.language.ngettext(
+                    "Thank you, your number is confirmed. I will message you here whenever the hospital "
+                    "records a change for this patient. Send /stop to stop these messages.",
+                    "Thank you, your number is confirmed. I will message you here whenever the hospital "
+                    "records a change for these {count} patients. Send /stop to stop these messages.",
+                    in_hospital,
+                ).format(count=count)
+            )
+        if in_hospital:
+            return turn.say(
+                turn.language.ngettext(
+                    "Thank you, your number is confirmed. I will message you here whenever the hospital "
+                    "records a change for the patient still in hospital. Send /stop to stop these "
+                    "messages.",
+                    "Thank you, your number is confirmed. I will message you here whenever the hospital "
+                    "records a change for the {count} patients still in hospital. Send /stop to stop "
+                    "these messages.",
+                    in_hospital,
+                ).format(count=count)
+            )
+        turn.say(turn._("Thank you, your number is confirmed. This is what the hospital recorded last:"))
 
     async def _status(self, turn: Turn) -> None:
         """/status: a fresh card for every patient this chat follows; no new code while verified."""
