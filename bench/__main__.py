@@ -1,9 +1,12 @@
-"""Benchmarks of ingestion (records stored per second) and dispatch (alerts sent per second).
+"""Benchmarks of ingestion (records stored per second), dispatch (alerts sent per second) and
+replies (how soon relatives are answered).
 
-Dispatch: alerts sent per second at Telegram's pace and with limits lifted, change-to-send latency,
-memory; see bench/dispatch.py.
+Dispatch: alerts sent per second at Telegram's pace, the dispatcher's CPU per alert with limits
+lifted, change-to-send latency, memory; see bench/dispatch.py.
+Replies: reply latency at 20, 60 and 120 incoming messages a second, ours beside a minimal
+ConversationHandler bot, two web processes, a surge of /status; see bench/replies.py.
 
-    make bench        (or: .venv/bin/python -m bench [--only ingest|dispatch] [--no-postgresql]
+    make bench        (or: .venv/bin/python -m bench [--only ingest|dispatch|replies] [--no-postgresql]
                        [--admissions N] [--rows N] [--concurrency N])
 
 Ingestion: two ways in, each on SQLite (a temporary file) and on PostgreSQL (a fresh database):
@@ -43,7 +46,7 @@ from sqlalchemy import func
 from sqlalchemy.engine import make_url
 from sqlmodel import select
 
-from bench import dispatch
+from bench import dispatch, replies
 from bench.common import (
     PROJECT_ROOT,
     SECRET_KEY,
@@ -364,13 +367,14 @@ async def run(args: argparse.Namespace) -> list[Result]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--only", choices=("ingest", "dispatch"), help="run one of the two benchmarks")
+    parser.add_argument("--only", choices=("ingest", "dispatch", "replies"), help="run one of the three benchmarks")
     parser.add_argument("--no-postgresql", action="store_true", help="SQLite only")
     ingest = parser.add_argument_group("ingestion")
     ingest.add_argument("--admissions", type=int, default=2_000, help="patients sent through the API")
     ingest.add_argument("--concurrency", type=int, default=16, help="API requests in flight")
     ingest.add_argument("--rows", type=int, default=10_000, help="rows in the CSV file")
     dispatch.add_arguments(parser.add_argument_group("dispatch"))
+    replies.add_arguments(parser.add_argument_group("replies"))
     args = parser.parse_args()
     failed = False
     if args.only in (None, "ingest"):
@@ -380,6 +384,10 @@ def main() -> int:
         if args.only is None:
             print()
         failed |= not asyncio.run(dispatch.run(args, backends_to_run, load_note()))
+    if args.only in (None, "replies"):
+        if args.only is None:
+            print()
+        failed |= not asyncio.run(replies.run(args, backends_to_run, load_note()))
     return 1 if failed else 0
 
 

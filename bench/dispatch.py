@@ -20,8 +20,9 @@ each message as it arrives (to a few milliseconds: it is polled).
             fake Bot API answers 429 beyond 30 messages in any second or 1 to a chat, as Telegram
             does. Target: at least 95 % of 30/s, and not one 429.
   lifted    `pacing.telegram` set to 1,000,000/s, the whole backlog (at most `--lifted-seconds`,
-            60: past that, the rate so far). Target: at least 1,000 messages/s: the platform, not
-            our code, must be the bottleneck.
+            60: past that, the rate so far). Target: at most 1 ms of the dispatcher's CPU per
+            alert sent, that is 1,000 alerts/s per core. Not the rate itself: on a 2-core machine
+            the fake Bot API, on the other core, answers at most about 1,150 requests a second.
   latency   config.yaml's pacing, on a copy of the database taken before the updates (nothing
             queued): `--latency-updates` single updates (200), each recorded in the dispatcher's
             process as the hospital API of `python -m bot run` records it, 50-150 ms apart; from
@@ -97,7 +98,7 @@ FIRST_CHAT = 500_000_001  # Telegram ids of the relatives' chats
 LIFTED = 1_000_000.0  # messages per second, overall and per chat, when limits are lifted
 
 PACED_SHARE = 0.95  # of config.yaml's overall Telegram rate
-LIFTED_TARGET = 1_000.0  # messages per second
+LIFTED_CPU_MS = 1.0  # the dispatcher's CPU per alert sent, at most
 LATENCY_TARGET = 2.0  # seconds, p95
 
 CONDITIONS = ("stable", "moderate", "critical")
@@ -567,8 +568,8 @@ async def lifted(backend: str, url: str, folder: Path, backlog: Backlog, cap: fl
         work = f"{count:,} of {backlog.messages:,} (stopped at {cap:g} s)"
         seconds = usage["at"] - dispatcher.ready["at"]
     rate = count / seconds if seconds > 0 else 0.0
-    verdict = "PASS" if rate >= LIFTED_TARGET and not problems else "MISS"
     cpu_ms = cpu_ms_per_message(dispatcher.ready, usage, count)
+    verdict = "PASS" if cpu_ms is not None and cpu_ms <= LIFTED_CPU_MS and not problems else "MISS"
     per_core = f"; one CPU core: at most {1000 / cpu_ms:,.0f}/s" if cpu_ms else ""
     return Row(
         database=backend,
@@ -578,7 +579,7 @@ async def lifted(backend: str, url: str, folder: Path, backlog: Backlog, cap: fl
         result=f"{rate:,.0f} msg/s{per_core}",
         cpu_ms=cpu_ms,
         peak_rss_kb=final["peak_rss_kb"],
-        target=f"{verdict} (>= {LIFTED_TARGET:,.0f}/s)",
+        target=f"{verdict} (CPU <= {LIFTED_CPU_MS:g} ms/alert)",
         problems=problems,
     )
 
