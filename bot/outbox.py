@@ -51,6 +51,7 @@ from models.tables import Admission, ConditionUpdate, Hospital, utcnow
 CRITICAL = 0
 ROUTINE = 1
 DIGEST = "digest"  # the kind of a daily digest's row (bot.alerts.digest)
+CORRECTION = "correction"  # the kind of a row telling that an update relatives may have read was withdrawn
 _ERROR_LENGTH = 300  # Notification.error
 _DELIVERY_LENGTH = 40  # Notification.delivery
 
@@ -60,7 +61,7 @@ class Change:
     """Something relatives of `admission_id` should hear about."""
 
     admission_id: int
-    kind: str  # "condition" or "status"
+    kind: str  # "condition", "status" or CORRECTION
     before: dict[str, Any]  # the state they knew: see `snapshot`
     critical: bool
 
@@ -83,6 +84,13 @@ def condition_change(
     admission_id: int, latest: ConditionUpdate | None, status: str, new_condition: str | None
 ) -> Change:
     return Change(admission_id, "condition", snapshot(latest, status), new_condition == Condition.CRITICAL)
+
+
+def correction(admission_id: int, withdrawn: ConditionUpdate, status: str, current_condition: str | None) -> Change:
+    """The hospital withdrew `withdrawn`, the latest update: relatives who read it are told it was
+    entered in error (`bot.alerts.compose`); within the grace period it merges with the withdrawn
+    update's own alert and nobody hears of either."""
+    return Change(admission_id, CORRECTION, snapshot(withdrawn, status), current_condition == Condition.CRITICAL)
 
 
 def status_change(admission_id: int, latest: ConditionUpdate | None, previous_status: str, new_status: str) -> Change:

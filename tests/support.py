@@ -47,6 +47,10 @@ WHATSAPP_TEMPLATES = {
     "transfer": {"en": _template(5, "patient", "hospital", "helpline")},
     "death": {"en": _template(6, "patient", "hospital", "helpline")},
     "digest": {"en": _template(7, "patient", "condition", "updated_at")},
+    "correction": {
+        "en": _template(8, "patient", "corrected_at", "condition", "updated_at"),
+        "bn": _template(9, "patient", "corrected_at", "condition", "updated_at"),
+    },
 }
 
 

@@ -318,19 +318,24 @@ async def test_a_retraction_within_the_window_sends_nothing_at_all(world):
     assert world.sender.sent == []
 
 
-async def test_a_retraction_after_the_alert_tells_the_corrected_state(world):
+async def test_a_retraction_after_the_alert_says_that_message_was_wrong(world):
     await followed(world, **STABLE)
     wrong = await world.update(**CRITICAL_ICU)
-    (first,) = await world.dispatch()
+    (first,) = await world.dispatch()  # at 12:04
     assert first.strip().splitlines()[0].startswith("🔔 Update on Ratan Das: Stable → Critical")
 
+    world.clock.advance(minutes=30)
     assert (await world.retract(wrong["id"])).status_code == 200
     assert await world.dispatch(after=GRACE - 1) == []  # a retraction has its window too
     (second,) = await world.dispatch(after=2)
-    assert second.strip().splitlines()[0] == (
-        "🔔 Update on Ratan Das: Critical → Stable, moved to the general ward, no longer needs help to breathe"
-    )
-    assert "🟢 Ratan Das: Stable" in second and "SpO2 98%" in second
+    assert second.strip().splitlines()[:3] == [
+        "⚠️ Correction: the message at 2 Jul, 12:04 PM about Ratan Das was entered in error. "
+        "The current condition is Stable.",
+        "",
+        "🟢 Ratan Das: Stable",
+    ]
+    assert "SpO2 98%" in second and "Update on" not in second and "→" not in second
+    assert "\n" + second in world.shown  # the console chat shows it
     assert len(await world.rows(AuditEvent, AuditEvent.action == "alert.sent")) == 2
 
 
@@ -708,3 +713,34 @@ async def test_times_in_bengali_and_hindi_name_the_part_of_the_day(world):
     assert "आख़िरी अपडेट: 2 जुल॰, दोपहर 12:03 (" in by_chat["hi-chat"]
     for text in by_chat.values():
         assert "AM" not in text and "PM" not in text and " am" not in text and " pm" not in text
+
+
+async def test_a_correction_names_the_message_the_relative_read_in_bengali(world):
+    await world.admit()
+    await world.update(minutes_ago=60, **STABLE)
+    relative = await world.relative(language="bn")
+    assert await world.dispatch() == []
+    wrong = await world.update(**CRITICAL_ICU)
+    await world.dispatch()
+    world.clock.advance(hours=1)
+    assert "সংকটজনক" in await relative.say("/status")  # read again at 13:04: the message it takes back
+
+    assert (await world.retract(wrong["id"])).status_code == 200
+    (correction,) = await world.dispatch()
+    assert correction.strip().splitlines()[:3] == [
+        "⚠️ সংশোধন: Ratan Das সম্পর্কে ২ জুল, দুপুর ১:০৪-এর বার্তাটি ভুল করে লেখা হয়েছিল। বর্তমান অবস্থা: স্থিতিশীল।",
+        "",
+        "🟢 Ratan Das: স্থিতিশীল",
+    ]
+
+
+async def test_an_update_after_a_correction_still_reads_as_an_update(world):
+    await followed(world, **STABLE)
+    wrong = await world.update(**CRITICAL_ICU)
+    await world.dispatch()
+    assert (await world.retract(wrong["id"])).status_code == 200
+    (correction,) = await world.dispatch()
+    assert correction.startswith("⚠️ Correction:")
+    await world.update(**MODERATE_WARD)
+    (update,) = await world.dispatch()
+    assert update.strip().splitlines()[0] == "🔔 Update on Ratan Das: Stable → Moderate"

@@ -7,6 +7,7 @@ The clock is the test's. SQLite, and PostgreSQL when TEST_DATABASE_URL is set.""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -16,7 +17,7 @@ from bot.app import Services, build_web_app
 from bot.intake.hospitals import rotate_key
 from models import Admission
 from models.chat import Chat, Notification, Subscription, Verification
-from tests.conftest import SECRET, make_settings
+from tests.conftest import SECRET, auth, make_settings
 from tests.fakes.twilio import Message, post_status
 from tests.support import WHATSAPP_TEMPLATES, Clock, HospitalDesk, config_with_templates
 from tests.test_cli import keep_logging, operator, run  # noqa: F401 (fixtures)
@@ -37,6 +38,7 @@ STATUS_CALLBACK = f"{PUBLIC_BASE_URL}/webhooks/twilio/status"
 GENERAL_WARD = {"condition": "stable", "care_area": "ward", "respiratory_support": "none"}
 HELLO = {"en": "Hello", "bn": "নমস্কার", "hi": "नमस्ते"}
 JUST_UNDER, JUST_OVER = timedelta(hours=23, minutes=59), timedelta(hours=24, minutes=1)
+KOLKATA = ZoneInfo("Asia/Kolkata")
 
 
 class Hospital(HospitalDesk):
@@ -385,3 +387,31 @@ async def test_a_dead_alert_for_a_missing_template_is_listed_and_sent_once_the_t
     assert alert.content_variables["1"] == "Ratan Das" and "moved to the general ward" in alert.content_variables["2"]
     [row] = await rows(wa)
     assert (row.status, row.message_id) == ("sent", alert.sid)
+
+
+# --- corrections --------------------------------------------------------------------------------
+
+
+async def test_a_correction_outside_the_window_is_the_correction_template_naming_the_message(ward):
+    wa, clock, hospital = ward
+    await follow(wa, "bn")
+    clock.advance(hours=1)
+    wrong = await hospital.record(RATAN, "MRB", clock.now, **GENERAL_WARD)
+    clock.advance(seconds=wa.services.settings.config.notifications.grace_seconds + 1)
+    [first] = await dispatched(wa)
+    assert first.content_sid is None  # free text, within the 24 hours
+    told_at = clock.now
+
+    clock.advance(hours=24)
+    withdrawn = await hospital.api.delete(
+        f"/api/v1/admissions/{RATAN}/updates/{wrong['id']}", headers=auth(hospital.keys["MRB"])
+    )
+    assert withdrawn.status_code == 200, withdrawn.text
+    clock.advance(seconds=wa.services.settings.config.notifications.grace_seconds + 1)
+    [alert] = await dispatched(wa)
+    assert alert.content_sid == WHATSAPP_TEMPLATES["correction"]["bn"]["content_sid"]
+    bengali = wa.services.catalogues.get("bn")
+    variables = alert.content_variables
+    assert variables["1"] == "Ratan Das"
+    assert variables["2"] == bengali.time(told_at, KOLKATA)  # "২৭ নভে, সকাল ১০:৩৪": the message it takes back
+    assert variables["3"] == wa._("Critical", "bn")

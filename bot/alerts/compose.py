@@ -2,7 +2,8 @@
 
 Several pending changes for one chat and admission become one alert: it compares what the
 relative knew before the first of them with the latest state, so a change the hospital corrected
-back within the grace period says nothing at all.
+back within the grace period says nothing at all. When what the relative knew was an update the
+hospital withdrew later, the alert says so: the message they read was entered in error.
 """
 
 from __future__ import annotations
@@ -77,8 +78,10 @@ def compose_alert(
     now: datetime,
     limits: OverdueConfig,
     destination: Hospital | None = None,
+    corrected_at: datetime | None = None,
 ) -> Reply | None:
-    """The alert for the changes since `before`, or None when, in the end, nothing changed."""
+    """The alert for the changes since `before`, or None when, in the end, nothing changed.
+    `corrected_at`: `before` is a withdrawn update, last shown to the relative at that time."""
     _ = language.gettext
     admission = card.admission
     after = snapshot(card.latest, admission.status)
@@ -94,6 +97,8 @@ def compose_alert(
         return text.reply()
     if admission.status == AdmissionStatus.TRANSFERRED:
         return current  # the card gives the helpline to call
+    if corrected_at is not None:
+        return _correction(card, language, corrected_at, current)
     changes = what_changed(language, before, after)
     header = _("Update on {name}").format(name=admission.patient_name)
     if changes:
@@ -101,20 +106,44 @@ def compose_alert(
     return Reply((Span("🔔 " + header, bold=True), Span("\n\n"), *current.spans))
 
 
-def alert_kind(card: CardData) -> str:
-    """Which of `bot.platform.settings.ALERT_KINDS` (but the digest) an alert about this card is."""
+def _correction(card: CardData, language: Language, corrected_at: datetime, current: Reply) -> Reply:
+    """Says that the message the relative read at `corrected_at` was wrong, before the card: told
+    as a plain change, a withdrawn "Moderate → Stable" would read as a deterioration."""
+    _ = language.gettext
+    zone = ZoneInfo(card.hospital.time_zone)
+    header = _("Correction: the message at {time} about {name} was entered in error.").format(
+        time=language.time(corrected_at, zone), name=card.admission.patient_name
+    )
+    spans = [Span("⚠️ " + header, bold=True)]
+    if card.latest is not None:
+        condition = condition_name(language, card.latest.condition)
+        spans.append(Span(" " + _("The current condition is {condition}.").format(condition=condition)))
+    return Reply((*spans, Span("\n\n"), *current.spans))
+
+
+def alert_kind(card: CardData, corrected_at: datetime | None = None) -> str:
+    """Which of `bot.platform.settings.ALERT_KINDS` (but the digest) an alert about this card is;
+    `corrected_at` as `compose_alert` takes it."""
+    status = AdmissionStatus(card.admission.status)
+    if status == AdmissionStatus.ADMITTED and corrected_at is not None:
+        return "correction"
     return {
         AdmissionStatus.DISCHARGED: "discharge",
         AdmissionStatus.TRANSFERRED: "transfer",
         AdmissionStatus.DECEASED: "death",
-    }.get(AdmissionStatus(card.admission.status), "update")
+    }.get(status, "update")
 
 
 def template_fields(
-    card: CardData, before: dict[str, Any], language: Language, destination: Hospital | None = None
+    card: CardData,
+    before: dict[str, Any],
+    language: Language,
+    destination: Hospital | None = None,
+    corrected_at: datetime | None = None,
 ) -> dict[str, str]:
     """The values of `bot.platform.settings.TEMPLATE_FIELDS` for this alert, in the relative's language. `hospital` and
-    `helpline` are whom to call: after a transfer, the new hospital when it is one of ours."""
+    `helpline` are whom to call: after a transfer, the new hospital when it is one of ours; `corrected_at`: when the
+    relative read the message a correction takes back."""
     admission, latest = card.admission, card.latest
     to_call = destination or card.hospital
     fields = {"patient": admission.patient_name, "hospital": to_call.name, "helpline": helpline_text(to_call)}
@@ -130,4 +159,5 @@ def template_fields(
         if latest and latest.respiratory_support
         else NOTHING,
         "updated_at": language.time(latest.recorded_at, zone) if latest else NOTHING,
+        "corrected_at": language.time(corrected_at, zone) if corrected_at else NOTHING,
     }

@@ -37,10 +37,11 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot import outbox
+from bot.alerts import corrections
 from bot.alerts.channels import Alert, NotConfigured, PermanentFailure, RetryLater, Sender, TemporaryFailure
 from bot.alerts.compose import alert_kind, compose_alert, template_fields
 from bot.alerts.digest import compose_digest
-from bot.outbox import DIGEST
+from bot.outbox import CORRECTION, DIGEST
 from bot.platform import health
 from bot.platform.db import Database
 from bot.platform.i18n import Catalogues
@@ -102,6 +103,10 @@ class _Pending:
     last_id: int | None = None
     first_id: int | None = None
     first_before: dict[str, Any] = field(default_factory=dict)
+    # The first row is a correction (an update withdrawn): when it was made, and when the chat was
+    # last shown the patient before it (`corrections.last_shown`), the message it takes back.
+    withdrawn_at: datetime | None = None
+    corrected_at: datetime | None = None
 
 
 def _name_key(name: str | None) -> str:
@@ -305,6 +310,7 @@ class Dispatcher:
             # Before the cards are read: a row added after this query may tell of a change the
             # card does not show yet, so it must stay pending rather than be settled by this alert.
             pending = await self._pending(session, chat_ids, admission_ids, chunk[0].claim, now)
+            await self._corrected(session, chats, pending)
             readable = await access.readable_by_chat(
                 session, chat_ids, now, self._config.verification, admission_ids, alerting_only=True
             )
@@ -350,16 +356,17 @@ class Dispatcher:
             older_untold = waiting.first_id is not None and waiting.first_id < news[0].id
             before = waiting.first_before if older_untold else news[0].before
             destination = destinations.get(_name_key(card.admission.transferred_to))
-            reply = compose_alert(card, before, language, now, self._config.overdue_hours, destination)
-            kind = alert_kind(card)
+            corrected_at = waiting.corrected_at
+            reply = compose_alert(card, before, language, now, self._config.overdue_hours, destination, corrected_at)
+            kind = alert_kind(card, corrected_at)
         else:  # a digest says "no change": it settles nothing else that is pending
-            before = group.rows[-1].before
+            before, corrected_at = group.rows[-1].before, None
             reply = compose_digest(card, group.rows[-1], language, now, self._config.overdue_hours)
             kind, covered = DIGEST, None
         if reply is None:
             return _Result(group, Outcome.CANCELLED, covers_up_to=covered)
         alert = Alert(
-            chat.chat_key, reply, kind, language.code, template_fields(card, before, language, destination),
+            chat.chat_key, reply, kind, language.code, template_fields(card, before, language, destination, corrected_at),
             last_inbound_at=chat.last_inbound_at, template_only=any(row.template_only for row in group.rows),
         )  # fmt: skip
         channel = chat.channel
@@ -388,6 +395,7 @@ class Dispatcher:
                 col(Notification.kind),
                 col(Notification.before),
                 or_(claimed_until.is_(None), claimed_until < now, claimed_until == claim),
+                col(Notification.created_at),
             )  # fmt: skip
             .where(
                 col(Notification.chat_id).in_(chat_ids),
@@ -397,12 +405,24 @@ class Dispatcher:
             .order_by(col(Notification.id))
         )
         found: dict[tuple[int, int], _Pending] = defaultdict(_Pending)
-        for row_id, chat_id, admission_id, kind, before, free in result.all():
+        for row_id, chat_id, admission_id, kind, before, free, created_at in result.all():
             pair = found[(chat_id, admission_id)]
             pair.last_id = row_id
             if free and kind != DIGEST and pair.first_id is None:
                 pair.first_id, pair.first_before = row_id, before
+                pair.withdrawn_at = created_at if kind == CORRECTION else None
         return found
+
+    async def _corrected(
+        self, session: AsyncSession, chats: dict[int, Chat], pending: dict[tuple[int, int], _Pending]
+    ) -> None:
+        """For each alert that starts from a withdrawn update: when the chat last read it."""
+        for (chat_id, admission_id), waiting in pending.items():
+            chat = chats.get(chat_id)
+            if waiting.withdrawn_at is not None and chat is not None:
+                waiting.corrected_at = await corrections.last_shown(
+                    session, self._secret_key, chat, admission_id, waiting.withdrawn_at
+                )
 
     async def _destinations(self, session: AsyncSession, readable: dict[int, list[CardData]]) -> dict[str, Hospital]:
         """The hospitals patients were moved to, when they are ours (for their helplines), by name."""

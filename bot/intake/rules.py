@@ -570,6 +570,6 @@ async def retract_update(
         current = await queries.latest_update(session, admission.id)
         await outbox.enqueue(
             session,
-            [outbox.condition_change(admission.id, update, admission.status, current.condition if current else None)],
+            [outbox.correction(admission.id, update, admission.status, current.condition if current else None)],
         )
     return Outcome.UPDATED

@@ -112,9 +112,11 @@ class NotificationsConfig(_Section):
 
 
 # WhatsApp templates, for alerts outside the 24 hours after the relative's last message.
-ALERT_KINDS = ("update", "discharge", "transfer", "death", "digest")
+ALERT_KINDS = ("update", "discharge", "transfer", "death", "digest", "correction")
 # What a template's variables may be filled with (bot.alerts.compose.template_fields).
-TEMPLATE_FIELDS = ("patient", "hospital", "helpline", "changes", "condition", "care_area", "support", "updated_at")
+TEMPLATE_FIELDS = (
+    "patient", "hospital", "helpline", "changes", "condition", "care_area", "support", "updated_at", "corrected_at",
+)  # fmt: skip
 # A death is never told by a bot: its template names the patient and whom to call, nothing else.
 DEATH_FIELDS = ("patient", "hospital", "helpline")
 
@@ -143,6 +145,8 @@ class WhatsAppTemplates(_Section):
     transfer: dict[str, WhatsAppTemplate]
     death: dict[str, WhatsAppTemplate]
     digest: dict[str, WhatsAppTemplate]
+    # A withdrawn update the relative read: optional in config.yaml, which older installations lack.
+    correction: dict[str, WhatsAppTemplate] = Field(default_factory=dict)
 
     @field_validator("death")
     @classmethod
