@@ -253,6 +253,8 @@ async def _import(services: app.Services, args: argparse.Namespace) -> int:
         print(report.summary(), file=sys.stdout)
         for problem in report.problems:
             print(problem, file=sys.stderr)
+        for warning in report.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
         return 0 if report.ok else 1
 
     return await _with_session(services, work)

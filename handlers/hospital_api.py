@@ -8,6 +8,11 @@ The key is checked before anything else (`_KeyFirstRoute`): before the body is r
 writer's turn is taken, so a request without a valid key costs one lookup whatever it sends. A
 422 lists at most `MAX_ERRORS` errors and never quotes what was sent.
 
+A registration number may hold `/` (`SSK/2026/1001`): the routes read it with Starlette's `path`
+converter, since servers decode `%2F` before routing, so `/admissions/SSK/2026/1001/updates` and
+`/admissions/SSK%2F2026%2F1001/updates` are the same request. Each route's method and fixed tail
+(`/updates`, `/status`) keeps it apart from the others.
+
 `router` is included by `bot.app.build_web_app`, which also puts the `HospitalApiServices` the
 routes use in `app.state.hospital_api`.
 """
@@ -25,13 +30,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPBearer
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.intake import rules
 from bot.intake.hospitals import hospital_for_key
 from bot.intake.schemas import (
+    REGISTRATION_NO_MAX_LENGTH,
     REGISTRATION_NO_PATTERN,
+    REGISTRATION_NO_RULE,
     AdmissionIn,
     ConditionUpdateIn,
     FieldErrors,
@@ -49,50 +56,77 @@ RegistrationNo = Annotated[
     str,
     Path(
         pattern=REGISTRATION_NO_PATTERN,
-        description="the hospital's own registration number: letters, digits, '.', '_', '-'",
+        max_length=REGISTRATION_NO_MAX_LENGTH,
+        description=f"the hospital's own registration number: {REGISTRATION_NO_RULE}. "
+        "A '/' goes in the path as it is or as %2F: both are the same request",
+        examples=["MRB-2026-1001", "SSK/2026/1001"],
     ),
 ]
 
 UpdateId = Annotated[int, Path(ge=1, le=2**31 - 1, description="the update's `id`, as answered when it was recorded")]
 
 
+_SHOWN_TIME = "in the hospital's time zone, with its offset"
+
+
 class UpdateOut(BaseModel):
-    id: int
-    condition: str
-    care_area: str | None
-    respiratory_support: str | None
-    spo2: int | None
-    pulse: int | None
-    bp_systolic: int | None
-    bp_diastolic: int | None
-    temperature_c: float | None
-    resp_rate: int | None
-    blood_sugar: int | None
-    remarks: str | None
-    recorded_at: datetime
-    received_at: datetime
+    id: int = Field(description="the update's id: `DELETE .../updates/{id}` withdraws it")
+    condition: str = Field(description="stable, moderate or critical")
+    care_area: str | None = Field(
+        description="ward, hdu, icu or ccu (carried over from the update before when not sent)"
+    )
+    respiratory_support: str | None = Field(
+        description="none, oxygen, hfnc, niv or ventilator (carried over from the update before when not sent)"
+    )
+    spo2: int | None = Field(description="oxygen saturation, %")
+    pulse: int | None = Field(description="beats per minute")
+    bp_systolic: int | None = Field(description="mmHg")
+    bp_diastolic: int | None = Field(description="mmHg")
+    temperature_c: float | None = Field(description="°C")
+    resp_rate: int | None = Field(description="breaths per minute")
+    blood_sugar: int | None = Field(description="mg/dL")
+    remarks: str | None = Field(description="the doctor's words, as sent")
+    recorded_at: datetime = Field(description=f"when the condition was recorded, {_SHOWN_TIME}")
+    received_at: datetime = Field(description=f"when Ward Watch received it, {_SHOWN_TIME}")
 
 
 class RecordedUpdateOut(UpdateOut):
-    is_latest: bool
+    is_latest: bool = Field(
+        description="whether this is now the patient's latest update, the one relatives see; false for one "
+        "recorded before the latest, which is kept in the history only"
+    )
 
 
 class AdmissionOut(BaseModel):
-    hospital: str
-    registration_no: str
-    patient_name: str
-    age: int | None
-    sex: str | None
-    contact_mobile: str
-    alternate_mobiles: list[str]
-    ward: str | None
-    bed: str | None
-    admitted_at: datetime | None
-    status: str
-    status_at: datetime | None
-    transferred_to: str | None
-    status_remarks: str | None
-    latest_update: UpdateOut | None
+    hospital: str = Field(description="the code of the hospital whose key was used")
+    registration_no: str = Field(description="the hospital's own registration number")
+    patient_name: str = Field(description="as sent")
+    age: int | None = Field(description="in years")
+    sex: str | None = Field(description="M, F or O")
+    contact_mobile: str = Field(description="the admission mobile number, E.164 (+919830012345)")
+    alternate_mobiles: list[str] = Field(description="the other mobile numbers that may follow the patient, E.164")
+    ward: str | None = Field(description="the ward the patient lies in")
+    bed: str | None = Field(description="the bed, as the ward names it")
+    admitted_at: datetime | None = Field(description=f"when the patient was admitted, {_SHOWN_TIME}")
+    status: str = Field(description="admitted, discharged, transferred or deceased")
+    status_at: datetime | None = Field(description=f"when the status last changed, {_SHOWN_TIME}")
+    transferred_to: str | None = Field(description="where the patient went, when transferred")
+    status_remarks: str | None = Field(description="the remarks sent with the status")
+    latest_update: UpdateOut | None = Field(description="the condition relatives see; null before the first update")
+
+
+class LeftOutOut(BaseModel):
+    field: str = Field(description="which value of the body, as a 422 names it: alternate_mobiles.1")
+    value: str = Field(description="the value as it was sent")
+    reason: str = Field(description="why it was left out")
+
+
+class WrittenAdmissionOut(AdmissionOut):
+    warnings: list[LeftOutOut] = Field(
+        description="values left out of what was stored, and why: a landline among `alternate_mobiles` (it "
+        "could never receive a code by SMS) is dropped and the rest of the admission kept; empty when "
+        "everything was stored"
+    )
 
 
 def _local(value: datetime | None, zone: ZoneInfo) -> datetime | None:
@@ -212,7 +246,45 @@ class _KeyFirstRoute(APIRoute):
 
 
 class Problem(BaseModel):
-    detail: str
+    detail: str = Field(description="what went wrong, in words")
+
+
+class ErrorDetail(BaseModel):
+    type: str = Field(description="the kind of error: missing, value_error, less_than_equal, ...")
+    loc: list[str | int] = Field(description='where: ["body", "alternate_mobiles", 1], ["path", "registration_no"]')
+    msg: str = Field(description="the reason, in words; the value sent is never repeated")
+
+
+class Invalid(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "detail": [
+                        {
+                            "type": "less_than_equal",
+                            "loc": ["body", "spo2"],
+                            "msg": "Input should be less than or equal to 100",
+                        }
+                    ]
+                }
+            ]
+        }
+    )
+
+    detail: list[ErrorDetail] = Field(description=f"each problem found, at most {MAX_ERRORS}")
+
+
+def _problem(description: str, detail: str) -> dict[str, Any]:
+    """A documented answer whose body is a `Problem`, with the words it carries."""
+    return {
+        "model": Problem,
+        "description": description,
+        "content": {"application/json": {"example": {"detail": detail}}},
+    }
+
+
+_NO_ADMISSION = "no such admission"
 
 
 router = APIRouter(
@@ -223,9 +295,10 @@ router = APIRouter(
     dependencies=[Depends(_bearer)],
     responses={
         400: {"model": Problem, "description": "the body is not UTF-8 text"},
-        401: {"model": Problem, "description": _NO_KEY},
-        404: {"model": Problem, "description": "no such admission at this hospital"},
+        401: _problem("the key is missing, unknown or rotated away", _NO_KEY),
+        404: _problem("no such admission at this hospital (another hospital's answers the same)", _NO_ADMISSION),
         413: {"description": "the body is larger than the server takes (server.max_body_bytes)"},
+        422: {"model": Invalid, "description": "the path or the body is refused: each field and why"},
     },
 )
 
@@ -263,7 +336,7 @@ def _actor(hospital: Hospital) -> str:
 async def _admission_or_404(session: AsyncSession, hospital: Hospital, registration_no: str) -> Admission:
     admission = await queries.find_admission(session, hospital, registration_no)
     if admission is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such admission")
+        raise HTTPException(status.HTTP_404_NOT_FOUND, _NO_ADMISSION)
     add_to_log_context(admission_id=admission.id)
     return admission
 
@@ -277,7 +350,7 @@ async def _commit(
     try:
         return await rules.commit_one(session, hospital, registration_no, change, _actor(hospital), SOURCE)
     except rules.NoSuchAdmission:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such admission") from None
+        raise HTTPException(status.HTTP_404_NOT_FOUND, _NO_ADMISSION) from None
     except rules.AdmissionClosed as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
 
@@ -298,12 +371,12 @@ _UPDATE_LINKS = {
 
 
 @router.put(
-    "/admissions/{registration_no}",
+    "/admissions/{registration_no:path}",
     operation_id="put_admission",
-    response_model=AdmissionOut,
+    response_model=WrittenAdmissionOut,
     responses={
         200: {"description": "updated, or unchanged", "links": _ADMISSION_LINKS},
-        201: {"model": AdmissionOut, "description": "created", "links": _ADMISSION_LINKS},
+        201: {"model": WrittenAdmissionOut, "description": "created", "links": _ADMISSION_LINKS},
     },
 )
 async def put_admission(
@@ -317,11 +390,13 @@ async def put_admission(
         return field_errors_response(errors)
     applied = await _commit(session, hospital, registration_no, data)
     response.status_code = 201 if applied.outcome == rules.Outcome.CREATED else 200
-    return await _admission_out(session, hospital, applied.admission)
+    written = await _admission_out(session, hospital, applied.admission)
+    warnings = [LeftOutOut(field=left.field, value=left.value, reason=left.reason) for left in data.left_out]
+    return WrittenAdmissionOut(**written.model_dump(), warnings=warnings)
 
 
 @router.post(
-    "/admissions/{registration_no}/updates",
+    "/admissions/{registration_no:path}/updates",
     operation_id="post_update",
     status_code=201,
     response_model=RecordedUpdateOut,
@@ -332,7 +407,10 @@ async def put_admission(
             "links": _UPDATE_LINKS,
         },
         201: {"description": "recorded", "links": _UPDATE_LINKS},
-        409: {"model": Problem, "description": "the patient is no longer admitted"},
+        409: _problem(
+            "the patient is no longer admitted: record status admitted first",
+            "the admission is discharged; set status admitted first to add updates",
+        ),
     },
 )
 async def post_update(
@@ -353,7 +431,7 @@ async def post_update(
 
 
 @router.post(
-    "/admissions/{registration_no}/status",
+    "/admissions/{registration_no:path}/status",
     operation_id="post_status",
     response_model=AdmissionOut,
     responses={200: {"description": "recorded, or unchanged", "links": _ADMISSION_LINKS}},
@@ -371,10 +449,12 @@ async def post_status(
 
 
 @router.delete(
-    "/admissions/{registration_no}/updates/{update_id}",
+    "/admissions/{registration_no:path}/updates/{update_id}",
     operation_id="delete_update",
     response_model=AdmissionOut,
-    responses={404: {"model": Problem, "description": "no such admission, or no such update of this admission"}},
+    responses={
+        404: _problem("no such admission, or no such update of this admission", "no such update of this admission")
+    },
 )
 async def delete_update(
     registration_no: RegistrationNo, update_id: UpdateId, session: Session, hospital: CurrentHospital,
@@ -396,7 +476,7 @@ async def delete_update(
     return await _admission_out(session, hospital, admission)
 
 
-@router.get("/admissions/{registration_no}", operation_id="get_admission", response_model=AdmissionOut)
+@router.get("/admissions/{registration_no:path}", operation_id="get_admission", response_model=AdmissionOut)
 async def get_admission(registration_no: RegistrationNo, session: Session, hospital: CurrentHospital):
     """The admission with its latest condition update."""
     admission = await _admission_or_404(session, hospital, registration_no)

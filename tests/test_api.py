@@ -4,9 +4,11 @@ and what is (or is not) stored. Runs on SQLite, and on PostgreSQL when TEST_DATA
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import json
 import re
+import socket
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -14,6 +16,7 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
+import uvicorn
 from sqlalchemy import event, func
 from sqlalchemy import select as sa_select
 from sqlmodel import SQLModel, col, select
@@ -200,8 +203,9 @@ async def test_put_creates_the_admission(mrb, services):
         "transferred_to": None,
         "status_remarks": None,
         "latest_update": None,
+        "warnings": [],
     }
-    assert (await mrb.get()).json() == response.json()
+    assert {**(await mrb.get()).json(), "warnings": []} == response.json()
     assert (await row_counts(services))["admission"] == 1
 
 
@@ -249,7 +253,7 @@ async def test_put_with_changed_fields_updates_them(mrb, services):
 
     assert response.status_code == 200, response.text
     shown = (await mrb.get()).json()
-    assert shown == response.json()
+    assert {**shown, "warnings": []} == response.json()
     assert (shown["ward"], shown["bed"], shown["alternate_mobiles"]) == ("HDU 1", "H-3", ["+917003011111"])
     assert shown["patient_name"] == "Ratan Das"
     (after,) = await rows(services, Admission)
@@ -304,7 +308,7 @@ async def test_alternate_mobiles_are_normalised_and_deduplicated(mrb):
     assert response.json()["alternate_mobiles"] == ["+919433055555", "+917003011111"]
 
 
-@pytest.mark.parametrize("reg", ["A", "IPD.2024_0001-B", "r-7", "9" * 64])
+@pytest.mark.parametrize("reg", ["A", "IPD.2024_0001-B", "r-7", "9" * 64, "SSK/2026/1001", "S/" * 31 + "12"])
 async def test_registration_numbers_the_pattern_allows_are_accepted(mrb, reg):
     assert (await mrb.put(reg=reg)).status_code == 201
     assert (await mrb.get(reg=reg)).json()["registration_no"] == reg
@@ -377,7 +381,7 @@ BAD_INPUT = [
     ("put", {"contact_mobile": "+1 415 555 2671"}, ("contact_mobile",), "not a number of region IN"),
     ("put", {"contact_mobile": 9830012345}, ("contact_mobile",), "valid string"),
     ("put", {"contact_mobile": OMIT}, ("contact_mobile",), "field required"),
-    ("put", {"alternate_mobiles": ["9433055555", "033 2473 2222"]}, ("alternate_mobiles", 1), "landline"),
+    ("put", {"alternate_mobiles": ["9433055555", "ring the ward"]}, ("alternate_mobiles", 1), "not a phone number"),
     ("put", {"alternate_mobiles": [f"94330 5555{i}" for i in range(6)]}, ("alternate_mobiles",), "at most 5"),
     ("put", {"patient_name": OMIT}, ("patient_name",), "field required"),
     ("put", {"patient_name": "   "}, ("patient_name",), "at least 1 character"),
@@ -532,12 +536,28 @@ async def test_nan_and_infinity_are_refused_like_any_bad_value(admitted, service
 
 
 @pytest.mark.parametrize("endpoint", ["put", "update", "status", "get"])
-@pytest.mark.parametrize("reg", ["R 1", "-R1", ".R1", "R;1", "R१", "R" * 65])
-async def test_a_bad_registration_number_in_the_path_is_refused(admitted, services, endpoint, reg):
+@pytest.mark.parametrize(
+    "reg, reason",
+    [
+        ("R 1", "should match pattern"),
+        ("-R1", "should match pattern"),
+        (".R1", "should match pattern"),
+        ("R;1", "should match pattern"),
+        ("R१", "should match pattern"),
+        ("R" * 65, "at most 64 characters"),
+        ("SSK/", "should match pattern"),
+        ("SSK//1", "should match pattern"),
+        ("SSK%2F%2F1", "should match pattern"),
+        ("SSK%2F..%2F1", "should match pattern"),
+        ("SSK/-1", "should match pattern"),
+        ("S/" * 32 + "1", "at most 64 characters"),
+    ],
+)
+async def test_a_bad_registration_number_in_the_path_is_refused(admitted, services, endpoint, reg, reason):
     async with writes_nothing(services, admitted):
         response = await admitted.send(endpoint, reg=reg)
 
-    assert_422(response, ("path", "registration_no"), "should match pattern")
+    assert_422(response, ("path", "registration_no"), reason)
 
 
 # --- keys --------------------------------------------------------------------------------------
@@ -1177,3 +1197,256 @@ async def test_the_interactive_documentation_loads_nothing_from_elsewhere(client
         assert kind.split(";")[0] in ("text/javascript", "application/javascript", "text/css", "image/png",
                                       "application/json"), (address, kind)  # fmt: skip
     assert (await client.get("/redoc")).status_code == 404  # ReDoc would load its script from a CDN
+
+
+# --- registration numbers with '/' ---------------------------------------------------------------
+
+SLASHED = "SSK/2026/1001"
+
+
+async def follow_one_admission_through(http: httpx.AsyncClient, key: str, encoded: str, raw: str) -> list:
+    """PUT, POST an update, POST a status and DELETE the update, each addressing the admission
+    either with its '/' as they are (`raw`) or as %2F (`encoded`); each answer's status and the
+    registration number it names."""
+    headers = auth(key)
+    base = "/api/v1/admissions/"
+    put = await http.put(base + raw, json=ADMISSION, headers=headers)
+    update = await http.post(base + encoded + "/updates", json=UPDATE, headers=headers)
+    read = await http.get(base + encoded, headers=headers)
+    withdrawn = await http.delete(f"{base}{raw}/updates/{update.json()['id']}", headers=headers)
+    status = await http.post(base + encoded + "/status", json=DISCHARGE, headers=headers)
+    return [
+        (put.status_code, put.json()["registration_no"]),
+        (update.status_code, update.json()["condition"]),
+        (read.status_code, read.json()["registration_no"], read.json()["latest_update"]["id"]),
+        (withdrawn.status_code, withdrawn.json()["latest_update"]),
+        (status.status_code, status.json()["status"]),
+    ]
+
+
+EXPECTED_ROUND = [(201, SLASHED), (201, "critical"), (200, SLASHED, VALID), (200, None), (200, "discharged")]
+
+
+def _matches(answers: list, expected: list) -> bool:
+    return all(
+        len(got) == len(want) and all(w is VALID or g == w for g, w in zip(got, want, strict=True))
+        for got, want in zip(answers, expected, strict=True)
+    )
+
+
+async def test_a_registration_number_with_slashes_works_in_every_path_as_it_is_or_encoded(client, keys, services):
+    answers = await follow_one_admission_through(client, keys["MRB"], "SSK%2F2026%2F1001", SLASHED)
+
+    assert _matches(answers, EXPECTED_ROUND), answers
+    async with services.database.session() as session:
+        stored = (await session.exec(select(Admission.registration_no))).all()
+    assert stored == [SLASHED]
+
+
+@asynccontextmanager
+async def served(services: Services):
+    """The web app under a real uvicorn on a free loopback port: uvicorn, not httpx, decodes the path."""
+
+    class Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self):  # the test runner owns the signals
+            yield
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    host, port = sock.getsockname()
+    server = Server(uvicorn.Config(build_web_app(services), log_level="warning", lifespan="off"))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started:
+        assert not task.done(), task.result()
+        await asyncio.sleep(0.01)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://{host}:{port}") as http:
+            yield http
+    finally:
+        server.should_exit = True
+        await task
+        sock.close()
+
+
+async def test_a_registration_number_with_slashes_works_through_a_real_server(keys, services):
+    async with served(services) as http:
+        answers = await follow_one_admission_through(http, keys["MRB"], "SSK%2F2026%2F1001", SLASHED)
+        unknown = await http.get("/api/v1/admissions/SSK%2F2026%2F1002", headers=auth(keys["MRB"]))
+        climbing = await http.get("/api/v1/admissions/SSK%2F..%2F1001", headers=auth(keys["MRB"]))
+
+    assert _matches(answers, EXPECTED_ROUND), answers
+    assert (unknown.status_code, unknown.json()) == (404, {"detail": "no such admission"})
+    assert climbing.status_code == 422 and climbing.json()["detail"][0]["loc"] == ["path", "registration_no"]
+
+
+# --- values as people type them --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("written", ["93%", "93 %", " 93% "])
+async def test_spo2_with_a_percent_sign_is_read_as_the_number(admitted, written):
+    response = await admitted.update(body(UPDATE, spo2=written, recorded_at=OMIT))
+
+    assert response.status_code == 201, response.text
+    assert response.json()["spo2"] == 93
+    assert (await admitted.get()).json()["latest_update"]["spo2"] == 93
+
+
+@pytest.mark.parametrize(("fahrenheit", "celsius"), [(98.6, "37.0"), ("101.3", "38.5"), (86, "30.0"), (113, "45.0")])
+async def test_a_temperature_in_fahrenheit_is_refused_with_its_celsius_value(admitted, services, fahrenheit, celsius):
+    async with writes_nothing(services, admitted):
+        response = await admitted.update(body(UPDATE, temperature_c=fahrenheit, recorded_at=OMIT))
+
+    shown = float(fahrenheit)
+    assert_422(response, ("body", "temperature_c"), f"{shown:g} looks like °F; temperature_c is in °C")
+    assert_422(response, ("body", "temperature_c"), f"{shown:g} °F is {celsius} °C")
+
+
+async def test_a_landline_among_the_alternate_numbers_is_left_out_and_the_answer_says_so(mrb):
+    sent = body(ADMISSION, alternate_mobiles=["94330 55555", "033 2473 2222"])
+
+    response = await mrb.put(sent)
+
+    assert response.status_code == 201, response.text
+    assert response.json()["alternate_mobiles"] == ["+919433055555"]
+    assert response.json()["warnings"] == [
+        {
+            "field": "alternate_mobiles.1",
+            "value": "033 2473 2222",
+            "reason": "a landline, not a mobile number; left out",
+        }
+    ]
+    assert (await mrb.get()).json()["alternate_mobiles"] == ["+919433055555"]
+    again = await mrb.put(sent)  # the same body again: unchanged, and the same warning
+    assert again.status_code == 200 and again.json()["warnings"] == response.json()["warnings"]
+
+
+# --- day-first times, as the CSV takes them --------------------------------------------------------
+
+
+async def test_times_written_day_first_are_read_as_the_csv_reads_them(mrb):
+    assert (await mrb.put(body(ADMISSION, admitted_at="01/07/2024 10:00"))).json()["admitted_at"] == (
+        "2024-07-01T10:00:00+05:30"
+    )
+    recorded = await mrb.update(body(UPDATE, recorded_at="02-07-2024 08:00:30"))
+    assert recorded.status_code == 201, recorded.text
+    assert recorded.json()["recorded_at"] == "2024-07-02T08:00:30+05:30"
+    iso = await mrb.update(body(UPDATE, spo2=95, recorded_at="2024-07-02T09:00:00+05:30"))
+    assert iso.json()["recorded_at"] == "2024-07-02T09:00:00+05:30"
+    status = await mrb.status({"status": "discharged", "at": "5/7/2024"})
+    assert status.json()["status_at"] == "2024-07-05T00:00:00+05:30"
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "field", "written", "reason"),
+    [
+        ("put", "admitted_at", "31/02/2024 10:00", "31/02/2024 10:00 is not a date (day/month/year)"),
+        ("update", "recorded_at", "02/07/2024 8am", "valid datetime"),
+        ("status", "at", "1/1/1999", "before 2000-01-01"),
+        (
+            "update",
+            "recorded_at",
+            TOMORROW[8:10] + "/" + TOMORROW[5:7] + "/" + TOMORROW[:4] + " 23:59",
+            "in the future",
+        ),
+    ],
+)
+async def test_day_first_times_are_checked_as_iso_ones(admitted, services, endpoint, field, written, reason):
+    _, _, valid = ENDPOINTS[endpoint]
+    async with writes_nothing(services, admitted):
+        response = await admitted.send(endpoint, body(valid, **{field: written}))
+
+    assert_422(response, ("body", field), reason)
+
+
+# --- the OpenAPI document an integrator reads ------------------------------------------------------
+
+
+def _document(services: Services) -> dict[str, Any]:
+    return build_web_app(services).openapi()
+
+
+def _operations(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {
+        operation["operationId"]: operation
+        for path, item in document["paths"].items()
+        if path.startswith("/api/")
+        for operation in item.values()
+    }
+
+
+def _schema(document: dict[str, Any], reference: dict[str, Any]) -> dict[str, Any]:
+    return document["components"]["schemas"][reference["$ref"].rsplit("/", 1)[1]]
+
+
+def test_every_request_body_has_an_example(services):
+    document = _document(services)
+    bodies = {
+        name: _schema(document, operation["requestBody"]["content"]["application/json"]["schema"])
+        for name, operation in _operations(document).items()
+        if "requestBody" in operation
+    }
+
+    assert set(bodies) == {"put_admission", "post_update", "post_status"}
+    for name, schema in bodies.items():
+        assert schema.get("examples"), name
+
+
+def test_every_field_of_every_schema_is_described(services):
+    document = _document(services)
+    undescribed = [
+        f"{name}.{field}"
+        for name, schema in document["components"]["schemas"].items()
+        for field, definition in schema.get("properties", {}).items()
+        if not definition.get("description")
+    ]
+
+    assert undescribed == []
+    for field in ("ward", "bed"):
+        assert document["components"]["schemas"]["AdmissionIn"]["properties"][field]["description"]
+    assert document["components"]["schemas"]["ConditionUpdateIn"]["properties"]["remarks"]["description"]
+    assert "latest" in document["components"]["schemas"]["RecordedUpdateOut"]["properties"]["is_latest"]["description"]
+
+
+def test_401_404_and_409_are_documented_with_their_bodies_where_they_can_happen(services):
+    operations = _operations(_document(services))
+    expected_bodies = {
+        "401": {"detail": "missing or invalid API key"},
+        "404": {"detail": "no such admission"},
+        "409": {"detail": "the admission is discharged; set status admitted first to add updates"},
+    }
+
+    for name, operation in operations.items():
+        answers = operation["responses"]
+        codes = {"401", "404", "409"} if name == "post_update" else {"401", "404"}
+        assert codes <= set(answers), name
+        for code in codes:
+            content = answers[code]["content"]["application/json"]
+            assert content["schema"] == {"$ref": "#/components/schemas/Problem"}, (name, code)
+            if name != "delete_update" or code != "404":
+                assert content["example"] == expected_bodies[code], (name, code)
+    assert "409" not in operations["put_admission"]["responses"]
+    assert "409" not in operations["post_status"]["responses"]
+
+
+async def test_the_documented_examples_are_accepted(client, keys, services):
+    document = _document(services)
+    operations = _operations(document)
+    examples = {
+        name: _schema(document, operations[name]["requestBody"]["content"]["application/json"]["schema"])["examples"][0]
+        for name in ("put_admission", "post_update", "post_status")
+    }
+    headers = auth(keys["MRB"])
+    base = f"/api/v1/admissions/{SLASHED}"
+
+    put = await client.put(base, json=examples["put_admission"], headers=headers)
+    update = await client.post(base + "/updates", json=examples["post_update"], headers=headers)
+    status = await client.post(base + "/status", json=examples["post_status"], headers=headers)
+    after = await client.post(base + "/updates", json=examples["post_update"], headers=headers)
+
+    assert (put.status_code, update.status_code, status.status_code) == (201, 201, 200), (put.text, update.text)
+    assert put.json()["registration_no"] == "SSK/2026/1001"
+    assert update.json()["spo2"] == 91 and update.json()["is_latest"] is True
+    assert status.json()["transferred_to"] == "SSKM Hospital, Kolkata"
+    # The same update again is a repeat (200) even now that the patient has left.
+    assert after.status_code == 200, after.text

@@ -161,23 +161,26 @@ async def test_bom_crlf_and_bengali(services, keys, client, fixed_clock):
 
 # --- bad rows ---------------------------------------------------------------------------------
 
-BAD_ROWS = {  # line: what the problem must say
-    3: ["contact_mobile: a landline, not a mobile number"],
-    4: ["contact_mobile: not a valid number"],
-    5: ["contact_mobile: not a phone number"],
-    6: ["patient_name: is required"],
-    7: ["condition: must be", "'stable'", '"serious"'],
-    8: ['spo2: must be at most 100, not "130"'],
-    9: ["bp_diastolic", "must be below bp_systolic"],
-    10: ["recorded_at: is in the future"],
-    11: ["admitted_at:", '"yesterday"', "27/11/2026 09:30"],
-    12: ["registration_no: G-1 is already on line 2"],
-    13: ["to_hospital", "required when status is transferred"],
-    14: ["registration_no:", '"B 14/X" is not a registration number'],
-    17: ["alternate_mobiles, number 2: a landline, not a mobile number"],
-    18: ["admitted_at:", '"31/02/2026" is not a date'],
-    19: ["registration_no: is required"],
+BAD_ROWS = {  # line: how the row is named, then what the problem must say
+    3: ["line 3 (B-LANDLINE, Bina Roy): ", "contact_mobile: a landline, not a mobile number"],
+    4: ["line 4 (B-SHORT, Chandan Pal): ", "contact_mobile: not a valid number"],
+    5: ["line 5 (B-GARBLED, Dipa Saha): ", "contact_mobile: not a phone number"],
+    6: ["line 6 (B-NONAME): ", "patient_name: is required"],
+    7: ["line 7 (B-ENUM, Esha Bose): ", "condition: must be", "'stable'", '"serious"'],
+    8: ["line 8 (B-SPO2, Farid Ali): ", 'spo2: must be at most 100, not "130"'],
+    9: ["line 9 (B-BP, Gita Nath): ", "bp_diastolic", "must be below bp_systolic"],
+    10: ["line 10 (B-FUTURE, Hari Dey): ", "recorded_at: is in the future"],
+    11: ["line 11 (B-DATE, Indu Jana): ", "admitted_at:", '"yesterday"', "27/11/2026 09:30"],
+    12: ["line 12 (G-1, Ratan Das again): ", "registration_no: G-1 is already on line 2"],
+    13: ["line 13 (B-TRANSFER, Jaya Kar): ", "to_hospital", "required when status is transferred"],
+    14: ["line 14 (B 14/X, Kamal Sen): ", "registration_no:", '"B 14/X" is not a registration number'],
+    18: ["line 18 (B-FEB, Mohan Roy): ", "admitted_at:", '"31/02/2026" is not a date'],
+    19: ["line 19 (Nita Paul): ", "registration_no: is required"],
 }
+# Line 17 gives a landline among its alternate numbers: the row is kept, without that number.
+WARNINGS = [
+    'line 17 (B-ALT, Lata Das): alternate_mobiles, number 2: "033 2241 4901" is a landline, not a mobile number; left out'
+]
 
 
 async def test_each_bad_row_is_reported_with_its_line_and_the_good_rows_are_kept(services, keys, client, fixed_clock):
@@ -186,14 +189,16 @@ async def test_each_bad_row_is_reported_with_its_line_and_the_good_rows_are_kept
     assert not report.ok
     assert report.rows == 17  # the blank line 15 is not a row
     assert report.rows_rejected == len(BAD_ROWS)
-    assert report.admissions_created == 2 and report.updates_recorded == 2
-    by_line = {int(p.split(":")[0].removeprefix("line ")): p for p in report.problems}
+    assert report.admissions_created == 3 and report.updates_recorded == 2
+    by_line = {int(p.split()[1]): p for p in report.problems}
     assert len(by_line) == len(report.problems), "one problem line per rejected row"
     assert set(by_line) == set(BAD_ROWS)
-    for line, expected in BAD_ROWS.items():
+    for line, (named, *expected) in BAD_ROWS.items():
+        assert by_line[line].startswith(named), (line, by_line[line])
         for words in expected:
             assert words in by_line[line], (line, by_line[line])
-    assert "15 rows rejected" in report.summary()
+    assert "14 rows rejected" in report.summary()
+    assert report.warnings == WARNINGS
 
     g1 = (await get(client, keys, "G-1")).json()
     assert g1["patient_name"] == "Ratan Das"  # line 12, its duplicate, changed nothing
@@ -203,7 +208,8 @@ async def test_each_bad_row_is_reported_with_its_line_and_the_good_rows_are_kept
 
     async with services.database.session() as session:
         stored = set((await session.exec(select(Admission.registration_no))).all())
-    assert stored == {"G-1", "G-2"}
+    assert stored == {"G-1", "G-2", "B-ALT"}
+    assert (await get(client, keys, "B-ALT")).json()["alternate_mobiles"] == ["+919000021027"]
 
 
 async def test_a_row_is_all_or_nothing(services, keys, client, fixed_clock, tmp_path):
@@ -216,7 +222,7 @@ async def test_a_row_is_all_or_nothing(services, keys, client, fixed_clock, tmp_
     second = write(tmp_path, header + "A-1,Ratan Das,090000 21001,ICU,critical,27/11/2026 10:00,\n", name="second.csv")
     report = await run_import(services, second)
     assert report.problems == [
-        "line 2: condition: the admission is discharged; set status admitted first to add updates"
+        "line 2 (A-1, Ratan Das): condition: the admission is discharged; set status admitted first to add updates"
     ]
     assert report.rows_rejected == 1 and report.admissions_updated == 0
     assert await snapshot(services) == before  # not even the ward changed
@@ -249,7 +255,7 @@ async def test_more_bad_rows(services, keys, fixed_clock, tmp_path, row, expecte
     path = write(tmp_path, f"{header}{row}\n")
     report = await run_import(services, path)
     assert report.rows_rejected == 1 and len(report.problems) == 1
-    assert report.problems[0].startswith("line 2: ")
+    assert report.problems[0].startswith("line 2 (X-1, Ratan Das): ")
     assert expected in report.problems[0]
     assert (await counts(services))["admission"] == 0
 
@@ -273,12 +279,12 @@ async def test_a_character_that_cannot_be_stored_rejects_its_row_only(services, 
 
     assert (report.admissions_created, report.rows_rejected) == (2, 6)
     assert report.problems == [
-        "line 3: patient_name: contains a control character (U+0000)",
-        "line 4: ward: contains a control character (U+0000)",
-        "line 5: remarks: contains a control character (U+0000)",
-        "line 6: to_hospital: contains a control character (U+0000)",
-        'line 7: spo2: must be a whole number, not "9\\u00007"',
-        "line 9: patient_name: contains a control character (U+001B)",
+        "line 3 (C-2, Mitali\\u0000Ghosh): patient_name: contains a control character (U+0000)",
+        "line 4 (C-3, Sumita Mondal): ward: contains a control character (U+0000)",
+        "line 5 (C-4, Anil Roy): remarks: contains a control character (U+0000)",
+        "line 6 (C-5, Rina Paul): to_hospital: contains a control character (U+0000)",
+        'line 7 (C-6, Gopal Sen): spo2: must be a whole number, not "9\\u00007"',
+        "line 9 (C-8, Tuhin\\u001bDas): patient_name: contains a control character (U+001B)",
     ]
     assert (await get(client, keys, "C-1")).json()["latest_update"]["remarks"] == "fine"
     assert (await get(client, keys, "C-7")).json()["latest_update"]["remarks"] == "two lines,\r\n\tindented"
@@ -293,7 +299,7 @@ async def test_times_before_2000_are_refused_as_by_the_api(services, keys, fixed
 
     report = await run_import(services, path)
 
-    assert report.problems == [f"line 2: {column}: {TOO_EARLY}"]
+    assert report.problems == [f"line 2 (T-1, Ratan Das): {column}: {TOO_EARLY}"]
     assert report.rows_rejected == 1
 
 
@@ -306,7 +312,7 @@ async def test_line_numbers_count_rows_as_a_spreadsheet_does(services, keys, fix
         "L-2,Mitali Ghosh,033 2473 2222,stable,\r\n",
     )
     report = await run_import(services, path)
-    assert report.problems == ["line 3: contact_mobile: a landline, not a mobile number"]
+    assert report.problems == ["line 3 (L-2, Mitali Ghosh): contact_mobile: a landline, not a mobile number"]
 
 
 async def test_header_names_ignore_case_and_spaces_and_columns_may_come_in_any_order(
@@ -447,7 +453,7 @@ async def test_the_same_registration_number_at_another_hospital_is_another_patie
 async def test_dry_run_reports_and_changes_nothing(services, keys, fixed_clock):
     before = await snapshot(services)
     report = await run_import(services, FIXTURES / "bad_rows.csv", dry_run=True)
-    assert (report.admissions_created, report.updates_recorded, report.rows_rejected) == (2, 2, len(BAD_ROWS))
+    assert (report.admissions_created, report.updates_recorded, report.rows_rejected) == (3, 2, len(BAD_ROWS))
     assert "dry run: nothing was saved" in report.summary()
     assert await snapshot(services) == before
 
@@ -515,7 +521,7 @@ def test_command_exit_codes(services, keys, cli_env, tmp_path, capsys):
     assert cli.main(["import", str(bad), "--hospital", "MRB"]) == 1
     out = capsys.readouterr()
     assert "1 row rejected" in out.out
-    assert "line 3: contact_mobile: a landline, not a mobile number" in out.err
+    assert "line 3 (C-3, Amal Biswas): contact_mobile: a landline, not a mobile number" in out.err
 
     assert cli.main(["import", str(good), "--hospital", "NOPE"]) == 1
     assert "no hospital with code NOPE" in capsys.readouterr().err
@@ -533,4 +539,74 @@ async def test_columns_without_a_name(services, keys, fixed_clock, tmp_path):
     )
     report = await run_import(services, path)
     assert report.admissions_created == 2
-    assert report.problems == ["line 3: a value in column E, which has no name on line 1"]
+    assert report.problems == ["line 3 (U-2, Mitali Ghosh): a value in column E, which has no name on line 1"]
+
+
+# --- what a clerk types -----------------------------------------------------------------------
+
+
+async def test_registration_numbers_with_slashes_and_spo2_with_a_percent_sign(
+    services, keys, client, fixed_clock, tmp_path
+):
+    path = write(
+        tmp_path,
+        "registration_no,patient_name,contact_mobile,condition,spo2\n"
+        "SSK/2026/1001,Ratan Das,090000 21001,critical,93%\n"
+        "SSK/2026/1002,Mitali Ghosh,090000 21002,stable,97 %\n"
+        "SSK//1003,Amal Biswas,090000 21003,stable,98\n"
+        "SSK/2026/,Rina Paul,090000 21004,stable,98\n",
+    )
+
+    report = await run_import(services, path)
+
+    assert report.admissions_created == 2
+    rule = (
+        "letters, digits, '.', '_' and '-', up to 64, starting with a letter or digit; "
+        "'/' between parts, each starting with a letter or digit (SSK/2026/1001)"
+    )
+    assert report.problems == [
+        f'line 4 (SSK//1003, Amal Biswas): registration_no: "SSK//1003" is not a registration number ({rule})',
+        f'line 5 (SSK/2026/, Rina Paul): registration_no: "SSK/2026/" is not a registration number ({rule})',
+    ]
+    first = (await get(client, keys, "SSK%2F2026%2F1001")).json()
+    assert (first["registration_no"], first["latest_update"]["spo2"]) == ("SSK/2026/1001", 93)
+    assert (await get(client, keys, "SSK/2026/1002")).json()["latest_update"]["spo2"] == 97
+
+
+async def test_a_temperature_in_fahrenheit_is_refused_with_its_celsius_value(services, keys, fixed_clock, tmp_path):
+    path = write(
+        tmp_path,
+        "registration_no,patient_name,contact_mobile,condition,temperature_c\n"
+        "F-1,Ratan Das,090000 21001,stable,98.6\n"
+        "F-2,Mitali Ghosh,090000 21002,stable,37.2\n"
+        "F-3,Amal Biswas,090000 21003,stable,120\n",
+    )
+
+    report = await run_import(services, path)
+
+    assert report.problems == [
+        "line 2 (F-1, Ratan Das): temperature_c: 98.6 looks like °F; temperature_c is in °C: 98.6 °F is 37.0 °C",
+        'line 4 (F-3, Amal Biswas): temperature_c: must be at most 45.0, not "120"',
+    ]
+    assert report.admissions_created == 1
+
+
+def test_a_landline_among_the_alternate_numbers_is_a_warning_and_the_row_is_kept(
+    services, keys, cli_env, tmp_path, capsys
+):
+    path = write(
+        tmp_path,
+        "registration_no,patient_name,contact_mobile,alternate_mobiles,condition\n"
+        "W-1,Ratan Das,090000 21001,033 2473 2222; 90000 21011,stable\n"
+        "W-2,Mitali Ghosh,033 2241 4901,,stable\n",
+    )
+
+    assert cli.main(["import", str(path), "--hospital", "MRB"]) == 1
+
+    out = capsys.readouterr()
+    assert "1 admission created" in out.out and "1 row rejected" in out.out
+    assert out.err.splitlines() == [
+        "line 3 (W-2, Mitali Ghosh): contact_mobile: a landline, not a mobile number",
+        'warning: line 2 (W-1, Ratan Das): alternate_mobiles, number 1: "033 2473 2222" is a landline, '
+        "not a mobile number; left out",
+    ]

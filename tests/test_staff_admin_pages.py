@@ -299,11 +299,15 @@ async def test_an_upload_is_previewed_row_by_row_and_saves_nothing_until_applied
     preview = await upload(admin, GOOD_AND_BAD)
     assert preview.status_code == 200
     text = plain(preview)
-    # Problems first, each with its line, registration number and the import's reasons.
-    assert text.index("3 R-2 contact_mobile") < text.index("4 R-3 spo2") < text.index("2 R-1 new admission")
-    assert '4 R-3 spo2: must be at most 100, not "101"' in text
-    assert "2 R-1 new admission, condition recorded" in text
-    assert "5 R-4 details unchanged, condition recorded" in text
+    # Problems first, each with its line, registration number, patient's name and the import's reasons.
+    assert (
+        text.index("3 R-2 Mina Das contact_mobile")
+        < text.index("4 R-3 Asha Roy spo2")
+        < text.index("2 R-1 Ratan Das new admission")
+    )
+    assert '4 R-3 Asha Roy spo2: must be at most 100, not "101"' in text
+    assert "2 R-1 Ratan Das new admission, condition recorded" in text
+    assert "5 R-4 Karim Sk details unchanged, condition recorded" in text
     assert "Rows rejected 2" in text
     assert await rows(world, Admission, Admission.registration_no == "R-1") == []
     assert await rows(world, ConditionUpdate) == []

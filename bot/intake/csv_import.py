@@ -10,10 +10,10 @@ breaks in double quotes. Names may be in any script (Bengali, Hindi, English).
 
 | column | what it holds |
 | --- | --- |
-| `registration_no` * | the hospital's registration number: letters, digits, `.`, `_`, `-`, up to 64, starting with a letter or digit |
+| `registration_no` * | the hospital's registration number: letters, digits, `.`, `_`, `-`, up to 64, starting with a letter or digit; `/` between parts (`SSK/2026/1001`), each part starting with a letter or digit |
 | `patient_name` * | up to 200 characters |
 | `contact_mobile` * | the admission mobile number, in any common Indian format (`098300 12345`, `+91-98300-12345`, Bengali digits) |
-| `alternate_mobiles` | up to 5 more mobile numbers, separated by `;` |
+| `alternate_mobiles` | up to 5 more mobile numbers, separated by `;`; a landline among them is left out with a warning, and the row is kept |
 | `age` | 0–130 |
 | `sex` | `M`, `F`, `O` (or `male`, `female`, `other`) |
 | `ward`, `bed` | where the patient lies |
@@ -21,7 +21,7 @@ breaks in double quotes. Names may be in any script (Bengali, Hindi, English).
 | `condition` | `stable`, `moderate` or `critical`; blank: the row changes the admission only, and every other condition column must be blank too |
 | `care_area` | `ward`, `hdu`, `icu`, `ccu`; blank: as before |
 | `respiratory_support` | `none`, `oxygen`, `hfnc`, `niv`, `ventilator`; blank: as before |
-| `spo2`, `pulse`, `bp_systolic`, `bp_diastolic`, `temperature_c`, `resp_rate`, `blood_sugar` | vitals, in the API's units and ranges: SpO2 0–100 %, pulse 20–250/min, systolic 50–260 and diastolic 20–180 mmHg (diastolic below systolic), 30–45 °C, 4–80 breaths/min, blood sugar 20–800 mg/dL |
+| `spo2`, `pulse`, `bp_systolic`, `bp_diastolic`, `temperature_c`, `resp_rate`, `blood_sugar` | vitals, in the API's units and ranges: SpO2 0–100 % (`93` or `93%`), pulse 20–250/min, systolic 50–260 and diastolic 20–180 mmHg (diastolic below systolic), 30–45 °C (86–113 is refused as °F, the reason giving the °C value), 4–80 breaths/min, blood sugar 20–800 mg/dL |
 | `remarks` | about the condition, up to 1000 characters |
 | `recorded_at` | when the condition was recorded; blank: the time of the import |
 | `status` | `admitted`, `discharged`, `transferred` or `deceased`; blank: as it is |
@@ -51,7 +51,10 @@ are imported); tab and line breaks are allowed in `remarks` only.
   `recorded_at`, a repeat of a stored update is recognised. A status equal to the current one
   changes nothing. Importing the same file twice therefore changes nothing the second time.
 - A row is all or nothing. A bad row is reported with its line (the header is line 1, as in the
-  spreadsheet) and every reason found, and skipped; the good rows are kept. A registration number
+  spreadsheet), its registration number and patient's name as the row gives them, and every
+  reason found, and skipped; the good rows are kept:
+  `line 3 (B-1, Bina Roy): contact_mobile: a landline, not a mobile number`. A warning (a number
+  left out) names its row the same way; the row is kept. A registration number
   that appears on two rows is refused on the later one. Blank lines are skipped.
 - The whole file is one transaction. `--dry-run` checks and applies everything, reports what
   would happen, and saves nothing.
@@ -64,7 +67,6 @@ from __future__ import annotations
 import csv
 import difflib
 import io
-import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -79,12 +81,14 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from bot.intake import rules
 from bot.intake.hospitals import get_hospital
 from bot.intake.schemas import (
-    REGISTRATION_NO_PATTERN,
+    REGISTRATION_NO_RULE,
     AdmissionIn,
     ConditionUpdateIn,
     FieldErrors,
     IntakeContext,
     StatusIn,
+    day_first_time,
+    is_registration_no,
 )
 from bot.platform.text import printable
 from models import Admission, Hospital
@@ -102,11 +106,6 @@ REQUIRED_COLUMNS = ("registration_no", "patient_name", "contact_mobile")
 # Admission details that a column left out of the file keeps for an existing admission.
 _KEPT_WHEN_ABSENT = ("alternate_mobiles", "age", "sex", "ward", "bed", "admitted_at")
 _TIME_COLUMNS = frozenset({"admitted_at", "recorded_at", "status_at"})
-_REGISTRATION_NO = re.compile(REGISTRATION_NO_PATTERN)
-_DAY_FIRST = re.compile(
-    r"(?P<day>\d{1,2})(?P<sep>[/-])(?P<month>\d{1,2})(?P=sep)(?P<year>\d{4})"
-    r"(?:[ T]+(?P<hour>\d{1,2}):(?P<minute>\d{2})(?::(?P<second>\d{2}))?)?"
-)
 _TIME_HINT = "write it as 2026-11-27 09:30 or 27/11/2026 09:30"
 SOURCE = "csv"
 
@@ -126,6 +125,7 @@ class ImportReport:
     status_changes: int = 0
     rows_rejected: int = 0
     problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # rows kept with something left out, and what
     file_error: bool = False  # the file itself was refused: nothing was imported
     lines: list[RowResult] = field(default_factory=list)  # each data row's result, in the file's order
 
@@ -163,6 +163,8 @@ class RowResult:
     registration_no: str  # as the row gives it; "" when it gives none
     outcome: rules.RowOutcome | None  # None: rejected
     problems: tuple[str, ...] = ()
+    patient_name: str = ""  # as the row gives it
+    warnings: tuple[str, ...] = ()  # what was left out of a row that was kept
 
 
 def _count(number: int, singular: str, plural: str | None = None) -> str:
@@ -179,6 +181,14 @@ class _Row:
     registration_no: str
     given: dict[str, str]  # column -> stripped, non-blank cell
     problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def named(self) -> str:
+        """`line 3 (B-1, Bina Roy)`: the row as the clerk finds it in the spreadsheet."""
+        names = [self.given.get("registration_no", ""), self.given.get("patient_name", "")]
+        shown = ", ".join(printable(name) for name in names if name)
+        return f"line {self.line} ({shown})" if shown else f"line {self.line}"
 
 
 @dataclass
@@ -355,11 +365,9 @@ def _rows(records: list[list[str]], columns: dict[int, str], width: int) -> list
         number = row.given.get("registration_no")
         if number is None:
             row.problems.insert(0, "registration_no: is required")
-        elif not _REGISTRATION_NO.match(number):
+        elif not is_registration_no(number):
             row.problems.insert(
-                0,
-                f"registration_no: {_shown(number)} is not a registration number (letters, digits, "
-                "'.', '_' and '-', up to 64, starting with a letter or digit)",
+                0, f"registration_no: {_shown(number)} is not a registration number ({REGISTRATION_NO_RULE})"
             )
         elif number in first_line:
             row.problems.insert(0, f"registration_no: {number} is already on line {first_line[number]}")
@@ -372,17 +380,13 @@ def _rows(records: list[list[str]], columns: dict[int, str], width: int) -> list
 
 def parse_time(text: str) -> datetime:
     """A time as the file gives it: ISO 8601, or day-first `DD/MM/YYYY[ HH:MM[:SS]]` (also with
-    `-`). Naive unless it carries an offset. Raises ValueError with the reason."""
-    match = _DAY_FIRST.fullmatch(text)
-    if match:
-        parts = {key: int(value) for key, value in match.groupdict().items() if key != "sep" and value}
-        try:
-            return datetime(
-                parts["year"], parts["month"], parts["day"],
-                parts.get("hour", 0), parts.get("minute", 0), parts.get("second", 0),
-            )  # fmt: skip
-        except ValueError:
-            raise ValueError(f"{_shown(text)} is not a date (day/month/year)") from None
+    `-`), as the API reads it too. Naive unless it carries an offset. Raises ValueError with the reason."""
+    try:
+        day_first = day_first_time(text)
+    except ValueError:
+        raise ValueError(f"{_shown(text)} is not a date (day/month/year)") from None
+    if day_first is not None:
+        return day_first
     try:
         return datetime.fromisoformat(text)
     except ValueError:
@@ -420,12 +424,14 @@ class _Importer:
             checked = self._check(row, existing, kept, present)
             outcome = await self._apply(batch, row, checked) if checked is not None else None
             given = row.given.get("registration_no", "")
+            name = row.given.get("patient_name", "")
             if outcome is not None:
-                self.report.lines.append(RowResult(row.line, given, outcome))
+                self.report.warnings.extend(f"{row.named}: {warning}" for warning in row.warnings)
+                self.report.lines.append(RowResult(row.line, given, outcome, (), name, tuple(row.warnings)))
                 continue
             self.report.rows_rejected += 1
-            self.report.problems.append(f"line {row.line}: {'; '.join(row.problems)}")
-            self.report.lines.append(RowResult(row.line, given, None, tuple(row.problems)))
+            self.report.problems.append(f"{row.named}: {'; '.join(row.problems)}")
+            self.report.lines.append(RowResult(row.line, given, None, tuple(row.problems), name))
         await batch.save()
 
     def _check(
@@ -484,6 +490,10 @@ class _Importer:
 
         if row.problems or admission is None:
             return None
+        row.warnings.extend(
+            f"{_column_name(left.field.split('.'))}: {_shown(left.value)} is {left.reason}"
+            for left in admission.left_out
+        )
         return _Checked(admission, update, "recorded_at" in given, status)
 
     def _validate(

@@ -17,7 +17,7 @@ from fastapi import APIRouter, Path, Query, Request
 from starlette.datastructures import UploadFile
 
 from bot.intake import csv_import, rules
-from bot.intake.schemas import REGISTRATION_NO_PATTERN
+from bot.intake.schemas import REGISTRATION_NO_MAX_LENGTH, REGISTRATION_NO_PATTERN
 from bot.platform.i18n import Language
 from bot.platform.phones import national
 from bot.staff import accounts, admin, reports, wards
@@ -35,7 +35,7 @@ UPLOAD_MAX_BYTES = 8 * 1024 * 1024
 ROWS_LISTED = 100
 ALERTS_LISTED = 50
 RowId = Annotated[int, Path(ge=1, le=2**31 - 1)]
-RegistrationNo = Annotated[str, Path(pattern=REGISTRATION_NO_PATTERN)]
+RegistrationNo = Annotated[str, Path(pattern=REGISTRATION_NO_PATTERN, max_length=REGISTRATION_NO_MAX_LENGTH)]
 CHANNEL_NAMES = {"telegram": "Telegram", "whatsapp": "WhatsApp", "console": "Console"}
 _REGISTRATION_NO = re.compile(REGISTRATION_NO_PATTERN)
 
@@ -246,7 +246,8 @@ def _row_text(language: Language, row: csv_import.RowResult) -> str:
         parts.append(_("condition already recorded"))
     if row.outcome.status == rules.Outcome.UPDATED:
         parts.append(_("status changed"))
-    return ", ".join(parts)
+    # What was left out of a kept row, in the import's own words as `python -m bot import` prints them.
+    return "; ".join([", ".join(parts), *row.warnings])
 
 
 async def _import_page(
@@ -358,7 +359,7 @@ def _follower_text(language: Language, follower: reports.Follower) -> str:
     return _("Told of every change")
 
 
-@router.get("/patients/{registration_no}")
+@router.get("/patients/{registration_no:path}")  # path: the number may hold '/'
 async def delivery_page(
     request: Request, staff: AdminStaff, session: DbSession, services: Services, registration_no: RegistrationNo
 ):

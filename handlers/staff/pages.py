@@ -18,6 +18,7 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 from sqlmodel.ext.asyncio.session import AsyncSession
+from starlette.convertors import Convertor, register_url_convertor
 
 from bot.alerts.compose import compose_alert
 from bot.intake import rules
@@ -28,6 +29,7 @@ from bot.intake.schemas import (
     FieldErrors,
     IntakeContext,
     StatusIn,
+    is_registration_no,
 )
 from bot.outbox import snapshot
 from bot.platform.i18n import Language
@@ -58,6 +60,23 @@ from models import Admission, ConditionUpdate, queries
 from models.enums import AdmissionStatus, CareArea, Condition, RespiratorySupport
 
 router = APIRouter()
+
+
+class _LeavingConvertor(Convertor[str]):
+    """`discharge`, `transfer` or `death` at the end of a patient's path, matched by the router
+    itself: a registration number may hold '/' (`SSK/2026/1001`, read with the `path` converter),
+    so `/patients/SSK/2026/1001` must not be taken for patient `SSK/2026` leaving by `1001`."""
+
+    regex = "discharge|transfer|death"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("leaving", _LeavingConvertor())
 
 REFUSALS = {
     accounts.Refusal.WRONG: N_("Wrong username or password."),
@@ -315,7 +334,7 @@ def _status_text(language: Language, admission: Admission, zone: ZoneInfo) -> st
     return ""
 
 
-@router.get("/patients/{registration_no}")
+# Routed last (at the end of this module): its path would match every patient path below it.
 async def patient_page(
     registration_no: str, request: Request, staff: CurrentStaff, session: DbSession, services: Services
 ):
@@ -331,7 +350,7 @@ async def _record(
     return applied.recorded
 
 
-@router.post("/patients/{registration_no}/updates")
+@router.post("/patients/{registration_no:path}/updates")
 async def record_update(
     registration_no: str, request: Request, staff: CurrentStaff, session: DbSession, services: Services,
     form: CheckedForm,
@@ -368,7 +387,7 @@ async def record_update(
     return redirect(f"/staff/patients/{registration_no}/updates/{recorded.update.id}")
 
 
-@router.post("/patients/{registration_no}/no-change")
+@router.post("/patients/{registration_no:path}/no-change")
 async def record_no_change(
     registration_no: str, staff: CurrentStaff, session: DbSession, services: Services, form: CheckedForm
 ):
@@ -401,7 +420,7 @@ async def _own_update(
     return update
 
 
-@router.get("/patients/{registration_no}/updates/{update_id}")
+@router.get("/patients/{registration_no:path}/updates/{update_id}")
 async def recorded_page(
     registration_no: str, update_id: Annotated[int, Path(ge=1, le=2**31 - 1)], request: Request,
     staff: CurrentStaff, session: DbSession, services: Services,
@@ -430,7 +449,7 @@ async def recorded_page(
     )  # fmt: skip
 
 
-@router.post("/patients/{registration_no}/updates/{update_id}/undo")
+@router.post("/patients/{registration_no:path}/updates/{update_id}/undo")
 async def undo_update(
     registration_no: str, update_id: Annotated[int, Path(ge=1, le=2**31 - 1)], staff: CurrentStaff,
     session: DbSession, services: Services, form: CheckedForm,
@@ -501,7 +520,7 @@ async def admit(request: Request, staff: CurrentStaff, session: DbSession, servi
     values = {name: _form_text(form, name, 300).strip() for name in ADMISSION_FIELDS}
     errors: list[tuple[str, str]] = []
     registration_no = values["registration_no"]
-    if not re.match(REGISTRATION_NO_PATTERN, registration_no):
+    if not is_registration_no(registration_no):
         errors.append(("registration_no", f"String should match pattern '{REGISTRATION_NO_PATTERN}'"))
     elif await queries.find_admission(session, staff.hospital, registration_no) is not None:
         errors.append(("registration_no", staff.language.gettext("This registration number is already in use here.")))
@@ -551,7 +570,7 @@ def _confirm_page(
     )  # fmt: skip
 
 
-@router.get("/patients/{registration_no}/{kind}")
+@router.get("/patients/{registration_no:path}/{kind:leaving}")
 async def confirm_page(registration_no: str, kind: Leaving, request: Request, staff: CurrentStaff, session: DbSession):
     """The second, separate step before a discharge, a transfer or a death is recorded."""
     admission = await _patient(session, staff, registration_no)
@@ -560,7 +579,7 @@ async def confirm_page(registration_no: str, kind: Leaving, request: Request, st
     return _confirm_page(request, staff, admission, kind)
 
 
-@router.post("/patients/{registration_no}/{kind}")
+@router.post("/patients/{registration_no:path}/{kind:leaving}")
 async def record_leaving(
     registration_no: str, kind: Leaving, request: Request, staff: CurrentStaff, session: DbSession,
     services: Services, form: CheckedForm,
@@ -577,3 +596,6 @@ async def record_leaving(
         return _confirm_page(request, staff, admission, kind, 422, errors, to_hospital)
     await rules.commit_one(session, staff.hospital, registration_no, data, staff.actor, SOURCE)
     return redirect(f"/staff/patients/{registration_no}")
+
+
+router.add_api_route("/patients/{registration_no:path}", patient_page, methods=["GET"])
