@@ -19,7 +19,6 @@ from enum import StrEnum
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -130,18 +129,15 @@ class Conversation:
             self._background.start(delivery(), what)
         return turn.replies
 
-    @staticmethod
-    async def _first_delivery(session: AsyncSession, channel: str, message_id: str) -> bool:
-        """Claim the message id in this turn's transaction. A second delivery handled at the same
-        time (another process) waits on the unique key until the first commits, then fails here;
-        if the first rolls back, the second is handled."""
-        session.add(InboundMessage(channel=channel, message_id=message_id))
-        try:
-            await session.flush()
-        except IntegrityError:
-            await session.rollback()
-            return False
-        return True
+    async def _first_delivery(self, session: AsyncSession, channel: str, message_id: str) -> bool:
+        """Claim the message id in this turn's transaction, in one statement that inserts nothing
+        for an id already claimed. A second delivery handled at the same time (another process)
+        waits on the unique key until the first commits, then claims nothing; if the first rolls
+        back, the second is handled."""
+        table = table_of(InboundMessage)
+        row = InboundMessage(channel=channel, message_id=message_id).model_dump(exclude={"id"})
+        claim = self._dialect.insert(table).values(row).on_conflict_do_nothing().returning(table.c.id)
+        return (await session.exec(claim)).first() is not None
 
     async def _chat(self, session: AsyncSession, inbound: Inbound) -> Chat:
         """The chat's row, locked until the turn commits: on PostgreSQL another process's message
