@@ -74,29 +74,31 @@ CONCURRENT_UPDATES = 256
 # --- rendering ----------------------------------------------------------------------------------
 
 
-def _html(spans: list[Span]) -> str:
+def _html(span: Span) -> str:
     # Hospital text such as "SpO2 <90 & falling" must reach the relative intact: escape it all.
-    return "".join(
-        f"<b>{html.escape(span.text, quote=False)}</b>" if span.bold else html.escape(span.text, quote=False)
-        for span in spans
-    )
+    text = html.escape(span.text, quote=False)
+    return f"<b>{text}</b>" if span.bold else text
 
 
 def render(reply: Reply) -> list[str]:
     """The reply as HTML messages of at most Telegram's length, cut between lines."""
     limit = MessageLimit.MAX_TEXT_LENGTH
     messages: list[str] = []
-    current: list[Span] = []
+    current: list[str] = []  # the HTML of each span of the message being filled
+    length = 0  # of the message being filled: each span is escaped once, every alert goes through here
     for span in reply.spans:
-        if len(_html(current + [span])) > limit and current:
-            messages.append(_html(current).strip("\n"))
-            current = []
-        while len(_html([span])) > limit:  # a single enormous span: cut it in plain pieces
-            messages.append(_html([Span(span.text[: limit // 2], span.bold)]))
+        piece = _html(span)
+        if length + len(piece) > limit and current:
+            messages.append("".join(current).strip("\n"))
+            current, length = [], 0
+        while len(piece) > limit:  # a single enormous span: cut it in plain pieces
+            messages.append(_html(Span(span.text[: limit // 2], span.bold)))
             span = Span(span.text[limit // 2 :], span.bold)
-        current.append(span)
+            piece = _html(span)
+        current.append(piece)
+        length += len(piece)
     if current:
-        messages.append(_html(current).strip("\n"))
+        messages.append("".join(current).strip("\n"))
     return messages
 
 
