@@ -19,7 +19,7 @@ from pathlib import Path
 
 import uvicorn
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -45,6 +45,7 @@ from handlers.console import CHANNEL as CONSOLE
 from handlers.console import ConsoleChat, ConsoleCodes, ConsoleSender, StdinLines, write_stdout
 from handlers.hospital_api import HospitalApiServices, request_validation_response
 from handlers.hospital_api import router as hospital_api_router
+from handlers.metrics import CountRequests, DatabaseGauges, PrometheusMetrics, metrics_router
 from handlers.staff import StaffServices
 from handlers.staff import install as install_staff_pages
 from handlers.telegram import CHANNEL as TELEGRAM
@@ -100,6 +101,8 @@ class Services:
     # adds Telegram's.
     senders: dict[str, Sender] = field(init=False)
     dispatcher: Dispatcher = field(init=False)
+    # What this process counts, in a registry of its own: /metrics of its web server.
+    metrics: PrometheusMetrics = field(init=False)
 
     @classmethod
     def build(cls, settings: Settings, show: Callable[[str], None] = write_stdout) -> Services:
@@ -113,6 +116,7 @@ class Services:
     def _wire(self) -> None:
         config = self.settings.config
         self.catalogues = Catalogues(config.languages.available, config.languages.default)
+        self.metrics = PrometheusMetrics(DatabaseGauges(self.database, config, self.now))
         self.otp = self._build_otp()
         self.conversation = Conversation(
             self.database, config, self.otp, self.catalogues, self.background, self.now, self.secret_key
@@ -120,7 +124,9 @@ class Services:
         self.senders = {CONSOLE: ConsoleSender(self.show)}
         if self.settings.env.twilio_whatsapp_from:  # no lifecycle of its own: the Twilio client's
             self.senders[WHATSAPP] = self._whatsapp_sender()
-        self.dispatcher = Dispatcher(self.database, config, self.catalogues, self.senders, self.now, self.secret_key)
+        self.dispatcher = Dispatcher(
+            self.database, config, self.catalogues, self.senders, self.now, self.secret_key, self.metrics
+        )
         self.database.outbox_listeners.append(self.dispatcher.wake)
         self.database.clock = self.now  # outbox rows are held back by the dispatcher's clock
 
@@ -128,14 +134,18 @@ class Services:
         settings, policy = self.settings, self.settings.config.otp
         provider = settings.otp_provider
         if provider == "console":
-            return OtpService(policy, self.secret_key, self.now, sender=ConsoleCodes(self.show))
+            return OtpService(policy, self.secret_key, self.now, sender=ConsoleCodes(self.show, self.metrics))
         env = settings.env
         if provider == "twilio_verify":
             verifier = TwilioVerifyCodes(
-                self.twilio_client(), _configured(env.twilio_verify_service_sid, "TWILIO_VERIFY_SERVICE_SID")
+                self.twilio_client(),
+                _configured(env.twilio_verify_service_sid, "TWILIO_VERIFY_SERVICE_SID"),
+                self.metrics,
             )
             return OtpService(policy, self.secret_key, self.now, verifier=verifier)
-        sender = TwilioSmsCodes(self.twilio_client(), env.twilio_sms_from, env.twilio_messaging_service_sid)
+        sender = TwilioSmsCodes(
+            self.twilio_client(), env.twilio_sms_from, env.twilio_messaging_service_sid, self.metrics
+        )
         return OtpService(policy, self.secret_key, self.now, sender=sender)
 
     def _whatsapp_sender(self) -> WhatsAppSender:
@@ -185,7 +195,7 @@ def build_telegram(services: Services) -> TelegramChannel | None:
     # python-telegram-bot 22 gives a 429's retry_after in whole seconds, with a deprecation warning
     # at each that its next major version gives a timedelta: this process takes the timedelta now.
     os.environ["PTB_TIMEDELTA"] = "true"
-    application = build_application(settings, services.conversation)
+    application = build_application(settings, services.conversation, services.metrics)
     services.senders[TELEGRAM] = TelegramSender(application, settings)
     return TelegramChannel(
         application, services.catalogues, settings.env.telegram_webhook_url, settings.secrets.telegram_webhook_secret
@@ -208,6 +218,7 @@ def build_whatsapp(services: Services) -> WhatsAppChannel | None:
         settings.secrets.twilio_auth_token or "",
         settings.env.public_base_url or "",
         settings.env.twilio_whatsapp_from or "",
+        services.metrics,
     )
 
 
@@ -234,6 +245,8 @@ def build_web_app(services: Services, telegram: TelegramChannel | None = None) -
     # SafeHeaders, which thus wraps it and gives its 413 the same headers as every answer.
     app.add_middleware(RequestBodyLimitMiddleware, max_body_size=services.settings.config.server.max_body_bytes)
     app.add_middleware(SafeHeaders)
+    # Inside SafeHeaders and RequestIds: its count includes every answer the routes give.
+    app.add_middleware(CountRequests, metrics=services.metrics)
     app.add_exception_handler(RequestValidationError, request_validation_response)
     app.include_router(docs_router(app.openapi_url or "/openapi.json", app.title))
     app.state.hospital_api = HospitalApiServices(
@@ -244,7 +257,7 @@ def build_web_app(services: Services, telegram: TelegramChannel | None = None) -
         app,
         StaffServices(
             services.database, services.secret_key, services.settings.config, services.catalogues,
-            services.now, services.settings.env.public_base_url,
+            services.now, services.settings.env.public_base_url, services.metrics,
         ),
     )  # fmt: skip
     if telegram is not None and services.settings.env.telegram_webhook_url:
@@ -254,17 +267,23 @@ def build_web_app(services: Services, telegram: TelegramChannel | None = None) -
         app.include_router(whatsapp.webhook_router())
         log.info("WhatsApp webhook at %s", whatsapp.signed_url(WHATSAPP_WEBHOOK_PATH))
 
-    @app.get("/healthz", tags=["operations"])
+    app.include_router(operations_router(services))
+    return app
+
+
+def operations_router(services: Services) -> APIRouter:
+    """What an operator's load balancer and Prometheus read, from the web and worker processes
+    alike: `/healthz`, `/readyz`, and this process's `/metrics` (`handlers.metrics`)."""
+    router = APIRouter(tags=["operations"])
+
+    @router.get("/healthz")
     async def healthz():
         """200 when the database answers, 503 otherwise."""
         if await services.database.ping():
             return {"status": "ok"}
         return JSONResponse({"status": "database unavailable"}, status_code=503)
 
-    @app.get(
-        "/readyz", tags=["operations"],
-        responses={503: {"description": "Not ready: `reasons` lists why, one line each"}},
-    )  # fmt: skip
+    @router.get("/readyz", responses={503: {"description": "Not ready: `reasons` lists why, one line each"}})
     async def readyz():
         """200 when relatives are being answered and told; 503 with the reasons when the database
         does not answer, the dispatcher's heartbeat is stale, a due alert has waited longer than
@@ -275,6 +294,16 @@ def build_web_app(services: Services, telegram: TelegramChannel | None = None) -
             return JSONResponse({"status": "not ready", "reasons": reasons}, status_code=503)
         return {"status": "ready", "reasons": []}
 
+    router.include_router(metrics_router(services.metrics, services.settings.secrets.metrics_token))
+    return router
+
+
+def build_worker_app(services: Services) -> FastAPI:
+    """The worker process's own small web server (`operations.worker_metrics_port`): its
+    `/metrics` count the alerts it sends, which the web process never sees."""
+    app = _WebApp(title="Ward Watch worker", docs_url=None, redoc_url=None, openapi_url=None)
+    app.add_middleware(SafeHeaders)
+    app.include_router(operations_router(services))
     return app
 
 
@@ -351,10 +380,21 @@ async def _until_stopped(*tasks: asyncio.Task) -> None:
 
 async def _serve(services: Services, telegram: TelegramChannel | None, quiet: bool = False) -> None:
     settings = services.settings
+    app = build_web_app(services, telegram)
+    await _serve_app(app, settings.host, settings.port, "hospital API (OpenAPI at /docs)", quiet)
+
+
+async def _serve_worker_pages(services: Services) -> None:
+    """The worker's /metrics, /healthz and /readyz, at the web server's host."""
+    port = services.settings.config.operations.worker_metrics_port
+    await _serve_app(build_worker_app(services), services.settings.host, port, "worker's /metrics", quiet=True)
+
+
+async def _serve_app(app: FastAPI, host: str, port: int, what: str, quiet: bool = False) -> None:
     config = uvicorn.Config(
-        build_web_app(services, telegram),
-        host=settings.host,
-        port=settings.port,
+        app,
+        host=host,
+        port=port,
         log_level="warning" if quiet else "info",
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
     )
@@ -362,7 +402,7 @@ async def _serve(services: Services, telegram: TelegramChannel | None, quiet: bo
     # a failed request's traceback goes through them.
     mask_every_handler()
     format_every_handler()
-    log.info("hospital API on http://%s:%s (OpenAPI at /docs)", settings.host, settings.port)
+    log.info("%s on http://%s:%s", what, host, port)
     server = _Server(config)
     serving = asyncio.create_task(server.serve())
     try:
@@ -387,7 +427,9 @@ async def _worker(services: Services) -> None:
 
 
 async def _console(services: Services) -> None:
-    chat = ConsoleChat(services.conversation, StdinLines().read_line, write_stdout, bold=sys.stdout.isatty())
+    chat = ConsoleChat(
+        services.conversation, StdinLines().read_line, write_stdout, bold=sys.stdout.isatty(), metrics=services.metrics
+    )
     await chat.run()
 
 
@@ -437,12 +479,13 @@ async def serve_web(services: Services) -> None:
 
 async def run_worker(services: Services) -> None:
     """`python -m bot worker`: the scheduler and the dispatcher alone (the Procfile's worker
-    process). Telegram is only initialised to send alerts; the web process receives updates."""
+    process), with its /metrics, /healthz and /readyz on `operations.worker_metrics_port`. Telegram
+    is only initialised to send alerts; the web process receives updates."""
     telegram = build_telegram(services)
     try:
         if telegram is not None:
             await telegram.application.initialize()
-        await _until_stopped(asyncio.create_task(_worker(services)))
+        await _until_stopped(asyncio.create_task(_worker(services)), asyncio.create_task(_serve_worker_pages(services)))
     finally:
         if telegram is not None:
             await telegram.application.shutdown()

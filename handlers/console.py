@@ -11,11 +11,13 @@ import asyncio
 import codecs
 import os
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from typing import TextIO
 
 from bot.alerts.channels import Alert
 from bot.alerts.pacing import Pacer
+from bot.platform.metrics import CODE_SENT, Metrics
 from bot.platform.text import unstorable
 from bot.relatives import commands
 from bot.relatives.conversation import Conversation
@@ -34,8 +36,10 @@ class ConsoleChat:
         write: Callable[[str], None],
         chat_key: str = "local",
         bold: bool = False,
+        metrics: Metrics | None = None,
     ) -> None:
         self._conversation = conversation
+        self._metrics = metrics or Metrics()
         self._read_line = read_line
         self._write = write
         self._chat_key = chat_key
@@ -59,9 +63,13 @@ class ConsoleChat:
 
     async def say(self, line: str) -> None:
         """Send one line as the relative, and show the answers."""
+        received = time.perf_counter()
+        self._metrics.message_received(CHANNEL)
         inbound = self._inbound(line.strip())
-        for reply in await self._conversation.handle(inbound):
+        replies = await self._conversation.handle(inbound)
+        for reply in replies:
             self._show(reply)
+        self._metrics.replies_sent(CHANNEL, len(replies), time.perf_counter() - received)
 
     async def run(self) -> None:
         self._write("Ward Watch local chat. Type /quit to leave.")
@@ -78,12 +86,15 @@ class ConsoleCodes:
     """Local use: the "SMS" is printed where the person at the terminal can read it."""
 
     owns_codes = False
+    provider = "console"
 
-    def __init__(self, show: Callable[[str], None] = print) -> None:
+    def __init__(self, show: Callable[[str], None] = print, metrics: Metrics | None = None) -> None:
         self._show = show
+        self._metrics = metrics or Metrics()
 
     async def send(self, mobile: str, body: str) -> None:
         self._show(f"[SMS to {mobile}] {body}")
+        self._metrics.code(self.provider, CODE_SENT)
 
 
 class ConsoleSender:

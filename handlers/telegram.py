@@ -12,6 +12,7 @@ from __future__ import annotations
 import hmac
 import html
 import logging
+import time
 from collections.abc import Awaitable
 from datetime import timedelta
 from typing import Any
@@ -52,6 +53,7 @@ from bot.alerts.channels import Alert, PermanentFailure, RetryLater, TemporaryFa
 from bot.alerts.pacing import Pacer
 from bot.platform.i18n import Catalogues, Language
 from bot.platform.locks import KeyedLocks
+from bot.platform.metrics import Metrics
 from bot.platform.settings import Settings
 from bot.platform.text import unstorable
 from bot.relatives import commands
@@ -63,6 +65,7 @@ log = logging.getLogger(__name__)
 CHANNEL = "telegram"
 # Where the application keeps the `Conversation` its callbacks hand the updates to.
 CONVERSATION = "conversation"
+METRICS = "metrics"  # and the `Metrics` that count them
 WEBHOOK_SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 # Telegram's update ids are 64-bit at most; the bound also keeps "update:<id>" within the 64
 # characters of inbound_message.message_id.
@@ -145,8 +148,12 @@ async def _answer(update: Update, context: ContextTypes.DEFAULT_TYPE, **event: A
         message_id=f"update:{update.update_id}", **event,
     )  # fmt: skip
     conversation: Conversation = context.bot_data[CONVERSATION]
+    metrics: Metrics = context.bot_data[METRICS]
+    received = time.perf_counter()
+    metrics.message_received(CHANNEL)
     replies = await conversation.handle(inbound)
     await send_replies(context.application, chat.id, replies)
+    metrics.replies_sent(CHANNEL, len(replies), time.perf_counter() - received)
 
 
 async def on_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -257,7 +264,7 @@ class ChatInOrder(BaseUpdateProcessor):
         """Nothing to close: PTB waits for the updates in flight."""
 
 
-def build_application(settings: Settings, conversation: Conversation) -> Application:
+def build_application(settings: Settings, conversation: Conversation, metrics: Metrics | None = None) -> Application:
     """PTB's application: this process's updates handled at once, in order per chat
     (`ChatInOrder`), the replies paced by the pacer the alerts of this process share
     (`RepliesFirst`, `TelegramSender`)."""
@@ -275,6 +282,7 @@ def build_application(settings: Settings, conversation: Conversation) -> Applica
         builder = builder.updater(None)
     application = builder.build()
     application.bot_data[CONVERSATION] = conversation
+    application.bot_data[METRICS] = metrics or Metrics()
     register_handlers(application)
     return application
 

@@ -22,6 +22,7 @@ from twilio.rest import Client as TwilioClient
 
 from bot.platform.health import OUTSIDE_SERVICES, TWILIO
 from bot.platform.logs import mask_phones
+from bot.platform.metrics import CODE_FAILED, CODE_SENT, Metrics
 from bot.platform.phones import mask
 from bot.relatives.otp import CheckUnavailable
 
@@ -110,17 +111,27 @@ class TwilioSmsCodes:
     """Our own code, sent through the Messages API."""
 
     owns_codes = False
+    provider = "twilio_sms"
 
-    def __init__(self, client: TwilioClient, sender: str | None, messaging_service_sid: str | None) -> None:
+    def __init__(
+        self,
+        client: TwilioClient,
+        sender: str | None,
+        messaging_service_sid: str | None,
+        metrics: Metrics | None = None,
+    ) -> None:
         self._client = client
         self._sender = {"messaging_service_sid": messaging_service_sid} if messaging_service_sid else {"from_": sender}
+        self._metrics = metrics or Metrics()
 
     async def send(self, mobile: str, body: str) -> None:
         try:
             message = await self._client.messages.create_async(to=mobile, body=body, **self._sender)
         except SEND_ERRORS as error:
+            self._metrics.code(self.provider, CODE_FAILED)
             log.warning("SMS code to %s not sent: %s", mask(mobile), describe_failure(error))
             return
+        self._metrics.code(self.provider, CODE_SENT)
         log.info("SMS code to %s accepted by Twilio as %s (%s)", mask(mobile), message.sid, message.status)
 
 
@@ -128,9 +139,11 @@ class TwilioVerifyCodes:
     """Twilio Verify v2 makes, sends and checks the code; our limits still apply before it."""
 
     owns_codes = True
+    provider = "twilio_verify"
 
-    def __init__(self, client: TwilioClient, service_sid: str) -> None:
+    def __init__(self, client: TwilioClient, service_sid: str, metrics: Metrics | None = None) -> None:
         self._service = client.verify.v2.services(service_sid)
+        self._metrics = metrics or Metrics()
 
     async def start(self, mobile: str, locale: str) -> None:
         try:
@@ -144,8 +157,10 @@ class TwilioVerifyCodes:
                 log.warning("Twilio Verify refused locale %r (%s); sending without it", locale, describe_failure(error))
                 await self._service.verifications.create_async(to=mobile, channel="sms")
         except SEND_ERRORS as error:
+            self._metrics.code(self.provider, CODE_FAILED)
             log.warning("Verify code to %s not sent: %s", mask(mobile), describe_failure(error))
             return
+        self._metrics.code(self.provider, CODE_SENT)
         log.info("Verify code to %s started", mask(mobile))
 
     async def check(self, mobile: str, code: str) -> bool:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 import unicodedata
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
@@ -35,6 +36,7 @@ from bot.alerts.pacing import Pacer
 from bot.platform.db import Database
 from bot.platform.i18n import language_of_script
 from bot.platform.locks import KeyedLocks
+from bot.platform.metrics import Metrics
 from bot.platform.phones import ascii_digits, mask
 from bot.platform.settings import NotificationsConfig, WhatsAppPacing, WhatsAppTemplates
 from bot.platform.text import unstorable
@@ -260,6 +262,7 @@ class WhatsAppChannel:
         auth_token: str,
         public_base_url: str,
         own_number: str,
+        metrics: Metrics | None = None,
     ) -> None:
         self._conversation = conversation
         self._sender = sender
@@ -269,6 +272,7 @@ class WhatsAppChannel:
         self._validator = RequestValidator(auth_token)
         self._public_base_url = public_base_url.rstrip("/")
         self._own_number = own_number
+        self._metrics = metrics or Metrics()
         # Starlette handles requests at once: one chat's messages wait here for each other, so that
         # each is read, answered and replied to in the order they reached this process.
         self._chats = KeyedLocks()
@@ -277,16 +281,21 @@ class WhatsAppChannel:
         """The URL Twilio called and signed: PUBLIC_BASE_URL, the path, the query if any."""
         return f"{self._public_base_url}{path}" + (f"?{query}" if query else "")
 
-    async def _reply(self, chat_key: str, replies: list[Reply]) -> None:
-        """Send the replies; a refusal is logged (number masked) and never fails the webhook,
-        which Twilio would only deliver again."""
+    async def _reply(self, chat_key: str, replies: list[Reply], received: float) -> None:
+        """Send the replies to a message that arrived at `received` (`time.perf_counter`); a
+        refusal is logged (number masked) and never fails the webhook, which Twilio would only
+        deliver again."""
         try:
             await self._sender.send_replies(chat_key, replies)
         except PermanentFailure as error:
             await access.mark_unreachable_by_key(self._database, CHANNEL, chat_key, self._clock())
             log.warning("WhatsApp %s has opted out, its alerts end: %s", mask(chat_key), error)
         except (TemporaryFailure, RetryLater) as error:  # Twilio busy: lost like any refused reply
+            if isinstance(error, RetryLater):
+                self._metrics.rate_limited(CHANNEL)
             log.warning("reply to WhatsApp %s not sent: %s", mask(chat_key), error)
+        else:
+            self._metrics.replies_sent(CHANNEL, len(replies), time.perf_counter() - received)
 
     async def _signed_form(self, request: Request) -> ImmutableMultiDict | None:
         """The form Twilio posted, or None when Twilio's signature does not hold for it."""
@@ -315,9 +324,11 @@ class WhatsAppChannel:
             except BadMessage as error:
                 log.warning("WhatsApp webhook refused: %s", error)
                 return Response(str(error), status_code=400, media_type="text/plain")
+            received = time.perf_counter()
+            self._metrics.message_received(CHANNEL)
             async with self._chats.held(inbound.chat_key):
                 replies = await self._conversation.handle(inbound)
-                await self._reply(inbound.chat_key, replies)
+                await self._reply(inbound.chat_key, replies, received)
             return Response(EMPTY_TWIML, media_type="text/xml")
 
         @router.post(STATUS_PATH)

@@ -42,10 +42,11 @@ from bot.alerts.channels import Alert, NotConfigured, PermanentFailure, RetryLat
 from bot.alerts.compose import alert_kind, compose_alert, template_fields
 from bot.alerts.digest import compose_digest
 from bot.outbox import CORRECTION, DIGEST
-from bot.platform import health
+from bot.platform import health, metrics
 from bot.platform.db import Database
 from bot.platform.i18n import Catalogues
 from bot.platform.logs import add_to_log_context
+from bot.platform.metrics import UNKNOWN_KIND, Metrics
 from bot.platform.settings import FileConfig
 from bot.relatives import access
 from bot.relatives.quiet_hours import in_quiet_hours, quiet_hours_end
@@ -134,6 +135,9 @@ class _Result:
     last: bool = False
     outgoing: _Outgoing | None = None  # a ready alert
     message_id: str | None = None  # a sent alert's, as its platform named it
+    # For the metrics, where known before the alert is ready: its chat's channel, and its kind.
+    channel: str | None = None
+    kind: str | None = None
 
 
 class Dispatcher:
@@ -145,6 +149,7 @@ class Dispatcher:
         senders: dict[str, Sender],
         clock: Callable[[], datetime],
         secret_key: bytes,
+        metrics: Metrics | None = None,
     ) -> None:
         self._database = database
         self._config = config
@@ -157,6 +162,7 @@ class Dispatcher:
         self._refused: set[tuple[str, str]] = set()  # (channel, chat) refused for good in this pass
         self.name = f"dispatcher-{random.getrandbits(32):08x}"
         self._beaten_at: float | None = None  # the event loop's time of this dispatcher's last heartbeat
+        self._metrics = metrics or Metrics()
 
     def wake(self) -> None:
         """A new row was committed in this process: look now, not at the next tick."""
@@ -226,6 +232,7 @@ class Dispatcher:
             prepared = await self._prepare(groups[start : start + CHUNK])
             results = await asyncio.gather(*(self._send(result, send_before) for result in prepared))
             await self._record(results)
+            self._count(prepared, results)
         return len(groups)
 
     async def _prepare(self, chunk: list[_Group]) -> list[_Result]:
@@ -335,16 +342,17 @@ class Dispatcher:
         now: datetime,
     ) -> _Result:
         if chat is None or chat.unreachable_at is not None:
-            return _Result(group, Outcome.CANCELLED)
+            return _Result(group, Outcome.CANCELLED, channel=chat.channel if chat else None)
         sender = self._senders.get(chat.channel)
         if sender is None:  # that channel is not configured in this process: leave it
             return _Result(group, Outcome.UNSENDABLE)
         if card is None:  # verification lapsed, the number was corrected away, /stop, alerts ended
-            return _Result(group, Outcome.CANCELLED)
+            return _Result(group, Outcome.CANCELLED, channel=chat.channel)
         local = now.astimezone(ZoneInfo(card.hospital.time_zone))
         if group.priority > 0 and in_quiet_hours(chat, local):
             wait = (quiet_hours_end(chat, local) - local).total_seconds()
-            return _Result(group, Outcome.QUIET, delay=wait)
+            kind = DIGEST if all(row.kind == DIGEST for row in group.rows) else alert_kind(card)
+            return _Result(group, Outcome.QUIET, delay=wait, channel=chat.channel, kind=kind)
         language = self._catalogues.get(chat.language)
         waiting = pending.get((group.chat_id, group.admission_id), _Pending())
         covered = waiting.last_id
@@ -364,7 +372,7 @@ class Dispatcher:
             reply = compose_digest(card, group.rows[-1], language, now, self._config.overdue_hours)
             kind, covered = DIGEST, None
         if reply is None:
-            return _Result(group, Outcome.CANCELLED, covers_up_to=covered)
+            return _Result(group, Outcome.CANCELLED, covers_up_to=covered, channel=chat.channel, kind=kind)
         alert = Alert(
             chat.chat_key, reply, kind, language.code, template_fields(card, before, language, destination, corrected_at),
             last_inbound_at=chat.last_inbound_at, template_only=any(row.template_only for row in group.rows),
@@ -476,6 +484,25 @@ class Dispatcher:
                 await access.mark_unreachable(session, chat_id, now)
             await session.commit()
 
+    def _count(self, prepared: list[_Result], results: list[_Result]) -> None:
+        """Tell the metrics what became of each alert of a chunk, as its rows were marked
+        (`bot.platform.metrics`: sent, retried, held, dead, cancelled); alerts left for another
+        claim are not counted until they end somewhere."""
+        now = self._clock()
+        for ready, result in zip(prepared, results, strict=True):
+            if result.outcome in _LEFT_ALONE:
+                continue
+            if ready.outgoing is not None:
+                channel, kind = ready.outgoing.sender.channel, ready.outgoing.alert.kind
+            else:
+                channel, kind = ready.channel or "unknown", ready.kind or UNKNOWN_KIND
+            outcome = _reported(dict(self._marking(result, now).items))
+            self._metrics.alert(channel, kind, outcome)
+            if result.outcome == Outcome.RETRY:
+                self._metrics.rate_limited(channel)
+            if outcome in (metrics.RETRIED, metrics.HELD) and result.outcome in (Outcome.RETRY, Outcome.FAILED):
+                self._metrics.send_retry(channel)
+
     def _marking(self, result: _Result, now: datetime) -> outbox.Marking:
         """What a group's rows become after its outcome."""
         if result.outcome == Outcome.SENT:
@@ -489,3 +516,11 @@ class Dispatcher:
         # failed: counted, then dead
         attempts = max(row.attempts for row in result.group.rows)
         return outbox.retried(self._policy, attempts, now, result.error or "")
+
+
+def _reported(marking: dict[str, Any]) -> str:
+    """The outcome the metrics report for rows marked so: what the outbox now says of them."""
+    status = marking["status"]
+    if status == NotificationStatus.PENDING:  # waiting again: after a counted attempt, or not
+        return metrics.RETRIED if "attempts" in marking else metrics.HELD
+    return {NotificationStatus.SENT: metrics.SENT, NotificationStatus.DEAD: metrics.DEAD}.get(status, metrics.CANCELLED)

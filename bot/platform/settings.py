@@ -183,6 +183,8 @@ class DisclosureConfig(_Section):
 class OperationsConfig(_Section):
     # `/readyz` answers 503 while a due alert has waited longer than this.
     max_alert_delay_seconds: float = Field(gt=0)
+    # Where `python -m bot worker` serves /metrics, /healthz and /readyz (on HOST, as the web server).
+    worker_metrics_port: int = Field(ge=1, le=65535)
 
 
 class FileConfig(_Section):
@@ -221,6 +223,8 @@ class Secrets(_Section):
     telegram_webhook_secret: str | None = None
     twilio_account_sid: str | None = None
     twilio_auth_token: str | None = None
+    # The bearer token that reads /metrics; without it, only this machine may (handlers/metrics.py).
+    metrics_token: str | None = None
 
 
 class Environment(_Section):
@@ -390,6 +394,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             telegram_webhook_secret=_env(environ, "TELEGRAM_WEBHOOK_SECRET"),
             twilio_account_sid=_env(environ, "TWILIO_ACCOUNT_SID"),
             twilio_auth_token=_env(environ, "TWILIO_AUTH_TOKEN"),
+            metrics_token=_env(environ, "METRICS_TOKEN"),
         )
         settings = Settings(
             config=config,
@@ -402,6 +407,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     except ValidationError as exc:
         raise SettingsError(_format_error("environment", exc, env_names=True)) from None
     _check_combinations(settings)
+    _check_worker_port(path, settings)
     _check_codes_go_by_sms(settings)
     if settings.env.twilio_whatsapp_from:
         _check_templates(path, settings.config)
@@ -502,6 +508,15 @@ def _warn_of_missing_templates(path: Path, config: FileConfig) -> None:
             "template is configured and `python -m bot outbox --retry` is run",
             path, ", ".join(missing),
         )  # fmt: skip
+
+
+def _check_worker_port(path: Path, settings: Settings) -> None:
+    """`python -m bot run` serves the web and the worker's pages on one port; separately, the
+    worker could not listen where the web server does."""
+    if settings.config.operations.worker_metrics_port == settings.port:
+        raise SettingsError(
+            f"{path}: operations.worker_metrics_port: {settings.port} is the web server's port (server.port or PORT)"
+        )
 
 
 def _check_retention(path: Path, config: FileConfig) -> None:

@@ -19,7 +19,7 @@ import hashlib
 import hmac
 import secrets
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -33,6 +33,7 @@ from starlette.datastructures import FormData
 
 from bot.platform.db import Database
 from bot.platform.i18n import LANGUAGE_NAMES, Catalogues, Language
+from bot.platform.metrics import LOGIN_FAILURE, LOGIN_LOCKED, LOGIN_SUCCESS, Metrics
 from bot.platform.security import keyed_hash
 from bot.platform.settings import FileConfig
 from bot.staff import accounts
@@ -71,6 +72,7 @@ class StaffServices:
     catalogues: Catalogues
     clock: Callable[[], datetime]
     public_base_url: str | None = None  # https here makes every cookie Secure
+    metrics: Metrics = field(default_factory=Metrics)  # counts the logins
 
 
 @dataclass(frozen=True)
@@ -105,6 +107,15 @@ class Redirect(Exception):
     def __init__(self, location: str) -> None:
         super().__init__(location)
         self.location = location
+
+
+def login_outcome(login: accounts.Login) -> str:
+    """A login as the metrics count it: refused before the password was looked at is locked."""
+    if login.account is not None:
+        return LOGIN_SUCCESS
+    if login.refusal in (accounts.Refusal.LOCKED, accounts.Refusal.ADDRESS_WAITS):
+        return LOGIN_LOCKED
+    return LOGIN_FAILURE
 
 
 def staff_services(request: Request) -> StaffServices:

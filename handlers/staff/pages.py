@@ -50,6 +50,7 @@ from handlers.staff.auth import (
     StaffChangingPassword,
     StaffServices,
     end_session,
+    login_outcome,
     page_language,
     redirect,
     render,
@@ -161,6 +162,7 @@ async def log_in(request: Request, services: Services, form: CheckedForm):
     login = await accounts.log_in(
         services.database, username, _form_text(form, "password", 128), address, now, language
     )
+    services.metrics.staff_login(login_outcome(login))
     if login.account is None:
         assert login.refusal is not None
         shown_in = services.catalogues.get(language)
