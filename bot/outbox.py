@@ -18,7 +18,7 @@ be due, or due sooner than it reckoned. Dispatchers in other processes find them
 from __future__ import annotations
 
 import random
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -44,14 +44,16 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from bot.platform.db import CLOCK, OUTBOX_FLAG
 from bot.platform.settings import NotificationsConfig
 from models import table_of
-from models.chat import Chat, Notification, Subscription
+from models.chat import Chat, Notification, Subscription, Verification
 from models.enums import AdmissionStatus, Condition, NotificationStatus
+from models.queries import in_chunks
 from models.tables import Admission, ConditionUpdate, Hospital, utcnow
 
 CRITICAL = 0
 ROUTINE = 1
 DIGEST = "digest"  # the kind of a daily digest's row (bot.alerts.digest)
 CORRECTION = "correction"  # the kind of a row telling that an update relatives may have read was withdrawn
+NEW_ADMISSION = "new_admission"  # the kind of a row telling a verified chat of a new admission under its number
 _ERROR_LENGTH = 300  # Notification.error
 _DELIVERY_LENGTH = 40  # Notification.delivery
 
@@ -121,6 +123,32 @@ async def enqueue(session: AsyncSession, changes: Iterable[Change]) -> int:
         _new_row(chat_id, change.admission_id, change.kind, change.priority, change.before, now)
         for change in changes
         for chat_id in chats_by_admission.get(change.admission_id, [])
+    ]
+    return await _insert(session, rows)
+
+
+async def tell_new_admissions(session: AsyncSession, numbers: Mapping[int, Collection[str]]) -> int:
+    """One row per new admission (id: its contact and alternate numbers) and per reachable chat
+    whose verification of one of those numbers holds. Such a chat reads the admission only after a
+    new code (`bot.relatives.access.verify`): the row tells it there is something to confirm, and
+    nothing else (`bot.alerts.compose.new_admission_notice`)."""
+    now = session.info.get(CLOCK, utcnow)()
+    chats_by_number: dict[str, set[int]] = {}
+    for chunk in in_chunks(sorted({number for admission in numbers.values() for number in admission})):
+        result = await session.exec(
+            select(Verification.mobile, Verification.chat_id)
+            .join(Chat, col(Chat.id) == col(Verification.chat_id))
+            .where(
+                col(Verification.mobile).in_(chunk), Verification.expires_at > now, col(Chat.unreachable_at).is_(None)
+            )
+        )
+        for number, chat_id in result.all():
+            chats_by_number.setdefault(number, set()).add(chat_id)
+    before = snapshot(None, AdmissionStatus.ADMITTED)  # the chat knows nothing of it
+    rows = [
+        _new_row(chat_id, admission_id, NEW_ADMISSION, ROUTINE, before, now)
+        for admission_id, admission_numbers in numbers.items()
+        for chat_id in sorted(set().union(*(chats_by_number.get(number, set()) for number in admission_numbers)))
     ]
     return await _insert(session, rows)
 

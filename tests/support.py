@@ -51,6 +51,7 @@ WHATSAPP_TEMPLATES = {
         "en": _template(8, "patient", "corrected_at", "condition", "updated_at"),
         "bn": _template(9, "patient", "corrected_at", "condition", "updated_at"),
     },
+    "new_admission": {"en": _template(10)},
 }
 
 

@@ -744,3 +744,50 @@ async def test_an_update_after_a_correction_still_reads_as_an_update(world):
     await world.update(**MODERATE_WARD)
     (update,) = await world.dispatch()
     assert update.strip().splitlines()[0] == "🔔 Update on Ratan Das: Stable → Moderate"
+
+
+# --- a new admission under a confirmed number -------------------------------------------------------
+
+NEW_ADMISSION_NOTICE = [
+    "🔔 A new admission has been recorded under the mobile number you confirmed here.",
+    "To see it, send me that number again and type the new code from the SMS: /status will then show it too.",
+]
+
+
+async def test_a_new_admission_under_a_confirmed_number_is_told_without_a_name_until_a_new_code(world):
+    relative = await followed(world)
+    await world.admit("R-2", hospital="MCK", patient_name="Mina Das", alternate_mobiles=["+91 98300 12345"])
+    await world.admit("R-3", patient_name="Someone Else", contact_mobile="94330 55555")
+
+    assert await world.dispatch(after=GRACE - 1) == []  # a notice waits its window like any alert
+    (notice,) = await world.dispatch(after=2)
+    assert notice.strip().splitlines() == NEW_ADMISSION_NOTICE
+    for secret in ("Mina", "Das", "Medical College", "MCK", "R-2", "Someone"):
+        assert secret not in notice
+    assert world.sender.sent == [(relative.key, notice)]
+    assert "Mina Das" not in await relative.say("/status")  # not readable before a new code
+
+    await relative.say(MOBILE_TYPED)
+    answer = await relative.say(world.code_for())
+    assert "Mina Das" in answer and "Ratan Das" in answer
+    assert "Mina Das" in await relative.say("/status")
+    assert await world.dispatch(after=3600) == []  # told once
+
+
+async def test_the_new_admission_notice_in_bengali(world):
+    await world.admit()
+    await world.relative(language="bn")
+    await world.admit("R-2", patient_name="Mina Das")
+    (notice,) = await world.dispatch()
+    assert notice.strip().splitlines() == [
+        "🔔 আপনি এখানে যে মোবাইল নম্বরটি নিশ্চিত করেছেন, সেই নম্বরে একটি নতুন ভর্তি নথিভুক্ত হয়েছে।",
+        "এটি দেখতে নম্বরটি আবার আমাকে পাঠান এবং SMS-এ আসা নতুন কোডটি লিখুন: তারপর /status-এও এটি দেখা যাবে।",
+    ]
+
+
+async def test_no_notice_once_the_chats_confirmation_has_lapsed(world):
+    await followed(world)
+    world.clock.advance(days=30, seconds=1)  # verification.max_days
+    await world.admit("R-2", patient_name="Mina Das")
+    assert await world.dispatch() == []
+    assert await world.rows(Notification, Notification.kind == "new_admission") == []

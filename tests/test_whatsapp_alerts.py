@@ -415,3 +415,15 @@ async def test_a_correction_outside_the_window_is_the_correction_template_naming
     assert variables["1"] == "Ratan Das"
     assert variables["2"] == bengali.time(told_at, KOLKATA)  # "২৭ নভে, সকাল ১০:৩৪": the message it takes back
     assert variables["3"] == wa._("Critical", "bn")
+
+
+async def test_a_new_admission_notice_outside_the_window_is_its_template_with_no_variables(ward):
+    wa, clock, hospital = ward
+    await follow(wa, "hi")  # no Hindi template: the English one
+
+    async def admit_another_under_the_same_number() -> None:
+        await hospital.admit("MRB-26-0001", "MRB", contact_mobile=TYPED, patient_name="Mina Das")
+
+    [alert] = await after(wa, clock, JUST_OVER, admit_another_under_the_same_number)
+    assert alert.content_sid == WHATSAPP_TEMPLATES["new_admission"]["en"]["content_sid"]
+    assert not alert.content_variables and "Mina" not in alert.body

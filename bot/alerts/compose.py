@@ -121,6 +121,25 @@ def _correction(card: CardData, language: Language, corrected_at: datetime, curr
     return Reply((*spans, Span("\n\n"), *current.spans))
 
 
+def new_admission_notice(language: Language) -> Reply:
+    """For a chat that confirmed a number under which a new admission was recorded. It names
+    neither the patient nor the hospital: those are for whoever holds the number now, which only a
+    new code proves."""
+    _ = language.gettext
+    return Reply(
+        (
+            Span("🔔 " + _("A new admission has been recorded under the mobile number you confirmed here."), bold=True),
+            Span("\n"),
+            Span(
+                _(
+                    "To see it, send me that number again and type the new code from the SMS: /status will "
+                    "then show it too."
+                )
+            ),
+        )
+    )
+
+
 def alert_kind(card: CardData, corrected_at: datetime | None = None) -> str:
     """Which of `bot.platform.settings.ALERT_KINDS` (but the digest) an alert about this card is;
     `corrected_at` as `compose_alert` takes it."""

@@ -39,9 +39,9 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from bot import outbox
 from bot.alerts import corrections
 from bot.alerts.channels import Alert, NotConfigured, PermanentFailure, RetryLater, Sender, TemporaryFailure
-from bot.alerts.compose import alert_kind, compose_alert, template_fields
+from bot.alerts.compose import alert_kind, compose_alert, new_admission_notice, template_fields
 from bot.alerts.digest import compose_digest
-from bot.outbox import CORRECTION, DIGEST
+from bot.outbox import CORRECTION, DIGEST, NEW_ADMISSION
 from bot.platform import health, metrics
 from bot.platform.db import Database
 from bot.platform.i18n import Catalogues
@@ -346,6 +346,8 @@ class Dispatcher:
         sender = self._senders.get(chat.channel)
         if sender is None:  # that channel is not configured in this process: leave it
             return _Result(group, Outcome.UNSENDABLE)
+        if all(row.kind == NEW_ADMISSION for row in group.rows):
+            return self._notice(group, chat, card, sender, now)
         if card is None:  # verification lapsed, the number was corrected away, /stop, alerts ended
             return _Result(group, Outcome.CANCELLED, channel=chat.channel)
         local = now.astimezone(ZoneInfo(card.hospital.time_zone))
@@ -388,6 +390,25 @@ class Dispatcher:
             group, Outcome.READY, covers_up_to=covered, audit={**audit, "at": now}, last=last,
             outgoing=_Outgoing(sender, alert),
         )  # fmt: skip
+
+    def _notice(self, group: _Group, chat: Chat, card: CardData | None, sender: Sender, now: datetime) -> _Result:
+        """A new admission under the chat's confirmed number: said without a word about the patient
+        (`compose.new_admission_notice`), held in quiet hours, moot once the chat reads the card."""
+        if card is not None:
+            return _Result(group, Outcome.CANCELLED)
+        local = now.astimezone(ZoneInfo(self._config.hospital_time_zone))
+        if in_quiet_hours(chat, local):
+            return _Result(group, Outcome.QUIET, delay=(quiet_hours_end(chat, local) - local).total_seconds())
+        language = self._catalogues.get(chat.language)
+        alert = Alert(
+            chat.chat_key, new_admission_notice(language), NEW_ADMISSION, language.code, {},
+            last_inbound_at=chat.last_inbound_at, template_only=any(row.template_only for row in group.rows),
+        )  # fmt: skip
+        audit = audit_values(
+            access.chat_actor(self._secret_key, chat.channel, chat.chat_key), "alert.sent", None, group.admission_id,
+            channel=chat.channel, kinds=[NEW_ADMISSION],
+        )  # fmt: skip
+        return _Result(group, Outcome.READY, audit={**audit, "at": now}, outgoing=_Outgoing(sender, alert))
 
     async def _pending(
         self, session: AsyncSession, chat_ids: set[int], admission_ids: set[int], claim: datetime | None, now: datetime

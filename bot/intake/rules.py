@@ -470,6 +470,9 @@ class Batch:
                 rows.append({**row, "at": at})
             await session.exec(insert(table_of(AuditEvent)), params=rows)
         await outbox.enqueue(session, self._changes)
+        # A new admission has no followers yet, but chats that confirmed its number are told of it.
+        numbers = {new.id: [new.row["contact_mobile"], *new.alternates] for new in self._new.values() if new.id}
+        await outbox.tell_new_admissions(session, numbers)
 
     def saved_admission(self, registration_no: str) -> Admission:
         """The admission as `save()` left it."""

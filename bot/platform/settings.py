@@ -112,7 +112,7 @@ class NotificationsConfig(_Section):
 
 
 # WhatsApp templates, for alerts outside the 24 hours after the relative's last message.
-ALERT_KINDS = ("update", "discharge", "transfer", "death", "digest", "correction")
+ALERT_KINDS = ("update", "discharge", "transfer", "death", "digest", "correction", "new_admission")
 # What a template's variables may be filled with (bot.alerts.compose.template_fields).
 TEMPLATE_FIELDS = (
     "patient", "hospital", "helpline", "changes", "condition", "care_area", "support", "updated_at", "corrected_at",
@@ -147,6 +147,8 @@ class WhatsAppTemplates(_Section):
     digest: dict[str, WhatsAppTemplate]
     # A withdrawn update the relative read: optional in config.yaml, which older installations lack.
     correction: dict[str, WhatsAppTemplate] = Field(default_factory=dict)
+    # A new admission under a number the chat confirmed: no variables, since it names nobody.
+    new_admission: dict[str, WhatsAppTemplate] = Field(default_factory=dict)
 
     @field_validator("death")
     @classmethod
@@ -158,6 +160,14 @@ class WhatsAppTemplates(_Section):
                     f"{language}: a death's template may name only {', '.join(DEATH_FIELDS)}, not {', '.join(extra)}"
                 )
         return death
+
+    @field_validator("new_admission")
+    @classmethod
+    def _new_admission_names_nobody(cls, notices: dict[str, WhatsAppTemplate]) -> dict[str, WhatsAppTemplate]:
+        for language, template in notices.items():
+            if template.variables:
+                raise ValueError(f"{language}: a new admission's template names nobody: it takes no variables")
+        return notices
 
     def find(self, kind: str, language: str) -> WhatsAppTemplate | None:
         """The template of that kind in that language, else in English; None when the kind has
