@@ -22,6 +22,7 @@ import httpx
 import pytest
 import uvicorn
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 from bot.cli import _parser
 from bot.platform.settings import load_settings
@@ -46,6 +47,8 @@ UNITS_TO_VERIFY = (
     "wardwatch-worker.service",
     "wardwatch-backup@hourly.service",
     "wardwatch-backup@hourly.timer",
+    "wardwatch-backup@daily.service",
+    "wardwatch-backup@daily.timer",
 )
 # The drop-ins of deploy/systemd and the units they go with (docs/DEPLOY.md).
 SQLITE_DROP_IN = ("single-process-on-sqlite.conf", "wardwatch-web@8081.service.d")
@@ -153,6 +156,8 @@ def test_both_proxies_and_prometheus_name_the_same_processes():
     assert _caddy_upstreams() == web
     assert _nginx_upstreams() == web
     assert _scrape_targets("wardwatch-web") == web
+    config = yaml.safe_load((PROJECT_ROOT / "config.yaml").read_text())
+    assert _scrape_targets("wardwatch-worker") == [f"127.0.0.1:{config['operations']['worker_metrics_port']}"]
 
 
 def test_the_proxies_do_not_serve_metrics_to_the_internet():
@@ -189,6 +194,33 @@ def _rules() -> list[dict]:
     return [rule for group in yaml.safe_load(RULES.read_text())["groups"] for rule in group["rules"]]
 
 
+def _series_names(exposition: str) -> set[str]:
+    """The sample names a scrape of this exposition can give: a counter's `_total`, a histogram's
+    `_bucket`, `_sum` and `_count`, a gauge's own name (whether or not a sample was counted yet)."""
+    suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
+    return {
+        family.name + suffix
+        for family in text_string_to_metric_families(exposition)
+        for suffix in suffixes.get(family.type, ("",))
+    }
+
+
+async def test_the_rules_use_only_metrics_the_application_exports(client):
+    scraped = await client.get("/metrics")
+    assert scraped.status_code == 200
+    exported = _series_names(scraped.text)
+    used = {name for rule in _rules() for name in re.findall(r"\b(wardwatch_[a-z0-9_]+)", rule["expr"])}
+    assert used, "the rules name no metric"
+    assert used - exported == set()
+    # Besides them, only Prometheus's own `up` (whether the scrape answered).
+    others = {
+        name
+        for rule in _rules()
+        for name in re.findall(r"\b([a-z_]+)\{", re.sub(r"\bwardwatch_[a-z0-9_]+", "", rule["expr"]))
+    }
+    assert others <= {"up"}
+
+
 def test_every_alert_is_explained_in_the_guide():
     guide = GUIDE.read_text(encoding="utf-8")
     for rule in _rules():
@@ -202,6 +234,15 @@ def test_the_guide_names_every_file_of_deploy():
     for path in sorted(DEPLOY.rglob("*")):
         if path.is_file():
             assert f"deploy/{path.relative_to(DEPLOY)}" in guide, path
+
+
+def test_every_command_the_guide_gives_is_one_python_m_bot_takes():
+    given = re.findall(r"sudo wardwatch ([^`|#\n]+)", GUIDE.read_text(encoding="utf-8"))
+    commands = [command.strip() for command in given if not command.startswith("COMMAND")]
+    assert len(commands) > 10
+    parser = _parser()
+    for command in commands:
+        parser.parse_args(shlex.split(command))  # exits, failing the test, on what it does not take
 
 
 def _example_lines() -> dict[str, str]:
@@ -231,7 +272,7 @@ def _variables_the_service_reads() -> set[str]:
 
 def test_the_env_example_names_every_variable_the_service_reads():
     variables = _variables_the_service_reads()
-    assert {"SECRET_KEY", "DATABASE_URL", "LOG_FORMAT", "PUBLIC_BASE_URL"} <= variables
+    assert {"SECRET_KEY", "DATABASE_URL", "LOG_FORMAT", "METRICS_TOKEN", "PUBLIC_BASE_URL"} <= variables
     assert variables - set(_example_lines()) == set()
 
 
