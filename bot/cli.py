@@ -50,7 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     command(
         commands, "web", "the web server and the Telegram bot (Procfile web)",
-        "The web server: the hospital API, the ward page (/staff/), /healthz and /readyz, the "
+        "The web server: the hospital API, the ward page (/staff/), /healthz, /readyz and /metrics, the "
         "WhatsApp webhooks when TWILIO_WHATSAPP_FROM is set, and the Telegram bot when TELEGRAM_BOT_TOKEN is "
         "set (its webhook, or polling without TELEGRAM_WEBHOOK_URL). Alerts are sent by `worker`.",
     )  # fmt: skip
@@ -58,7 +58,8 @@ def _parser() -> argparse.ArgumentParser:
         commands, "worker", "the dispatcher that sends alerts and the scheduler (Procfile worker)",
         "The dispatcher, which sends the alerts waiting in the outbox on every configured channel, and the "
         "scheduler's periodic jobs: the daily digest, expiring verifications, erasing patients' data after "
-        "their retention, deleting old uploads. Relatives' messages are answered by `web`.",
+        "their retention, deleting old uploads; with its own /metrics, /healthz and /readyz on "
+        "operations.worker_metrics_port. Relatives' messages are answered by `web`.",
     )  # fmt: skip
     command(
         commands, "chat", "the relative's conversation in this terminal (demo data locally)",

@@ -428,7 +428,7 @@ def test_every_command_has_a_description_and_every_argument_a_help(capsys):
 @pytest.mark.parametrize(
     "command, words",
     [
-        ("worker", ["dispatcher, which sends the alerts", "scheduler's periodic jobs"]),
+        ("worker", ["dispatcher, which sends the alerts", "scheduler's periodic jobs", "/metrics"]),
         ("web", ["hospital API", "ward page", "WhatsApp webhooks", "Telegram bot when TELEGRAM_BOT_TOKEN is set"]),
         ("run", ["the Telegram bot, the dispatcher that sends alerts and the scheduler's periodic jobs"]),
     ],
