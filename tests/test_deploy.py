@@ -236,6 +236,18 @@ def test_the_guide_names_every_file_of_deploy():
             assert f"deploy/{path.relative_to(DEPLOY)}" in guide, path
 
 
+def test_every_table_of_the_guide_keeps_its_columns():
+    """A `|` in a cell (a shell pipe in a command) would push the rest of its row one column on."""
+    width = None
+    for number, line in enumerate(GUIDE.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.startswith("|"):
+            width = None
+            continue
+        cells = line.replace("\\|", "").count("|")
+        width = width or cells
+        assert cells == width, f"docs/DEPLOY.md line {number}: {cells - 1} columns, the table has {width - 1}"
+
+
 def test_every_command_the_guide_gives_is_one_python_m_bot_takes():
     given = re.findall(r"sudo wardwatch ([^`|#\n]+)", GUIDE.read_text(encoding="utf-8"))
     commands = [command.strip() for command in given if not command.startswith("COMMAND")]
