@@ -429,7 +429,10 @@ class Dispatcher:
             .where(
                 col(Notification.chat_id).in_(chat_ids),
                 col(Notification.admission_id).in_(admission_ids),
-                Notification.status == NotificationStatus.PENDING,
+                # `status` in an expression, so that no index on it serves: SQLite's planner, which
+                # has no statistics, would otherwise walk every pending row of the outbox by the due
+                # index (8 ms a chunk with a backlog of 20,000 rows) rather than the chats' rows.
+                col(Notification.status).concat("") == NotificationStatus.PENDING,
             )
             .order_by(col(Notification.id))
         )
