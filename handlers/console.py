@@ -3,6 +3,7 @@
 Commands are typed as on Telegram (`/status`) or as WhatsApp's keywords (`STOP`); buttons become
 numbered choices answered with a digit (the dialogue keeps the choices offered with the chat, as
 for WhatsApp). The "SMS" carrying the code is printed in the same terminal by `ConsoleCodes`.
+As on WhatsApp, the relative's first message begins the chat, and its script chooses the language.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import TextIO
 
 from bot.alerts.channels import Alert
 from bot.alerts.pacing import Pacer
+from bot.platform.i18n import language_of_script
 from bot.platform.metrics import CODE_SENT, Metrics
 from bot.platform.text import unstorable
 from bot.relatives import commands
@@ -25,6 +27,7 @@ from bot.relatives.replies import Inbound, Reply
 
 CHANNEL = "console"
 QUIT_WORDS = {"/quit", "/exit"}
+OPENING = "Ward Watch local chat. Type /quit to leave.\nWrite anything to begin: in English, বাংলা or हिन्दी."
 READ_SIZE = 4096
 
 
@@ -54,12 +57,14 @@ class ConsoleChat:
     def _inbound(self, line: str) -> Inbound:
         if unstorable(line, multiline=True):  # a pasted NUL or terminal escape: not something to read
             return Inbound(CHANNEL, self._chat_key, unsupported=True)
+        # As on WhatsApp, the script of the first message chooses the language of a new chat.
+        hint = language_of_script(line)
         typed = commands.parse_typed(line)
         if typed is not None:
-            return Inbound(CHANNEL, self._chat_key, command=typed.command, argument=typed.argument)
+            return Inbound(CHANNEL, self._chat_key, command=typed.command, argument=typed.argument, language_hint=hint)
         # A choice is a bare digit: "000001" is a code, not choice 1.
         choice = int(line) if len(line) == 1 and line.isdecimal() else None
-        return Inbound(CHANNEL, self._chat_key, text=line, choice=choice)
+        return Inbound(CHANNEL, self._chat_key, text=line, choice=choice, language_hint=hint)
 
     async def say(self, line: str) -> None:
         """Send one line as the relative, and show the answers."""
@@ -72,8 +77,8 @@ class ConsoleChat:
         self._metrics.replies_sent(CHANNEL, len(replies), time.perf_counter() - received)
 
     async def run(self) -> None:
-        self._write("Ward Watch local chat. Type /quit to leave.")
-        await self.say("/start")
+        # No /start of our own: the relative's first message begins the chat, in its script's language.
+        self._write(OPENING)
         while True:
             line = await self._read_line()
             if line is None or line.strip() in QUIT_WORDS:

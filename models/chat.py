@@ -139,3 +139,15 @@ class Notification(SQLModel, table=True):
     delivery: str | None = Field(default=None, max_length=40)
     # WhatsApp refused the free text (63016, outside its 24-hour window): send the template.
     template_only: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
+
+
+class KeptLanguage(SQLModel, table=True):
+    """The language a chat had chosen when /forget deleted it (`Chat`): the chat's next message is
+    answered in it, and takes it back (the row is deleted then). Named only by the chat's
+    pseudonym (`bot.relatives.access.chat_actor`), like the audit trail, never by its key."""
+
+    __tablename__ = "kept_language"
+
+    chat_pseudonym: str = Field(primary_key=True, max_length=96, description="of channel:chat")
+    language: str = Field(max_length=8)
+    kept_at: datetime = Field(default_factory=utcnow)

@@ -600,7 +600,8 @@ async def test_forget_after_alerts_deletes_them_and_holds_back_what_was_pending(
     await world.update(**CRITICAL_ICU)
     (alert,) = await world.dispatch()
     await world.update(**STABLE)  # pending when the relative forgets
-    answer = await relative.say("/forget")
+    await relative.say("/forget")
+    answer = await relative.say("1")  # "Yes, delete"
     assert answer.startswith("Done: this chat's number, confirmation and alerts are deleted.")
     assert await world.rows(Chat) == [] and await world.rows(Notification) == []
     assert await world.dispatch() == []

@@ -25,6 +25,7 @@ from bot.relatives.access import chat_actor
 from bot.relatives.conversation import Conversation
 from bot.relatives.otp import OtpService
 from bot.relatives.replies import Inbound
+from handlers.console import ConsoleChat
 from models import Admission, AuditEvent, OtpChallenge, Subscription, Verification
 from tests.support import Clock, ConsoleRelative, HospitalDesk
 
@@ -36,6 +37,10 @@ MRB_HELPLINE = "033 2473 2222"
 
 ASK_NUMBER = "Please send the mobile number that was written down at admission, for example 98300 12345."
 WELCOME = "Welcome to Ward Watch."
+WELCOME_MESSAGE = (
+    "Welcome to Ward Watch. I can tell you how your relative in hospital is doing, and message you "
+    "whenever the hospital records a change."
+)
 CODE_ON_ITS_WAY = (
     "If {number} is the number given at admission, a 6-digit code is on its way to it by SMS. "
     "Please type the code here. It is valid for 10 minutes."
@@ -57,6 +62,21 @@ LOCKED = (
 )
 NUMBER_HINT = "Please send the mobile number that was written down at admission, for example 98300 12345."
 TOO_LONG = "That message is too long for me. Please send only the number or the code."
+UNKNOWN_COMMAND = (
+    "I do not know that command. These are the commands I know:\n"
+    "/start: begin, or see your patients again\n"
+    "/status: the latest condition\n"
+    "/stop: no more alerts\n"
+    "/quiet: quiet hours at night, for example /quiet 22-7\n"
+    "/language: change the language\n"
+    "/help: this message\n"
+    "/forget: delete everything about this chat\n"
+    "/cancel: stop what you are doing"
+)
+FORGET_QUESTION = (
+    "Delete everything about this chat: the number you confirmed, the patients you follow and their "
+    "alerts? To see a patient again you would need a new code."
+)
 SMS = re.compile(r"^\[SMS to (\+\d+)\] (\d{6}) is your Ward Watch code")
 
 
@@ -193,6 +213,7 @@ async def test_number_code_status_card(world):
 async def test_numbers_in_every_common_format(world, typed):
     await world.admit()
     relative = world.relative()
+    await relative.say("/start")  # in English: a first message in Bengali digits would choose Bengali
     answer = await relative.say(typed)
     assert answer.startswith(CODE_ON_ITS_WAY.format(number=MOBILE_SHOWN))
     assert await relative.state() == ("awaiting_code", MOBILE)
@@ -689,6 +710,9 @@ async def test_forget(world):
     chat = await relative.chat()
     assert len(await world.rows(AuditEvent, AuditEvent.action == "status.disclosed")) == 1
     answer = await relative.say("/forget")
+    assert answer == FORGET_QUESTION + "\n[1] Yes, delete  [2] No, keep"
+    assert len(await world.rows(Verification)) == 1
+    answer = await relative.say("1")
     assert answer == "Done: this chat's number, confirmation and alerts are deleted. Send /start to begin again."
     assert await relative.chat() is None
     assert await world.rows(Verification, Verification.chat_id == chat.id) == []
@@ -697,12 +721,12 @@ async def test_forget(world):
     # The audit stays, and so do the codes asked for (they hold the limits).
     assert len(await world.rows(AuditEvent, AuditEvent.action == "status.disclosed")) == 1
     assert len(await world.rows(OtpChallenge)) == 1
-    # The next message starts over.
+    # The next message starts over, with the welcome, once.
     answer = await relative.say("/status")
     assert "Ratan Das" not in answer
-    answer = await relative.say("hello")
     assert answer.startswith(WELCOME) and answer.endswith(ASK_NUMBER)
     assert await relative.state() == ("awaiting_number", None)
+    assert (await relative.say("hello")).endswith(EXAMPLE)
 
 
 async def test_forget_while_a_code_is_awaited(world):
@@ -710,6 +734,7 @@ async def test_forget_while_a_code_is_awaited(world):
     relative = world.relative()
     await relative.say(MOBILE_TYPED)
     await relative.say("/forget")
+    await relative.say("1")
     assert await relative.chat() is None
     # The old code no longer confirms anything: the conversation starts over.
     answer = await relative.say(world.code_for())
@@ -725,6 +750,7 @@ async def test_forget_does_not_undo_a_lockout(world):
     for _ in range(5):
         await relative.say(wrong)
     await relative.say("/forget")
+    await relative.say("1")
     world.clock.advance(minutes=2)
     await relative.say("/start")
     answer = await relative.say(MOBILE_TYPED)
@@ -778,20 +804,22 @@ async def test_unknown_text_gets_the_hint_of_the_step(world):
     answer = await relative.say("hello?")
     assert answer.startswith(WELCOME) and answer.endswith(ASK_NUMBER)
     # awaiting the number
-    assert await relative.say("/whatever") == NUMBER_HINT
+    assert await relative.say("/whatever") == f"{UNKNOWN_COMMAND}\n\n{NUMBER_HINT}"
     assert (await relative.say("what is this")).endswith(EXAMPLE)
     assert await relative.state() == ("awaiting_number", None)
     # awaiting the code
     await relative.say(MOBILE_TYPED)
-    for text in ("what?", "12345", "1234567", "/whatever"):
+    for text in ("what?", "12345", "1234567"):
         assert await relative.say(text) == f"{CODE_HINT}\n{CODE_BUTTONS}", text
         assert await relative.state() == ("awaiting_code", MOBILE)
+    assert await relative.say("/whatever") == f"{UNKNOWN_COMMAND}\n\n{CODE_HINT}\n{CODE_BUTTONS}"
     assert await world.rows(OtpChallenge, OtpChallenge.wrong_tries > 0) == []
     # verified
     await relative.say(world.code_for())
-    for text in ("thank you", "123456", "/whatever"):
+    for text in ("thank you", "123456"):
         assert await relative.say(text) == VERIFIED_HINT, text
         assert (await relative.state())[0] == "verified"
+    assert await relative.say("/whatever") == UNKNOWN_COMMAND
 
 
 async def test_a_message_too_long(world):
@@ -962,7 +990,9 @@ async def test_the_confirmation_for_a_patient_no_longer_in_hospital_promises_no_
     await world.update(**CRITICAL_ICU)
     await world.set_status(status, **({"to_hospital": "SSKM Hospital, Kolkata"} if status == "transferred" else {}))
     answer = await world.relative().verify()
-    assert answer.startswith("Thank you, your number is confirmed. This is what the hospital recorded last:\n\nRatan Das")
+    assert answer.startswith(
+        "Thank you, your number is confirmed. This is what the hospital recorded last:\n\nRatan Das"
+    )
     assert PROMISE not in answer and "/stop" not in answer
     # In Bengali too.
     bengali = world.relative("bengali")
@@ -1021,3 +1051,113 @@ async def test_start_after_stop_promises_nothing_for_a_discharged_patient(world)
     await world.set_status("discharged")
     answer = await relative.say("/start")
     assert answer.startswith("Ratan Das\n✅ Discharged") and "Alerts are on again" not in answer
+
+
+# --- replies that fit where the chat is -------------------------------------------------------------
+
+LONG = "Please tell me how my father is doing, the doctor said yesterday " * 5
+
+
+async def test_a_long_message_from_a_verified_relative_gets_the_commands(world):
+    relative = await verified(world, condition="stable")
+    assert await relative.say(LONG) == (
+        "I cannot read long messages: I only answer commands. Send /status to see the latest condition, "
+        "or /help for everything I can do. For anything else, please call the hospital."
+    )
+    await relative.say("/language")
+    await relative.say("2")
+    answer = await relative.say(LONG)
+    assert answer.startswith("আমি লম্বা মেসেজ পড়তে পারি না: আমি শুধু কমান্ডের উত্তর দিই।") and "/status" in answer
+    assert (await relative.state())[0] == "verified"
+
+
+async def test_cancel_with_nothing_in_progress_says_so(world):
+    relative = world.relative()
+    answer = await relative.say("/cancel")
+    assert answer.startswith("There is nothing to cancel.\n\n" + WELCOME) and answer.endswith(ASK_NUMBER)
+
+    verified_relative = await verified(world, condition="stable")
+    assert await verified_relative.say("/cancel") == f"There is nothing to cancel.\n\n{VERIFIED_HINT}"
+    # A change of number given up: the patients stay, and the words say what is left to do.
+    world.clock.advance(minutes=2)
+    await verified_relative.say("94330 55555")
+    assert await verified_relative.say("/cancel") == f"Cancelled.\n\n{VERIFIED_HINT}"
+    assert (await verified_relative.state())[0] == "verified"
+
+    await verified_relative.say("/language")
+    await verified_relative.say("3")
+    answer = await verified_relative.say("/cancel")
+    assert answer.startswith("रद्द करने के लिए कुछ नहीं चल रहा है।\n\n")
+
+
+async def test_an_unknown_command_gets_the_commands_in_the_chat_language(world):
+    relative = world.relative()
+    await relative.say("/language")
+    await relative.say("2")
+    answer = await relative.say("/foo")
+    assert answer.startswith("এই কমান্ডটি আমি চিনি না। আমি এই কমান্ডগুলি বুঝি:\n/start: ")
+    assert "\n/forget: " in answer and "\n/cancel: " in answer
+
+
+async def test_choosing_the_language_first_welcomes_once_in_it(world):
+    relative = world.relative()
+    await relative.say("/language")
+    answer = await relative.say("2")
+    bengali = world.bot.catalogues.get("bn")
+    assert answer.startswith("এখন থেকে আমি আপনাকে বাংলায় লিখব।\n\n" + bengali.gettext(WELCOME_MESSAGE))
+    assert answer.endswith(bengali.gettext(ASK_NUMBER))
+    assert await relative.state() == ("awaiting_number", None)
+    # The next message is read as the answer: no second welcome.
+    answer = await relative.say("hello")
+    assert answer.endswith(bengali.gettext(EXAMPLE)) and bengali.gettext(WELCOME_MESSAGE) not in answer
+
+
+async def test_a_landline_first_then_the_next_message_is_read_as_the_answer(world):
+    relative = world.relative()
+    assert await relative.say("033 2473 2222") == f"That is a landline number; please send a mobile number. {EXAMPLE}"
+    assert await relative.say("hello") == f"That does not look like a mobile number. {EXAMPLE}"
+    assert await relative.state() == ("awaiting_number", None)
+
+
+async def test_forget_no_keep_keeps_everything(world):
+    relative = await verified(world, condition="stable")
+    await relative.say("/forget")
+    assert await relative.say("2") == f"Nothing was deleted.\n\n{VERIFIED_HINT}"
+    assert (await card(relative))[0] == "🟢 Ratan Das: Stable"
+    assert len(await world.rows(Verification)) == 1
+
+
+async def test_after_forget_the_console_chat_keeps_its_language(world):
+    relative = await verified(world, condition="stable")
+    await relative.say("/language")
+    await relative.say("3")
+    await relative.say("/forget")
+    answer = await relative.say("1")
+    hindi = world.bot.catalogues.get("hi")
+    assert answer == hindi.gettext(
+        "Done: this chat's number, confirmation and alerts are deleted. Send /start to begin again."
+    )
+    assert (await relative.say("/start")).startswith(hindi.gettext(WELCOME_MESSAGE))
+    assert (await relative.chat()).language == "hi"
+
+
+@pytest.mark.parametrize(
+    "first, language",
+    [("নমস্কার", "bn"), ("नमस्ते", "hi"), ("৯৮৩০০ ১২৩৪৫", "bn"), ("hello", "en"), ("/start", "en")],
+)
+async def test_the_console_takes_the_language_from_the_script_of_the_first_message(world, first, language):
+    lines: list[str] = []
+    typed = iter([first, "/quit"])
+
+    async def read_line() -> str | None:
+        return next(typed)
+
+    await ConsoleChat(world.bot.conversation, read_line, lines.append, chat_key="script").run()
+    words = world.bot.catalogues.get(language)
+    assert lines[0] == "Ward Watch local chat. Type /quit to leave.\nWrite anything to begin: in English, বাংলা or हिन्दी."
+    reply = lines[1].strip()
+    if first.startswith("৯"):  # a number: the code is on its way, in Bengali
+        assert reply.startswith("০৯৮৩০০ ১২৩৪৫ যদি ভর্তির সময় দেওয়া নম্বর হয়")
+    else:
+        assert reply == f"{words.gettext(WELCOME_MESSAGE)}\n\n{words.gettext(ASK_NUMBER)}"
+    assert (await world.relative("script").chat()).language == language

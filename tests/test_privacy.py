@@ -67,8 +67,9 @@ class WhatsAppOutbox(ConsoleSender):
     channel = "whatsapp"
 
 
-async def say(world: World, text: str | None = None, command: str | None = None) -> str:
-    replies = await world.bot.conversation.handle(Inbound("whatsapp", WHATSAPP_NUMBER, text=text, command=command))
+async def say(world: World, text: str | None = None, command: str | None = None, button: str | None = None) -> str:
+    inbound = Inbound("whatsapp", WHATSAPP_NUMBER, text=text, command=command, button=button)
+    replies = await world.bot.conversation.handle(inbound)
     await world.bot.background.drain()
     return "\n".join(reply.plain for reply in replies)
 
@@ -84,7 +85,8 @@ async def test_after_forget_nothing_stored_names_the_chat_or_its_number_and_the_
     world.clock.advance(seconds=world.bot.settings.config.notifications.grace_seconds + 1)
     assert await world.bot.dispatcher.dispatch_once() == 1
 
-    assert await say(world, command="forget") == (
+    await say(world, command="forget")
+    assert await say(world, button="forget:yes") == (
         "Done: this chat's number, confirmation and alerts are deleted. Send /start to begin again."
     )
 
@@ -104,6 +106,7 @@ async def test_a_chat_keeps_its_pseudonym_and_another_chat_gets_another(world):
     await say(world, "98300 12345")
     await say(world, world.code_for())
     await say(world, command="forget")
+    await say(world, button="forget:yes")
     world.clock.advance(days=1)
     await say(world, "98300 12345")
     await say(world, world.code_for())  # the same chat, back after /forget

@@ -32,7 +32,8 @@ STOP_WITHIN = 5.0  # seconds, the requirement itself; a stop usually takes well 
 START_WITHIN = 120.0  # only against a hang
 CTRL_C = b"\x03"
 TOKEN = "123:ABC"
-# What the console chat writes once it waits for the relative's first line.
+# What the console chat writes once it waits for the relative's first line, and its answer to it.
+OPENING = "Write anything to begin"
 ASKS_FOR_NUMBER = "Please send the mobile number that was written down at admission"
 
 
@@ -133,6 +134,8 @@ async def test_the_console_chat_in_a_terminal_stops_at_once(tmp_path, stop):
     port = free_port()
     terminal = Terminal(await environment(tmp_path, port))
     try:
+        await asyncio.wait_for(terminal.until_written(OPENING), START_WITHIN)
+        terminal.type(b"hello\r")
         await asyncio.wait_for(terminal.until_written(ASKS_FOR_NUMBER), START_WITHIN)
         await asyncio.wait_for(until_healthy(port, terminal.exited), START_WITHIN)
         terminal.type(b"/help\r")  # what is typed is still read, line by line

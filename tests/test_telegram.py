@@ -494,7 +494,8 @@ async def test_stickers_photos_unknown_commands_and_huge_texts_get_a_polite_repl
     assert "mobile number" in hint.plain and hint.keyboard_buttons[0]["request_contact"] is True
     sorry, _ = await relative.send(fake.updates.photo(relative.user, caption="+91 90000 00001"), expect=2)
     assert sorry.plain == "Sorry, I can only read text messages."
-    [unknown] = await relative.command("/frobnicate now")
+    commands, unknown = await relative.command("/frobnicate now", expect=2)
+    assert commands.plain.startswith("I do not know that command. These are the commands I know:\n/start: ")
     assert "mobile number" in unknown.plain
     [too_long] = await relative.text("৯" * 5000)
     assert "too long" in too_long.plain

@@ -40,11 +40,14 @@ from bot.relatives.otp import Checked, Limit, OtpService, Requested, read_code
 from bot.relatives.replies import Button, Inbound, Reply
 from bot.relatives.status_card import render_card
 from models import table_of
-from models.chat import Chat, InboundMessage, Subscription
+from models.chat import Chat, InboundMessage, KeptLanguage, Subscription
 from models.enums import AdmissionStatus
 from models.tables import Admission
 
 log = logging.getLogger(__name__)
+
+# The payloads of the buttons that answer "Delete everything about this chat?".
+FORGET_YES, FORGET_NO = "forget:yes", "forget:no"
 
 # Longer than any number or code: a pasted letter, not an answer.
 LONGEST_ANSWER = 200
@@ -161,6 +164,8 @@ class Conversation:
     # --- routing -------------------------------------------------------------------------------
 
     async def _route(self, turn: Turn, inbound: Inbound) -> None:
+        if turn.chat.last_inbound_at is None:  # the chat's first message, perhaps after a /forget
+            await self._take_kept_language(turn)
         if inbound.unsupported:
             return self._unsupported(turn)
         offered = turn.chat.choices or []
@@ -190,14 +195,20 @@ class Conversation:
         """The step `commands.COMMANDS` names for the command; the hint for a command it lacks."""
         command = commands.named(name)
         if command is None:
-            return self._hint(turn)
+            return self._unknown_command(turn)
         step = getattr(self, command.step)
         await (step(turn, argument) if command.takes_argument else step(turn))
 
     async def _button(self, turn: Turn, payload: str) -> None:
         if payload.startswith("lang:"):
             return await self._choose_language(turn, payload.removeprefix("lang:"))
-        steps = {"resend": self._resend, "change_number": self._change_number, "status": self._status}
+        steps = {
+            "resend": self._resend,
+            "change_number": self._change_number,
+            "status": self._status,
+            FORGET_YES: self._forget_confirmed,
+            FORGET_NO: self._keep,
+        }
         step = steps.get(payload)
         if step is None:
             return self._hint(turn)
@@ -222,12 +233,13 @@ class Conversation:
                     )
                 )
             return await self._show_cards(turn, cards)
-        self._ask_number(
-            turn,
-            turn._(
-                "Welcome to Ward Watch. I can tell you how your relative in hospital is doing, "
-                "and message you whenever the hospital records a change."
-            ),
+        self._ask_number(turn, self._welcome(turn))
+
+    @staticmethod
+    def _welcome(turn: Turn) -> str:
+        return turn._(
+            "Welcome to Ward Watch. I can tell you how your relative in hospital is doing, "
+            "and message you whenever the hospital records a change."
         )
 
     @staticmethod
@@ -380,19 +392,62 @@ class Conversation:
         )
 
     async def _forget(self, turn: Turn) -> None:
-        await access.forget(turn.session, turn.chat)
+        """/forget: asks first; only "Yes, delete" (`_forget_confirmed`) deletes."""
+        _ = turn._
+        turn.say(
+            _(
+                "Delete everything about this chat: the number you confirmed, the patients you follow "
+                "and their alerts? To see a patient again you would need a new code."
+            ),
+            Button(_("Yes, delete"), FORGET_YES),
+            Button(_("No, keep"), FORGET_NO),
+        )
+
+    async def _forget_confirmed(self, turn: Turn) -> None:
+        """Deletes the chat, keeping only the language it chose (`KeptLanguage`), so that the reply
+        and the next welcome are in it."""
+        chat = turn.chat
+        if chat.language is not None:
+            pseudonym = access.chat_actor(self._secret_key, chat.channel, chat.chat_key)
+            await turn.session.merge(KeptLanguage(chat_pseudonym=pseudonym, language=chat.language, kept_at=turn.now))
+        await access.forget(turn.session, chat)
         turn.forgotten = True
         turn.say(turn._("Done: this chat's number, confirmation and alerts are deleted. Send /start to begin again."))
 
+    async def _keep(self, turn: Turn) -> None:
+        turn.say(turn._("Nothing was deleted."))
+        self._hint(turn)
+
+    async def _take_kept_language(self, turn: Turn) -> None:
+        """A chat that /forget deleted writes again: it gets back the language it had chosen."""
+        pseudonym = access.chat_actor(self._secret_key, turn.chat.channel, turn.chat.chat_key)
+        kept = await turn.session.get(KeptLanguage, pseudonym)
+        if kept is None:
+            return
+        if kept.language in self._catalogues.codes:
+            turn.chat.language = kept.language
+            turn.language = self._catalogues.get(kept.language)
+        await turn.session.delete(kept)
+
     async def _help(self, turn: Turn) -> None:
         """What the bot is for, then one line per command of `commands.COMMANDS`."""
-        _ = turn._
-        intro = _(
+        intro = turn._(
             "I tell you how a patient is doing, once you confirm the mobile number given at "
             "admission with a code sent to it by SMS."
         )
-        lines = [f"/{command.name}: {_(command.help_line)}" for command in commands.COMMANDS]
-        turn.say("\n".join([intro, *lines]))
+        turn.say(f"{intro}\n{self._command_lines(turn)}")
+
+    @staticmethod
+    def _command_lines(turn: Turn) -> str:
+        """One line per command of `commands.COMMANDS`: "/stop: no more alerts"."""
+        return "\n".join(f"/{command.name}: {turn._(command.help_line)}" for command in commands.COMMANDS)
+
+    def _unknown_command(self, turn: Turn) -> None:
+        """A command the table lacks: the commands there are, then, until the chat is verified,
+        what to do next."""
+        turn.say(f"{turn._('I do not know that command. These are the commands I know:')}\n{self._command_lines(turn)}")
+        if turn.chat.state != State.VERIFIED:
+            self._hint(turn)
 
     async def _quiet(self, turn: Turn, argument: str | None) -> None:
         """/quiet 22-7, /quiet off, or /quiet alone to see them: hours in hospital time during
@@ -462,12 +517,21 @@ class Conversation:
         turn.chat.language = code
         turn.language = self._catalogues.get(code)
         turn.say(turn._("I will write to you in English."))
+        if turn.chat.state == State.NEW:  # the conversation begins here, in the language chosen
+            return await self._start(turn)
         self._hint(turn)
 
     async def _cancel(self, turn: Turn) -> None:
+        """/cancel: gives up a number or a code being asked for; says so when nothing is."""
+        if turn.chat.state not in (State.AWAITING_NUMBER, State.AWAITING_CODE):
+            turn.say(turn._("There is nothing to cancel."))
+            return self._hint(turn)
         cards = await access.readable_cards(turn.session, turn.chat, turn.now, self._config.verification)
         turn.chat.state = State.VERIFIED if cards else State.NEW
         turn.chat.pending_mobile = None
+        if cards:  # a change of number given up: the patients already confirmed stay
+            turn.say(turn._("Cancelled."))
+            return self._hint(turn)
         turn.say(turn._("Cancelled. Send /start to begin again."))
 
     async def _resend(self, turn: Turn) -> None:
@@ -526,6 +590,8 @@ class Conversation:
             "landline": _("That is a landline number; please send a mobile number."),
             "foreign": _("That is not an Indian mobile number."),
         }.get(error.kind, _("That does not look like a mobile number."))
+        if turn.chat.state == State.NEW:  # a first message that was a number: the next is an answer too
+            turn.chat.state = State.AWAITING_NUMBER
         turn.say(f"{reason} " + _("Please type it like this: 98300 12345."), share_contact=_("Share my number"))
 
     def _foreign_contact(self, turn: Turn) -> None:
@@ -539,6 +605,13 @@ class Conversation:
         self._hint(turn)
 
     def _too_long(self, turn: Turn) -> None:
+        if turn.chat.state == State.VERIFIED:  # no number or code is awaited: commands are what helps
+            return turn.say(
+                turn._(
+                    "I cannot read long messages: I only answer commands. Send /status to see the latest "
+                    "condition, or /help for everything I can do. For anything else, please call the hospital."
+                )
+            )
         turn.say(turn._("That message is too long for me. Please send only the number or the code."))
 
     def _hint(self, turn: Turn) -> None:
@@ -554,10 +627,8 @@ class Conversation:
             )
         if state == State.VERIFIED:
             return turn.say(_("Send /status to see the latest condition, or /help for everything I can do."))
-        turn.say(
-            _("Please send the mobile number that was written down at admission, for example 98300 12345."),
-            share_contact=_("Share my number"),
-        )
+        # A new chat is welcomed once, whatever its first message; the next is read as the answer.
+        self._ask_number(turn, self._welcome(turn) if state == State.NEW else None)
 
     def _code_buttons(self, turn: Turn) -> tuple[Button, Button]:
         return Button(turn._("Send a new code"), "resend"), self._change_number_button(turn)
