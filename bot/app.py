@@ -153,7 +153,7 @@ class Services:
         return WhatsAppSender(
             self.twilio_client(), _configured(env.twilio_whatsapp_from, "TWILIO_WHATSAPP_FROM"),
             config.whatsapp_templates, config.pacing.whatsapp,
-            f"{(env.public_base_url or '').rstrip('/')}{WHATSAPP_STATUS_PATH}", self.now,
+            f"{(env.public_base_url or '').rstrip('/')}{WHATSAPP_STATUS_PATH}", self.now, self.metrics,
         )  # fmt: skip
 
     def twilio_client(self) -> TwilioClient:

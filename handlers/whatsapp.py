@@ -177,9 +177,11 @@ class WhatsAppSender:
         pacing: WhatsAppPacing,
         status_callback: str,
         clock: Callable[[], datetime],
+        metrics: Metrics | None = None,
     ) -> None:
         self._client = client
         self._from = sender
+        self._metrics = metrics or Metrics()
         self._templates = templates
         self._status_callback = status_callback
         self._clock = clock
@@ -227,6 +229,7 @@ class WhatsAppSender:
             if error.code in PERMANENT:
                 raise PermanentFailure(describe_failure(error)) from None
             if error.status == 429 or error.code in TOO_MANY:
+                self._metrics.rate_limited(CHANNEL)
                 raise RetryLater(RETRY_AFTER_SECONDS) from None
             raise TemporaryFailure(describe_failure(error)) from None
         except SEND_ERRORS as error:
@@ -291,8 +294,6 @@ class WhatsAppChannel:
             await access.mark_unreachable_by_key(self._database, CHANNEL, chat_key, self._clock())
             log.warning("WhatsApp %s has opted out, its alerts end: %s", mask(chat_key), error)
         except (TemporaryFailure, RetryLater) as error:  # Twilio busy: lost like any refused reply
-            if isinstance(error, RetryLater):
-                self._metrics.rate_limited(CHANNEL)
             log.warning("reply to WhatsApp %s not sent: %s", mask(chat_key), error)
         else:
             self._metrics.replies_sent(CHANNEL, len(replies), time.perf_counter() - received)

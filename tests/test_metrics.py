@@ -21,14 +21,18 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from bot.app import Services, build_web_app, build_worker_app
+from bot.app import Services, build_telegram, build_web_app, build_worker_app
 from bot.intake.hospitals import rotate_key
 from bot.platform import health
 from bot.platform.settings import SettingsError
 from handlers.console import ConsoleChat
 from tests.conftest import SECRET, make_settings
+from tests.fakes.telegram import FakeTelegram
+from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, SMS_FROM
 from tests.staff_support import StaffBrowser, add_staff, cheap_argon2  # noqa: F401 (fixture)
 from tests.support import PROJECT_ROOT, SETTINGS_ENVIRONMENT, Clock
+from tests.test_telegram import TOKEN as BOT_TOKEN
+from tests.test_telegram import Relative
 from tests.test_whatsapp import (  # noqa: F401 (fixtures)
     OTHER_RELATIVE,
     PUBLIC_BASE_URL,
@@ -188,6 +192,35 @@ async def test_a_rate_limited_alert_is_held_and_counted(start, fake):
     assert value(found, "wardwatch_rate_limited_total", channel="whatsapp") == 1
     assert value(found, "wardwatch_send_retries_total", channel="whatsapp") == 1
     assert value(found, "wardwatch_outbox_rows", state="pending") == 1
+
+
+async def test_telegrams_429_to_a_reply_is_counted_and_the_reply_still_goes(services, fake):
+    async with FakeTelegram(BOT_TOKEN) as telegram:
+        settings = make_settings(
+            services.settings.database_url, TELEGRAM_BOT_TOKEN=BOT_TOKEN, TELEGRAM_API_BASE_URL=f"{telegram.url}/bot",
+            TWILIO_ACCOUNT_SID=ACCOUNT_SID, TWILIO_AUTH_TOKEN=AUTH_TOKEN, TWILIO_SMS_FROM=SMS_FROM,
+            TWILIO_API_BASE_URL=fake.url,
+        )  # fmt: skip
+        bot = Services.build(settings)
+        channel = build_telegram(bot)
+        assert channel is not None
+        await channel.start()
+        try:
+            relative = Relative(telegram, telegram.user("en"))
+            telegram.fail_next(relative.user.id, 429, retry_after=1)
+            [welcome] = await relative.command("/start")
+            assert "Welcome to Ward Watch" in welcome.plain
+            async with client_of(bot) as http:
+                text = await scrape(http)
+        finally:
+            await channel.stop()
+            await bot.close()
+    found = samples(text)
+    assert value(found, "wardwatch_rate_limited_total", channel="telegram") == telegram.too_many_requests >= 1
+    assert value(found, "wardwatch_messages_received_total", channel="telegram") == 1
+    assert value(found, "wardwatch_replies_sent_total", channel="telegram") == 1
+    assert value(found, "wardwatch_reply_seconds_count", channel="telegram") == 1
+    assert str(relative.user.id) not in text
 
 
 async def test_the_console_chat_is_counted(services):

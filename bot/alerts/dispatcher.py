@@ -522,8 +522,6 @@ class Dispatcher:
                 channel, kind = ready.channel or "unknown", ready.kind or UNKNOWN_KIND
             outcome = _reported(dict(self._marking(result, now).items))
             self._metrics.alert(channel, kind, outcome)
-            if result.outcome == Outcome.RETRY:
-                self._metrics.rate_limited(channel)
             if outcome in (metrics.RETRIED, metrics.HELD) and result.outcome in (Outcome.RETRY, Outcome.FAILED):
                 self._metrics.send_retry(channel)
 
