@@ -321,7 +321,8 @@ async def test_undo_after_the_window_tells_the_corrected_state(ward):
     await browser.submit(saved.headers["location"], saved.headers["location"] + "/undo")
 
     ((chat, corrected),) = await ward.dispatch()
-    assert chat == relative.key and "Critical → Moderate" in corrected
+    assert chat == relative.key and "Critical → Moderate" not in corrected
+    assert corrected.startswith("⚠️ Correction: the message at ") and "The current condition is Moderate." in corrected
 
 
 async def test_an_update_form_is_checked_as_the_api_checks_it_with_the_same_messages(ward):
