@@ -31,6 +31,7 @@ from tests.fakes.telegram import FakeTelegram
 from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, SMS_FROM
 from tests.staff_support import StaffBrowser, add_staff, cheap_argon2  # noqa: F401 (fixture)
 from tests.support import PROJECT_ROOT, SETTINGS_ENVIRONMENT, Clock
+from tests.test_alerts import MOBILE_TYPED, followed, world  # noqa: F401 (fixture)
 from tests.test_telegram import TOKEN as BOT_TOKEN
 from tests.test_telegram import Relative
 from tests.test_whatsapp import (  # noqa: F401 (fixtures)
@@ -221,6 +222,18 @@ async def test_telegrams_429_to_a_reply_is_counted_and_the_reply_still_goes(serv
     assert value(found, "wardwatch_replies_sent_total", channel="telegram") == 1
     assert value(found, "wardwatch_reply_seconds_count", channel="telegram") == 1
     assert str(relative.user.id) not in text
+
+
+async def test_a_new_admission_notice_moot_before_it_goes_is_counted_as_cancelled_on_its_channel(world):
+    relative = await followed(world)
+    await world.admit("R-2", patient_name="Mina Das", alternate_mobiles=["+91 98300 12345"])
+    await relative.say(MOBILE_TYPED)  # the relative confirms the number again: the new card is readable
+    await relative.say(world.code_for())
+    assert await world.dispatch() == []
+
+    async with client_of(world.bot) as http:
+        found = samples(await scrape(http))
+    assert value(found, "wardwatch_alerts_total", channel="console", kind="new_admission", outcome="cancelled") == 1
 
 
 async def test_the_console_chat_is_counted(services):

@@ -395,10 +395,11 @@ class Dispatcher:
         """A new admission under the chat's confirmed number: said without a word about the patient
         (`compose.new_admission_notice`), held in quiet hours, moot once the chat reads the card."""
         if card is not None:
-            return _Result(group, Outcome.CANCELLED)
+            return _Result(group, Outcome.CANCELLED, channel=chat.channel, kind=NEW_ADMISSION)
         local = now.astimezone(ZoneInfo(self._config.hospital_time_zone))
         if in_quiet_hours(chat, local):
-            return _Result(group, Outcome.QUIET, delay=(quiet_hours_end(chat, local) - local).total_seconds())
+            wait = (quiet_hours_end(chat, local) - local).total_seconds()
+            return _Result(group, Outcome.QUIET, delay=wait, channel=chat.channel, kind=NEW_ADMISSION)
         language = self._catalogues.get(chat.language)
         alert = Alert(
             chat.chat_key, new_admission_notice(language), NEW_ADMISSION, language.code, {},
