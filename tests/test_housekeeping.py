@@ -111,7 +111,10 @@ async def test_alerts_end_days_after_discharge_and_when_the_number_is_taken_off(
     assert sorted((admissions[s.admission_id], s.alerts) for s in subscriptions) == [
         ("MCK-1", False), ("MCK-1", False), ("R-1", True), ("R-1", True),
     ]  # fmt: skip
-    assert [row.status for row in await world.rows(Notification)] == ["cancelled"]
+    # The waiting alert about Mina ends, and so does the notice of her admission to the chat that
+    # had confirmed her number before she was admitted.
+    rows = await world.rows(Notification)
+    assert [(row.kind, row.status) for row in rows] == [("new_admission", "cancelled"), ("condition", "cancelled")]
 
     # Ratan was moved to another hospital: readable for 7 more days, then alerts end.
     await world.set_status("transferred", to_hospital="SSKM Hospital")
@@ -160,7 +163,11 @@ async def test_chats_and_subscriptions_go_after_the_retention_period_and_the_aud
     ]
     assert await relative.chat() is None
     assert {v.chat_id for v in await world.rows(Verification)} == {left["both"].id, left["talker"].id}
-    assert await world.rows(Notification) == []
+    # Nothing about Ratan is left: only the notice of Mina's admission, still waiting for the chat
+    # that confirmed her number before she was admitted.
+    assert [(admissions[row.admission_id], row.chat_id, row.kind) for row in await world.rows(Notification)] == [
+        ("MCK-1", left["talker"].id, "new_admission")
+    ]
     # Admissions and the audit stay.
     assert len(await world.rows(Admission)) == 2
     assert await disclosures(world) == audited

@@ -220,7 +220,7 @@ async def test_an_alert_in_quiet_hours_is_held_until_they_end(world):
 
 async def test_another_patients_alerts_are_not_shown(world):
     await followed(world)
-    await world.admit("R-2", patient_name="Mina Das")
+    await world.admit("R-2", patient_name="Mina Das", contact_mobile="94330 55555")  # under another number
     await world.record("R-1", "MRB", world.clock.now, **CRITICAL_ICU)
 
     assert (await world.delivery("R-2")) == reports.PatientDelivery([], [])
