@@ -124,7 +124,7 @@ class RepliesFirst(BaseRateLimiter[None]):
             return await callback(*args, **kwargs)
         while True:
             try:
-                async with self.pacer.reply_slot():
+                async with self.pacer.reply_slot(str(data.get("chat_id", ""))):
                     return await callback(*args, **kwargs)
             except RetryAfter as error:
                 seconds = _seconds(error.retry_after)

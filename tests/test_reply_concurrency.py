@@ -171,7 +171,7 @@ def test_a_reply_goes_ahead_of_the_alerts_already_waiting():
     async def reply(pacer: Pacer) -> Went:
         loop = asyncio.get_running_loop()
         await asyncio.sleep(0.5)
-        async with pacer.reply_slot():
+        async with pacer.reply_slot("relative"):
             return Went(True, loop.time())
 
     async def scenario() -> tuple[list[Went], Went]:
@@ -189,7 +189,18 @@ def test_a_reply_waits_out_a_pause_as_the_alerts_do():
         pacer = Pacer(per_second=30)
         pacer.pause(2.0)
         loop = asyncio.get_running_loop()
-        async with pacer.reply_slot():
+        async with pacer.reply_slot("relative"):
             return [Went(True, loop.time())]
 
     assert times(run(scenario())) == exactly([2.0])
+
+
+def test_an_alert_to_a_chat_just_answered_waits_the_chats_interval():
+    async def scenario() -> list[Went]:
+        pacer = Pacer(per_second=30, per_chat_per_second=1)
+        loop = asyncio.get_running_loop()
+        async with pacer.reply_slot("a"):
+            replied = Went(True, loop.time())
+        return [replied, *await asyncio.gather(message(pacer, "a"), message(pacer, "b"))]
+
+    assert times(run(scenario())) == exactly([0.0, 1.0, 0.0])

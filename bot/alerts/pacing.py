@@ -22,8 +22,9 @@ class Pacer:
     never causes a 429. `pause` (after a 429) holds every message until its end.
 
     Replies to relatives and alerts of one process share the pacer: a reply (`reply_slot`) takes
-    the next free place ahead of every alert waiting, since a relative is waiting for it, and keeps
-    to no chat interval (the chat's messages are already answered one after another).
+    the next free place ahead of every alert waiting, since a relative is waiting for it. It waits
+    for no chat interval (a reply of a confirmation and two status cards goes at once, as the
+    relative expects), but an alert to the chat waits its interval after the reply.
     """
 
     def __init__(self, per_second: float, per_chat_per_second: float | None = None) -> None:
@@ -62,8 +63,9 @@ class Pacer:
             self._chats = {key: t for key, t in self._chats.items() if t.users or t.ready_at > now}
 
     @asynccontextmanager
-    async def reply_slot(self) -> AsyncIterator[None]:
-        """Wait until a reply may go, ahead of the alerts waiting, and send it inside the block."""
+    async def reply_slot(self, chat_key: str) -> AsyncIterator[None]:
+        """Wait until a reply to `chat_key` may go, ahead of the alerts waiting, and send it inside
+        the block. The chat's next alert keeps its interval after the reply."""
         loop = asyncio.get_running_loop()
         while True:
             await _sleep_until(loop, lambda: self._paused_until)
@@ -75,6 +77,9 @@ class Pacer:
             yield
         finally:
             loop.call_later(self._window, self._places.release)
+            if self._chat_interval:
+                turn = self._chats.setdefault(chat_key, _ChatTurn())
+                turn.ready_at = max(turn.ready_at, loop.time() + self._chat_interval)
 
     async def _take(self, loop: asyncio.AbstractEventLoop, turn: _ChatTurn, deadline: float | None) -> bool:
         """The chat's turn (one message to a chat at a time) and one of the second's places."""
