@@ -93,6 +93,8 @@ async def test_quiet_hours_are_set_shown_and_turned_off(world):
 )
 async def test_quiet_hours_in_the_ways_people_write_them(world, typed):
     relative = world.relative()
+    # The chat begins in English: a first message in Bengali or Devanagari digits would choose that language.
+    await relative.say("/start")
     assert await relative.say(f"/quiet {typed}") == SET_22_7
     assert await quiet(world) == (22, 7)
 
