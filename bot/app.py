@@ -245,7 +245,7 @@ def build_web_app(services: Services, telegram: TelegramChannel | None = None) -
     # SafeHeaders, which thus wraps it and gives its 413 the same headers as every answer.
     app.add_middleware(RequestBodyLimitMiddleware, max_body_size=services.settings.config.server.max_body_bytes)
     app.add_middleware(SafeHeaders)
-    # Inside SafeHeaders and RequestIds: its count includes every answer the routes give.
+    # Added last, so it wraps the two above: it counts their 413s too, and a request that raised as its 500.
     app.add_middleware(CountRequests, metrics=services.metrics)
     app.add_exception_handler(RequestValidationError, request_validation_response)
     app.include_router(docs_router(app.openapi_url or "/openapi.json", app.title))
