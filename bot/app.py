@@ -347,6 +347,10 @@ def build_scheduler(services: Services) -> AsyncIOScheduler:
     return scheduler
 
 
+class CannotListen(Exception):
+    """A web server could not listen where it was told to (its port is taken)."""
+
+
 class _Server(uvicorn.Server):
     """uvicorn, minus its own signal handling: `_until_stopped` owns SIGINT and SIGTERM so that
     everything else shuts down cleanly too."""
@@ -354,6 +358,13 @@ class _Server(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self):
         yield
+
+    async def startup(self, sockets=None) -> None:
+        try:
+            await super().startup(sockets)
+        except SystemExit:  # uvicorn exits the process when it cannot listen, having logged why
+            where = f"http://{self.config.host}:{self.config.port}"
+            raise CannotListen(f"could not serve on {where} (the reason is logged above)") from None
 
 
 async def _until_stopped(*tasks: asyncio.Task) -> None:

@@ -356,6 +356,9 @@ def _run(services: app.Services, coroutine: Coroutine[None, None, int | None]) -
         return asyncio.run(checked()) or 0
     except KeyboardInterrupt:
         return 0
+    except app.CannotListen as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -315,8 +315,8 @@ def test_the_worker_port_must_differ_from_the_web_servers(migrated_url):
 # --- the worker process -------------------------------------------------------------------------
 
 
-async def test_python_m_bot_worker_serves_its_metrics(services, tmp_path: Path):
-    port = _free_port()
+async def start_worker(services: Services, tmp_path: Path, port: int) -> tuple[asyncio.subprocess.Process, Path]:
+    """`python -m bot worker` on the test database, its pages on `port`; and where it writes."""
     config = tmp_path / "config.yaml"
     config.write_text(
         (PROJECT_ROOT / "config.yaml")
@@ -336,6 +336,12 @@ async def test_python_m_bot_worker_serves_its_metrics(services, tmp_path: Path):
             sys.executable, "-m", "bot", "worker", cwd=PROJECT_ROOT, env=environ,
             stdin=subprocess.DEVNULL, stdout=written, stderr=subprocess.STDOUT,
         )  # fmt: skip
+    return process, output
+
+
+async def test_python_m_bot_worker_serves_its_metrics(services, tmp_path: Path):
+    port = _free_port()
+    process, output = await start_worker(services, tmp_path, port)
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
             text = await asyncio.wait_for(_ready_metrics(http, process, output), 120)  # only against a hang
@@ -349,6 +355,18 @@ async def test_python_m_bot_worker_serves_its_metrics(services, tmp_path: Path):
     assert value(found, "wardwatch_ready") == 1  # its own dispatcher beats
     assert 0 <= value(found, "wardwatch_dispatcher_heartbeat_age_seconds") < 2 * health.HEARTBEAT_SECONDS
     assert process.returncode == 0, output.read_text()
+
+
+async def test_a_worker_whose_port_is_taken_says_so_and_stops(services, tmp_path: Path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        process, output = await start_worker(services, tmp_path, port)
+        assert await asyncio.wait_for(process.wait(), 60) == 1
+    written = await asyncio.to_thread(output.read_text)
+    assert f"error: could not serve on http://127.0.0.1:{port} (the reason is logged above)" in written
+    assert "Traceback" not in written and "never awaited" not in written, written
 
 
 def _free_port() -> int:
