@@ -364,6 +364,15 @@ def test_the_operators_command_is_valid_sh():
 # --- the proxies at work: each in front of two web servers, as uvicorn serves the web processes ---
 
 
+class _Server(uvicorn.Server):
+    """uvicorn's server without its signal handlers: two of them, stopped in another order than
+    started, would leave the first one's handler for SIGINT and SIGTERM on the test process."""
+
+    @contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
 class Backend:
     """A web process as the proxies see it: uvicorn (with its defaults, as `bot.app` runs it),
     answering every request with what it saw: its port, the client's address and scheme, the path."""
@@ -371,7 +380,7 @@ class Backend:
     def __init__(self) -> None:
         self.port = _free_port()
         self.paths: list[str] = []
-        self._server = uvicorn.Server(
+        self._server = _Server(
             uvicorn.Config(
                 self._app, host="127.0.0.1", port=self.port, interface="asgi3", lifespan="off", log_level="warning"
             )
