@@ -16,16 +16,18 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.relatives.access import chat_actor
 from models import AuditEvent
-from models.chat import Chat
+from models.chat import Chat, Notification
 
 # The audit actions of a message that showed a relative a patient's state.
 DISCLOSURES = ("alert.sent", "status.disclosed")
 
 
 async def last_shown(
-    session: AsyncSession, secret_key: bytes, chat: Chat, admission_id: int, withdrawn_at: datetime
+    session: AsyncSession, secret_key: bytes, chat: Chat, admission_id: int, correction_id: int
 ) -> datetime | None:
-    """When the chat was last shown the admission, by `withdrawn_at`; None if never."""
+    """When the chat was last shown the admission before the outbox row `correction_id` (the
+    withdrawal) was added; None if never."""
+    withdrawn_at = select(Notification.created_at).where(Notification.id == correction_id).scalar_subquery()
     result = await session.exec(
         select(func.max(AuditEvent.at)).where(
             AuditEvent.admission_id == admission_id,

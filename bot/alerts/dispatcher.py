@@ -104,9 +104,9 @@ class _Pending:
     last_id: int | None = None
     first_id: int | None = None
     first_before: dict[str, Any] = field(default_factory=dict)
-    # The first row is a correction (an update withdrawn): when it was made, and when the chat was
-    # last shown the patient before it (`corrections.last_shown`), the message it takes back.
-    withdrawn_at: datetime | None = None
+    # The first row is a correction (an update withdrawn): its id, and when the chat was last shown
+    # the patient before it was made (`corrections.last_shown`), the message it takes back.
+    correction_id: int | None = None
     corrected_at: datetime | None = None
 
 
@@ -425,7 +425,6 @@ class Dispatcher:
                 col(Notification.kind),
                 col(Notification.before),
                 or_(claimed_until.is_(None), claimed_until < now, claimed_until == claim),
-                col(Notification.created_at),
             )  # fmt: skip
             .where(
                 col(Notification.chat_id).in_(chat_ids),
@@ -438,12 +437,12 @@ class Dispatcher:
             .order_by(col(Notification.id))
         )
         found: dict[tuple[int, int], _Pending] = defaultdict(_Pending)
-        for row_id, chat_id, admission_id, kind, before, free, created_at in result.all():
+        for row_id, chat_id, admission_id, kind, before, free in result.all():
             pair = found[(chat_id, admission_id)]
             pair.last_id = row_id
             if free and kind != DIGEST and pair.first_id is None:
                 pair.first_id, pair.first_before = row_id, before
-                pair.withdrawn_at = created_at if kind == CORRECTION else None
+                pair.correction_id = row_id if kind == CORRECTION else None
         return found
 
     async def _corrected(
@@ -452,9 +451,9 @@ class Dispatcher:
         """For each alert that starts from a withdrawn update: when the chat last read it."""
         for (chat_id, admission_id), waiting in pending.items():
             chat = chats.get(chat_id)
-            if waiting.withdrawn_at is not None and chat is not None:
+            if waiting.correction_id is not None and chat is not None:
                 waiting.corrected_at = await corrections.last_shown(
-                    session, self._secret_key, chat, admission_id, waiting.withdrawn_at
+                    session, self._secret_key, chat, admission_id, waiting.correction_id
                 )
 
     async def _destinations(self, session: AsyncSession, readable: dict[int, list[CardData]]) -> dict[str, Hospital]:
