@@ -18,6 +18,7 @@ from starlette.datastructures import UploadFile
 
 from bot.intake import csv_import, rules
 from bot.intake.schemas import REGISTRATION_NO_MAX_LENGTH, REGISTRATION_NO_PATTERN
+from bot.outbox import CORRECTION, NEW_ADMISSION
 from bot.platform.i18n import Language
 from bot.platform.phones import national
 from bot.staff import accounts, admin, reports, wards
@@ -348,6 +349,17 @@ def _alert_text(language: Language, clock: LocalTimes, alert: reports.AlertLine)
     return _("Not sent: nothing left to tell, or nobody to tell it to")
 
 
+def _alert_reader(language: Language, alert: reports.AlertLine) -> str:
+    """Who the alert went to: the number a follower verified, masked, or, for a chat that does not
+    follow the patient, why it was told anyway."""
+    _ = language.gettext
+    if alert.number:
+        return alert.number
+    if alert.kinds == (NEW_ADMISSION,):  # its chat confirmed the number before this admission
+        return _("A chat told of a new admission under its number; not yet verified for this patient")
+    return _("A chat that no longer follows")
+
+
 def _follower_text(language: Language, follower: reports.Follower) -> str:
     _ = language.gettext
     if not follower.reachable:
@@ -371,12 +383,19 @@ async def delivery_page(
     delivery = await reports.patient_delivery(session, admission, clock.now, grace)
     language = staff.language
     _ = language.gettext
-    kinds = {"condition": _("Condition update"), "status": _("Admission status"), "digest": _("Daily summary")}
+    kinds = {
+        "condition": _("Condition update"),
+        "status": _("Admission status"),
+        "digest": _("Daily summary"),
+        CORRECTION: _("Correction"),
+        NEW_ADMISSION: _("New admission notice"),
+    }
     return render(
         request, "admin_delivery.html", title=admission.patient_name, admission=admission, clock=clock,
         followers=[(CHANNEL_NAMES.get(f.channel, f.channel), f, _follower_text(language, f))
                    for f in delivery.followers],
-        alerts=[(CHANNEL_NAMES.get(a.channel, a.channel), a, ", ".join(kinds.get(kind, kind) for kind in a.kinds),
-                 _alert_text(language, clock, a)) for a in delivery.alerts[:ALERTS_LISTED]],
+        alerts=[(CHANNEL_NAMES.get(a.channel, a.channel), a, _alert_reader(language, a),
+                 ", ".join(kinds.get(kind, kind) for kind in a.kinds), _alert_text(language, clock, a))
+                for a in delivery.alerts[:ALERTS_LISTED]],
         not_listed=max(0, len(delivery.alerts) - ALERTS_LISTED),
     )  # fmt: skip
