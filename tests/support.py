@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import re
+import socket
 import stat
 import sys
 from datetime import datetime, timedelta
@@ -22,6 +25,7 @@ from handlers.console import ConsoleChat
 from models.chat import Chat
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+CODE = re.compile(r"(?<!\d)\d{6}(?!\d)")  # a one-time code in an SMS
 # Every variable load_settings reads, so that a test does not depend on the shell that runs it.
 SETTINGS_ENVIRONMENT = (
     "BOT_CONFIG", "DATABASE_URL", "HOST", "PORT", "SECRET_KEY", "TELEGRAM_BOT_TOKEN",
@@ -206,3 +210,34 @@ class FileModes:
         except FileNotFoundError:
             mode = None
         watching.seen.setdefault(os.path.basename(path), []).append((event, mode))
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on, for a server a test starts."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+async def until_healthy(http: httpx.AsyncClient, process: asyncio.subprocess.Process, output: Path) -> None:
+    """Wait until a `python -m bot ...` process answers /healthz; fail with its output if it ends first."""
+    while True:
+        if process.returncode is not None:
+            raise AssertionError("the process ended before it served:\n" + await asyncio.to_thread(output.read_text))
+        try:
+            if (await http.get("/healthz")).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        await asyncio.sleep(0.1)
+
+
+async def code_sent_to(twilio: Any, mobile: str) -> str:
+    """The code of the last SMS the fake Twilio took for `mobile` (it may still be on its way)."""
+    while True:
+        twilio.answered.clear()
+        if twilio.messages_to(mobile):
+            found = CODE.search(twilio.messages_to(mobile)[-1].body)
+            assert found is not None, twilio.messages_to(mobile)[-1].body
+            return found.group()
+        await twilio.answered.wait()

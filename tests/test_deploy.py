@@ -11,7 +11,6 @@ import os
 import re
 import shlex
 import shutil
-import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -26,7 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bot.cli import _parser
 from bot.platform.settings import load_settings
-from tests.support import PROJECT_ROOT, config_with_templates
+from tests.support import PROJECT_ROOT, config_with_templates, free_port
 
 DEPLOY = PROJECT_ROOT / "deploy"
 SYSTEMD = DEPLOY / "systemd"
@@ -378,7 +377,7 @@ class Backend:
     answering every request with what it saw: its port, the client's address and scheme, the path."""
 
     def __init__(self) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.paths: list[str] = []
         self._server = _Server(
             uvicorn.Config(
@@ -402,12 +401,6 @@ class Backend:
         self._server.should_exit = True
         if self._serving is not None:
             await self._serving
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture
@@ -463,7 +456,7 @@ async def _check_the_proxy(http: httpx.AsyncClient, backends: list[Backend]) -> 
 
 async def test_caddy_serves_the_web_processes_as_the_guide_says(tmp_path, backends):
     caddy = _tool("caddy")
-    port, http_port = _free_port(), _free_port()
+    port, http_port = free_port(), free_port()
     site = CADDYFILE.read_text()
     site = site.replace("wardwatch.example.org {", f"https://127.0.0.1:{port} {{\n\ttls internal")
     site = site.replace("127.0.0.1:8081 127.0.0.1:8082", " ".join(f"127.0.0.1:{b.port}" for b in backends))
@@ -487,7 +480,7 @@ async def test_caddy_serves_the_web_processes_as_the_guide_says(tmp_path, backen
 
 async def test_nginx_serves_the_web_processes_as_the_guide_says(tmp_path, backends):
     nginx = _tool("nginx")
-    port, http_port = _free_port(), _free_port()
+    port, http_port = free_port(), free_port()
     site = _nginx_site_with_a_certificate(tmp_path)
     site = site.replace("listen 443 ssl http2;", f"listen 127.0.0.1:{port} ssl http2;").replace(
         "listen 80;", f"listen 127.0.0.1:{http_port};"

@@ -13,11 +13,9 @@ import logging
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -26,7 +24,7 @@ from sqlalchemy import text
 from bot.platform.logs import MaskPhoneNumbers, mask_phones
 from tests.conftest import PROJECT_ROOT, SECRET, auth
 from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, SMS_FROM, WHATSAPP_FROM, FakeTwilio, post_whatsapp
-from tests.support import SETTINGS_ENVIRONMENT, config_with_templates
+from tests.support import SETTINGS_ENVIRONMENT, code_sent_to, config_with_templates, free_port, until_healthy
 
 PUBLIC_BASE_URL = "https://wardwatch.example.org"
 RATAN = {"patient_name": "Ratan Das", "contact_mobile": "098300 54321", "alternate_mobiles": ["98300 67890"]}
@@ -35,7 +33,6 @@ RELATIVE = "+919830054321"  # Ratan's admission number, writing from its own Wha
 NEWCOMER = "+919874455667"  # a first message, from a number the service does not know yet
 SECRETS = ("9830054321", "9830067890", "9831122334", "9874455667")  # every number, in its 10 digits
 NAMES = ("Ratan Das", "Mousumi Sarkar")
-CODE = re.compile(r"(?<!\d)\d{6}(?!\d)")
 
 # Writes the database refuses from the moment they are installed, as a full disk would.
 REFUSALS = {
@@ -89,36 +86,9 @@ async def refusing(services):
     await run(WITHDRAWALS[dialect])
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-async def _until_healthy(http: httpx.AsyncClient, process: asyncio.subprocess.Process, output: Path) -> None:
-    while True:
-        if process.returncode is not None:
-            raise AssertionError("the process ended before it served:\n" + await asyncio.to_thread(output.read_text))
-        try:
-            if (await http.get("/healthz")).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        await asyncio.sleep(0.1)
-
-
-async def _code_sent_to(fake: FakeTwilio, mobile: str) -> str:
-    """The code of the SMS the service sends `mobile` after its reply (it may still be on its way)."""
-    while True:
-        fake.answered.clear()
-        if fake.messages_to(mobile):
-            return CODE.search(fake.messages_to(mobile)[-1].body).group(0)
-        await fake.answered.wait()
-
-
 @pytest.mark.parametrize("log_format", ["text", "json"])
 async def test_failures_leave_no_number_code_or_name_in_the_logs(services, keys, fake, refusing, tmp_path, log_format):
-    port, output = _free_port(), tmp_path / "output.log"
+    port, output = free_port(), tmp_path / "output.log"
     environ = {key: value for key, value in os.environ.items() if key not in SETTINGS_ENVIRONMENT}
     environ |= {
         "BOT_CONFIG": str(config_with_templates(tmp_path)), "DATABASE_URL": services.settings.database_url,
@@ -135,7 +105,7 @@ async def test_failures_leave_no_number_code_or_name_in_the_logs(services, keys,
         # No connection kept alive: uvicorn closes one after a 500.
         limits = httpx.Limits(max_keepalive_connections=0)
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30, limits=limits) as http:
-            await asyncio.wait_for(_until_healthy(http, process, output), 120)  # only against a hang
+            await asyncio.wait_for(until_healthy(http, process, output), 120)  # only against a hang
             hospital = auth(keys["MRB"])
 
             async def whatsapp(message: str, sender: str = RELATIVE) -> int:
@@ -144,7 +114,7 @@ async def test_failures_leave_no_number_code_or_name_in_the_logs(services, keys,
             assert (await http.put("/api/v1/admissions/R-1", json=RATAN, headers=hospital)).status_code == 201
             assert await whatsapp("Hello") == 200
             assert await whatsapp("98300 54321") == 200
-            code = await asyncio.wait_for(_code_sent_to(fake, RELATIVE), 30)
+            code = await asyncio.wait_for(code_sent_to(fake, RELATIVE), 30)
             assert await whatsapp(code) == 200
             assert any("Ratan Das" in message.body for message in fake.messages_to(f"whatsapp:{RELATIVE}"))
 

@@ -30,7 +30,7 @@ from tests.conftest import SECRET, make_settings
 from tests.fakes.telegram import FakeTelegram
 from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, SMS_FROM
 from tests.staff_support import StaffBrowser, add_staff, cheap_argon2  # noqa: F401 (fixture)
-from tests.support import PROJECT_ROOT, SETTINGS_ENVIRONMENT, Clock
+from tests.support import PROJECT_ROOT, SETTINGS_ENVIRONMENT, Clock, free_port
 from tests.test_alerts import MOBILE_TYPED, followed, world  # noqa: F401 (fixture)
 from tests.test_telegram import TOKEN as BOT_TOKEN
 from tests.test_telegram import Relative
@@ -340,7 +340,7 @@ async def start_worker(services: Services, tmp_path: Path, port: int) -> tuple[a
 
 
 async def test_python_m_bot_worker_serves_its_metrics(services, tmp_path: Path):
-    port = _free_port()
+    port = free_port()
     process, output = await start_worker(services, tmp_path, port)
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
@@ -367,12 +367,6 @@ async def test_a_worker_whose_port_is_taken_says_so_and_stops(services, tmp_path
     written = await asyncio.to_thread(output.read_text)
     assert f"error: could not serve on http://127.0.0.1:{port} (the reason is logged above)" in written
     assert "Traceback" not in written and "never awaited" not in written, written
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 async def _ready_metrics(http: httpx.AsyncClient, process: asyncio.subprocess.Process, output: Path) -> str:

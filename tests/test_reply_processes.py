@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -24,8 +23,15 @@ from models.chat import Chat
 from tests.conftest import PROJECT_ROOT, SECRET, auth
 from tests.fakes.telegram import FakeTelegram, FakeUser
 from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, SMS_FROM, FakeTwilio
-from tests.support import SETTINGS_ENVIRONMENT
-from tests.test_telegram import CODE, TOKEN, WEBHOOK_PATH, WEBHOOK_SECRET, WEBHOOK_URL
+from tests.support import SETTINGS_ENVIRONMENT, code_sent_to, free_port, until_healthy
+from tests.test_telegram import (  # noqa: F401 (fake, twilio: fixtures)
+    TOKEN,
+    WEBHOOK_PATH,
+    WEBHOOK_SECRET,
+    WEBHOOK_URL,
+    fake,
+    twilio,
+)
 
 CHATS = 8
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
@@ -38,28 +44,10 @@ def postgresql(services) -> None:
         pytest.skip("two web processes share a PostgreSQL database (set TEST_DATABASE_URL); SQLite serves one")
 
 
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeTelegram]:
-    async with FakeTelegram(TOKEN) as server:
-        yield server
-
-
-@pytest.fixture
-async def twilio() -> AsyncIterator[FakeTwilio]:
-    async with FakeTwilio() as server:
-        yield server
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @asynccontextmanager
 async def web_process(url: str, fake: FakeTelegram, twilio: FakeTwilio, output: Path) -> AsyncIterator[Post]:
     """`python -m bot web` on its own port; how Telegram posts an update to it (answered 200)."""
-    port = _free_port()
+    port = free_port()
     environ = {key: value for key, value in os.environ.items() if key not in SETTINGS_ENVIRONMENT}
     environ |= {
         "BOT_CONFIG": str(PROJECT_ROOT / "config.yaml"), "DATABASE_URL": url, "SECRET_KEY": SECRET,
@@ -75,7 +63,7 @@ async def web_process(url: str, fake: FakeTelegram, twilio: FakeTwilio, output: 
         )  # fmt: skip
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
-            await asyncio.wait_for(_until_healthy(http, process, output), 120)  # only against a hang
+            await asyncio.wait_for(until_healthy(http, process, output), 120)  # only against a hang
 
             async def post(update: dict) -> None:
                 response = await http.post(WEBHOOK_PATH, json=update, headers={SECRET_HEADER: WEBHOOK_SECRET})
@@ -86,29 +74,6 @@ async def web_process(url: str, fake: FakeTelegram, twilio: FakeTwilio, output: 
         if process.returncode is None:
             process.send_signal(signal.SIGTERM)
         await asyncio.wait_for(process.wait(), 30)
-
-
-async def _until_healthy(http: httpx.AsyncClient, process: asyncio.subprocess.Process, output: Path) -> None:
-    while True:
-        if process.returncode is not None:
-            raise AssertionError("the process ended before it served:\n" + await asyncio.to_thread(output.read_text))
-        try:
-            if (await http.get("/healthz")).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        await asyncio.sleep(0.1)
-
-
-async def _code_sent_to(twilio: FakeTwilio, mobile: str) -> str:
-    """The code of the SMS sent to `mobile` after the reply (it may still be on its way)."""
-    while True:
-        twilio.answered.clear()
-        if twilio.messages_to(mobile):
-            found = CODE.search(twilio.messages_to(mobile)[-1].body)
-            assert found is not None
-            return found.group()
-        await twilio.answered.wait()
 
 
 async def converse(fake: FakeTelegram, twilio: FakeTwilio, user: FakeUser, contact: str, posts: list[Post]) -> None:
@@ -125,7 +90,7 @@ async def converse(fake: FakeTelegram, twilio: FakeTwilio, user: FakeUser, conta
 
     await send(fake.updates.command(user, "/start"))
     await send(fake.updates.text(user, national(contact)), twice=True)
-    code = await asyncio.wait_for(_code_sent_to(twilio, contact), 30)
+    code = await asyncio.wait_for(code_sent_to(twilio, contact), 30)
     await send(fake.updates.text(user, code))
     await send(fake.updates.command(user, "/status"), twice=True)
     await send(fake.updates.command(user, "/help"))

@@ -10,7 +10,6 @@ import gc
 import io
 import logging
 import re
-import socket
 import subprocess
 import sys
 import textwrap
@@ -33,6 +32,7 @@ from tests.fakes.twilio import (
     VERIFY_SERVICE_SID,
     FakeTwilio,
 )
+from tests.support import free_port
 
 # Ratan Das, ICU at M.R. Bangur Hospital (bot/intake/demo.py); typed the way relatives write it.
 MOBILE = "+919000000002"
@@ -94,12 +94,6 @@ async def ask_code(services: Services, typed: str = TYPED, chat: str = "t", lang
     replies = await say(services, typed, chat=chat)
     await services.background.drain()
     return replies
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # --- Twilio SMS ----------------------------------------------------------------------------------

@@ -12,7 +12,6 @@ import asyncio
 import os
 import pty
 import signal
-import socket
 import sys
 import threading
 import time
@@ -26,7 +25,7 @@ from bot.platform import db
 from tests.conftest import PROJECT_ROOT, SECRET
 from tests.fakes.telegram import FakeTelegram
 from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, SMS_FROM, FakeTwilio
-from tests.support import SETTINGS_ENVIRONMENT
+from tests.support import SETTINGS_ENVIRONMENT, free_port
 
 STOP_WITHIN = 5.0  # seconds, the requirement itself; a stop usually takes well under one
 START_WITHIN = 120.0  # only against a hang
@@ -35,12 +34,6 @@ TOKEN = "123:ABC"
 # What the console chat writes once it waits for the relative's first line, and its answer to it.
 OPENING = "Write anything to begin"
 ASKS_FOR_NUMBER = "Please send the mobile number that was written down at admission"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 async def environment(tmp_path: Path, port: int, **more: str) -> dict[str, str]:

@@ -11,7 +11,6 @@ import logging
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -43,7 +42,7 @@ from tests.fakes.twilio import (
     sign,
     whatsapp_form,
 )
-from tests.support import SETTINGS_ENVIRONMENT, config_with_templates
+from tests.support import SETTINGS_ENVIRONMENT, config_with_templates, free_port
 
 PUBLIC_BASE_URL = "https://example.org"
 # What the app sees behind a TLS proxy: plain http, another host and port.
@@ -494,12 +493,6 @@ async def test_the_fake_refuses_what_twilio_refuses(client_of, fake, fields, cod
 # --- python -m bot run ----------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 async def _until_serving(process: asyncio.subprocess.Process, port: int, lines: list[str]) -> None:
     """Until the process says its web server listens on `port`, keeping what it wrote in `lines`."""
     while not lines or f"Uvicorn running on http://127.0.0.1:{port}" not in lines[-1]:
@@ -511,7 +504,7 @@ async def _until_serving(process: asyncio.subprocess.Process, port: int, lines: 
 async def test_python_m_bot_run_serves_the_webhook(fake, tmp_path):
     url = f"sqlite+aiosqlite:///{tmp_path / 'ward.sqlite3'}"
     await db.upgrade_async(url)
-    port = _free_port()
+    port = free_port()
     environ = {key: value for key, value in os.environ.items() if key not in SETTINGS_ENVIRONMENT}
     environ |= {
         "BOT_CONFIG": str(config_with_templates(tmp_path)), "DATABASE_URL": url, "SECRET_KEY": SECRET,
