@@ -11,7 +11,7 @@ from bot.relatives import housekeeping
 from models import Admission, AuditEvent, Chat, ConditionUpdate, Notification, Subscription, Verification
 from models.chat import OtpChallenge
 from tests.conftest import auth, now_utc
-from tests.test_conversation import MOBILE, OTHER_MOBILE, START, World, verified, world  # noqa: F401 (world: a fixture)
+from tests.test_conversation import MOBILE, OTHER_MOBILE, START, WELCOME_MESSAGE, World, verified, world  # noqa: F401 (world: a fixture)
 from tests.test_privacy import forms, where_found
 
 ALTERNATE, SUNIL_MOBILE = "+919433012121", "+919830077777"
@@ -172,6 +172,26 @@ async def test_chats_and_subscriptions_go_after_the_retention_period_and_the_aud
     assert len(await world.rows(Admission)) == 2
     assert await disclosures(world) == audited
     assert await delete_old(world) == housekeeping.Deleted(subscriptions=0, chats=0)
+
+
+async def test_a_forgotten_chats_language_is_kept_for_the_retention_period_then_goes(world):
+    retention = timedelta(days=world.bot.settings.config.notifications.retention_days_after_discharge)
+    hindi = world.bot.catalogues.get("hi")
+    for key in ("back", "silent"):
+        relative = world.relative(key)
+        await relative.say("/language")
+        await relative.say("3")  # हिन्दी
+        await relative.say("/forget")
+        await relative.say("1")  # Yes, delete
+    forgotten_at = world.clock.now
+
+    world.clock.now = forgotten_at + retention - timedelta(minutes=1)
+    assert (await delete_old(world)).kept_languages == 0
+    assert (await world.relative("back").say("/start")).startswith(hindi.gettext(WELCOME_MESSAGE))
+
+    world.clock.now = forgotten_at + retention + timedelta(minutes=1)
+    assert (await delete_old(world)).kept_languages == 1
+    assert (await world.relative("silent").say("/start")).startswith(WELCOME_MESSAGE)
 
 
 async def test_the_worker_schedules_the_housekeeping_hourly(services):

@@ -25,6 +25,7 @@ from models import (
     Subscription,
     Verification,
 )  # fmt: skip
+from models.chat import KeptLanguage
 from models.enums import AdmissionStatus
 from models.queries import in_chunks
 
@@ -93,13 +94,16 @@ async def end_lapsed_verifications(database: Database, policy: VerificationConfi
 class Deleted:
     subscriptions: int
     chats: int
+    kept_languages: int = 0  # of chats that /forget deleted and that never wrote again
 
 
 async def delete_after_retention(database: Database, policy: NotificationsConfig, now: datetime) -> Deleted:
     """`retention_days_after_discharge` after a discharge, transfer or death: every chat's
     subscription to that admission and its outbox rows go. Then a chat that follows nobody and
     has not written for as long goes too, with its verifications and outbox rows (the numbers it
-    typed, its language, its quiet hours). Admissions and the audit stay."""
+    typed, its language, its quiet hours). So does the language a chat that /forget deleted kept
+    (`models.chat.KeptLanguage`), kept as long ago without a word from the chat since: the same
+    silence, the same period. Admissions and the audit stay."""
     cutoff = now - timedelta(days=policy.retention_days_after_discharge)
     closed = select(Admission.id).where(
         Admission.status != AdmissionStatus.ADMITTED,
@@ -128,8 +132,9 @@ async def delete_after_retention(database: Database, policy: NotificationsConfig
             await session.exec(delete(Notification).where(col(Notification.chat_id).in_(chunk)))
             await session.exec(delete(Verification).where(col(Verification.chat_id).in_(chunk)))
             await session.exec(delete(Chat).where(col(Chat.id).in_(chunk), ~follows))
+        languages = await session.exec(delete(KeptLanguage).where(col(KeptLanguage.kept_at) < cutoff))
         await session.commit()
-    return Deleted(subscriptions, len(chat_ids))
+    return Deleted(subscriptions, len(chat_ids), languages.rowcount)
 
 
 # What an admission keeps of its patient once erased: nothing (the two required columns empty).
