@@ -50,7 +50,7 @@ from bot.platform.metrics import UNKNOWN_KIND, Metrics
 from bot.platform.settings import FileConfig
 from bot.relatives import access
 from bot.relatives.quiet_hours import in_quiet_hours, quiet_hours_end
-from bot.relatives.status_card import CardData
+from bot.relatives.status_card import CardData, destination_of, transfer_destinations
 from models import AuditEvent, Hospital, table_of
 from models.audit import audit_values
 from models.chat import Chat, Notification
@@ -108,10 +108,6 @@ class _Pending:
     # the patient before it was made (`corrections.last_shown`), the message it takes back.
     correction_id: int | None = None
     corrected_at: datetime | None = None
-
-
-def _name_key(name: str | None) -> str:
-    return (name or "").strip().lower()
 
 
 @dataclass
@@ -321,7 +317,7 @@ class Dispatcher:
             readable = await access.readable_by_chat(
                 session, chat_ids, now, self._config.verification, admission_ids, alerting_only=True
             )
-            destinations = await self._destinations(session, readable)
+            destinations = await transfer_destinations(session, (c for cards in readable.values() for c in cards))
         results = []
         for group in chunk:
             card = next((c for c in readable.get(group.chat_id, ()) if c.admission.id == group.admission_id), None)
@@ -365,7 +361,7 @@ class Dispatcher:
             # outside this claim (a routine change queued behind critical news).
             older_untold = waiting.first_id is not None and waiting.first_id < news[0].id
             before = waiting.first_before if older_untold else news[0].before
-            destination = destinations.get(_name_key(card.admission.transferred_to))
+            destination = destination_of(card, destinations)
             corrected_at = waiting.corrected_at
             reply = compose_alert(card, before, language, now, self._config.overdue_hours, destination, corrected_at)
             kind = alert_kind(card, corrected_at)
@@ -455,19 +451,6 @@ class Dispatcher:
                 waiting.corrected_at = await corrections.last_shown(
                     session, self._secret_key, chat, admission_id, waiting.correction_id
                 )
-
-    async def _destinations(self, session: AsyncSession, readable: dict[int, list[CardData]]) -> dict[str, Hospital]:
-        """The hospitals patients were moved to, when they are ours (for their helplines), by name."""
-        names = {
-            _name_key(card.admission.transferred_to)
-            for cards in readable.values()
-            for card in cards
-            if card.admission.status == AdmissionStatus.TRANSFERRED and card.admission.transferred_to
-        }
-        if not names:
-            return {}
-        result = await session.exec(select(Hospital).where(func.lower(Hospital.name).in_(names)))
-        return {_name_key(hospital.name): hospital for hospital in result.all()}
 
     async def _record(self, results: list[_Result]) -> None:
         """Mark the chunk's rows in one transaction, in a few statements for the whole chunk

@@ -38,7 +38,7 @@ from bot.platform.settings import FileConfig
 from bot.relatives import access, commands, quiet_hours
 from bot.relatives.otp import Checked, Limit, OtpService, Requested, read_code
 from bot.relatives.replies import Button, Inbound, Reply
-from bot.relatives.status_card import render_card
+from bot.relatives.status_card import destination_of, render_card, transfer_destinations
 from models import table_of
 from models.chat import Chat, InboundMessage, KeptLanguage, Subscription
 from models.enums import AdmissionStatus
@@ -376,8 +376,11 @@ class Conversation:
         return self._hint(turn)
 
     async def _show_cards(self, turn: Turn, cards: list[access.CardData]) -> None:
+        # A patient moved to a hospital on Ward Watch: its helpline, as the alert of the move gave.
+        destinations = await transfer_destinations(turn.session, cards)
         for card in cards:
-            turn.replies.append(render_card(card, turn.language, turn.now, self._config.overdue_hours))
+            destination = destination_of(card, destinations)
+            turn.replies.append(render_card(card, turn.language, turn.now, self._config.overdue_hours, destination))
             access.record_disclosure(turn.session, turn.chat, card, turn.now, self._secret_key)
 
     async def _stop(self, turn: Turn) -> None:

@@ -7,9 +7,14 @@ here: the card asks the relative to contact the hospital, with its helpline.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
+
+from sqlalchemy import func
+from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.platform.i18n import Language
 from bot.platform.phones import national
@@ -73,6 +78,30 @@ class CardData:
     hospital: Hospital
     admission: Admission
     latest: ConditionUpdate | None
+
+
+def _name_key(name: str | None) -> str:
+    """A hospital's name as a transfer's destination is matched to it: case and spaces around aside."""
+    return (name or "").strip().lower()
+
+
+async def transfer_destinations(session: AsyncSession, cards: Iterable[CardData]) -> dict[str, Hospital]:
+    """The hospitals on Ward Watch that the transferred patients of `cards` were moved to, found
+    by the name the sending hospital gave (`destination_of` picks a card's)."""
+    names = {
+        _name_key(card.admission.transferred_to)
+        for card in cards
+        if card.admission.status == AdmissionStatus.TRANSFERRED and card.admission.transferred_to
+    }
+    if not names:
+        return {}
+    result = await session.exec(select(Hospital).where(func.lower(Hospital.name).in_(names)))
+    return {_name_key(hospital.name): hospital for hospital in result.all()}
+
+
+def destination_of(card: CardData, destinations: dict[str, Hospital]) -> Hospital | None:
+    """The hospital on Ward Watch the card's patient was moved to, among `transfer_destinations`."""
+    return destinations.get(_name_key(card.admission.transferred_to))
 
 
 def render_card(
