@@ -119,12 +119,18 @@ class Row:
     twice: int  # replies beyond those expected
     throttled: int  # 429s given by the fake Bot API
     peak_rss_kb: int
+    cpu_seconds: float  # the bot processes' CPU time while the load ran
     target: str = "-"
     problems: list[str] = field(default_factory=list)
 
     def p(self, share: float) -> float | None:
         ordered = sorted(self.latencies)
         return ordered[min(len(ordered) - 1, int(len(ordered) * share))] if ordered else None
+
+    @property
+    def cpu_ms_per_message(self) -> float | None:
+        """The bots' CPU per message answered: steadier than latency on a shared machine."""
+        return self.cpu_seconds * 1000 / len(self.latencies) if self.latencies else None
 
 
 # --- the fakes, taking note of times ------------------------------------------------------------
@@ -352,6 +358,8 @@ class BotProcess:
         self.log = log
         self.port = port
         self.peak_kb = 0  # its peak RSS, once stopped
+        self.cpu_at_ready = 0.0  # its CPU time when it was ready for the load (`ready`)
+        self.cpu_used = 0.0  # its CPU time from then until it was stopped
 
     @classmethod
     async def start(cls, args: list[str], env: dict[str, str], log: Path, port: int | None = None) -> BotProcess:
@@ -366,6 +374,15 @@ class BotProcess:
         if self.process.returncode is not None:
             raise RuntimeError(f"the bot exited with {self.process.returncode}:\n{log_tail(self.log)}")
 
+    def cpu_seconds(self) -> float:
+        """Its user and system CPU time so far (/proc/PID/stat, fields 14 and 15)."""
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def ready(self) -> None:
+        """Started and ready: its CPU time from now on is the load's."""
+        self.cpu_at_ready = self.cpu_seconds()
+
     def peak_rss_kb(self) -> int:
         """Its peak RSS so far (VmHWM: the most it held at once)."""
         for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
@@ -377,6 +394,7 @@ class BotProcess:
         """Stops it as a service manager would (SIGTERM), noting its peak RSS first."""
         self.alive()
         self.peak_kb = self.peak_rss_kb()
+        self.cpu_used = self.cpu_seconds() - self.cpu_at_ready
         self.process.send_signal(signal.SIGTERM)
         try:
             await asyncio.wait_for(self.process.wait(), 30)
@@ -414,6 +432,7 @@ async def polling_bot(args: list[str], env: dict[str, str], telegram: BotApi, lo
             return bool(telegram.called("getUpdates"))
 
         await until(polls, [bot], " ".join(args))
+        bot.ready()
         yield bot
         await bot.stop()
     finally:
@@ -447,6 +466,8 @@ async def web_bots(count: int, env: dict[str, str], telegram: BotApi, folder: Pa
                 return True
 
             await until(serving, bots, "python -m bot web")
+        for bot in bots:
+            bot.ready()
         yield bots
     finally:
         for bot in bots:
@@ -536,6 +557,7 @@ class Load:
             unanswered=unanswered, replies_per_second=replies / (last - first) if first and last > first else 0.0,
             twice=twice, throttled=self.telegram.too_many_requests,
             peak_rss_kb=max(process.peak_kb for process in processes),
+            cpu_seconds=sum(process.cpu_used for process in processes),
             problems=self.problems + self.refusals(*processes),
         )  # fmt: skip
 
@@ -671,7 +693,7 @@ def print_table(rows: list[Row], notes: list[str]) -> None:
         return f"{value * 1000:,.0f}" if value is not None else "-"
 
     header = ("bot", "database", "load", "messages", "p50 ms", "p95 ms", "max ms", "replies/s", "unanswered",
-              "twice", "429", "peak RSS", "target")  # fmt: skip
+              "twice", "429", "peak RSS", "CPU ms/msg", "target")  # fmt: skip
     print_rows(
         header,
         [
@@ -688,6 +710,7 @@ def print_table(rows: list[Row], notes: list[str]) -> None:
                 f"{r.twice:,}",
                 f"{r.throttled:,}",
                 f"{r.peak_rss_kb / 1024:.0f} MB",
+                f"{r.cpu_ms_per_message:.2f}" if r.cpu_ms_per_message is not None else "-",
                 r.target,
             )  # fmt: skip
             for r in rows
@@ -696,7 +719,8 @@ def print_table(rows: list[Row], notes: list[str]) -> None:
     notes.append(
         "latency: from the update handed to the bot (getUpdates answer, webhook POST) to its first reply "
         f"at the fake Bot API; unanswered: no reply within {ANSWERED_WITHIN:g} s; peak RSS: the bot's process "
-        "(of two, the larger); the fakes run in the benchmark's own process"
+        "(of two, the larger); CPU ms/msg: the bot processes' CPU time while the load ran, per message answered; "
+        "the fakes run in the benchmark's own process"
     )
     for r in rows:
         for problem in r.problems:

@@ -303,6 +303,9 @@ def build_application(settings: Settings, conversation: Conversation, metrics: M
         .token(settings.secrets.telegram_bot_token or "")  # set: bot/app.py builds the bot only then
         .base_url(settings.env.telegram_api_base_url)
         .request(CountedRequest(metrics or Metrics()))
+        # Under load the long poll returns at once with a few updates, over and over: on PTB's
+        # httpx request each poll cost as much CPU as a reply's whole dialogue turn on SQLite.
+        .get_updates_request(AiohttpRequest(connections=1))
         .rate_limiter(RepliesFirst(pacer))
         .concurrent_updates(ChatInOrder(CONCURRENT_UPDATES))
     )

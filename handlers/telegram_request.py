@@ -4,7 +4,8 @@ Why not PTB's default (httpx): under a burst of alerts, httpcore's connection po
 proportion to its connections times the requests waiting for one, on every request; the
 dispatch benchmark measured it at most of the dispatcher's CPU time (about 2 ms per message).
 aiohttp, which the twilio client already brings, keeps the same requests under a tenth of that.
-Long polling (`getUpdates`) keeps PTB's own request: one slow call at a time.
+Long polling (`getUpdates`) goes through one of its own, with one connection: PTB adds the poll's
+timeout to `read_timeout` for that call.
 
 `RepliesFirst` is the application's rate limiter: the replies to relatives go through the same
 `Pacer` as this process's alerts (bot/alerts/pacing.py), ahead of them, and a 429 makes a reply

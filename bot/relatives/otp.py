@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Protocol
 
-from sqlalchemy import false, func
+from sqlalchemy import and_, case, false, func, or_
 from sqlmodel import col, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -195,11 +195,42 @@ class OtpService:
             return None
         return tried[allowed - 1][1] + day
 
+    async def _any_limit_reached(self, session: AsyncSession, chat: str, number: str, now: datetime) -> bool:
+        """Would one more request pass a limit? All four counted in one statement: nearly every
+        request passes none, and then `_limit`'s four statements, one per limit, would be spent
+        on the reply path for nothing."""
+        hour_ago, day_ago = now - timedelta(hours=1), now - timedelta(days=1)
+        in_hour = col(OtpChallenge.created_at) > hour_ago
+        of_chat = col(OtpChallenge.chat_pseudonym) == chat
+        of_number = col(OtpChallenge.mobile_pseudonym) == number
+        # The different numbers the chat tried in the day, or none if this is one of them: trying
+        # a number again is not trying one more.
+        tried_this = func.count().filter(of_chat, of_number) > 0
+        numbers_if_new = case(
+            (tried_this, 0), else_=func.count(col(OtpChallenge.mobile_pseudonym).distinct()).filter(of_chat)
+        )
+        counted = select(
+            func.count().filter(in_hour, of_number),
+            func.count().filter(in_hour, of_chat),
+            func.count().filter(in_hour),
+            numbers_if_new,
+        ).where(or_(in_hour, and_(of_chat, col(OtpChallenge.created_at) > day_ago)))
+        number_hour, chat_hour, overall, chat_numbers = (await session.exec(counted)).one()
+        policy = self.policy
+        return (
+            number_hour >= policy.max_sends_per_number_per_hour
+            or chat_hour >= policy.max_sends_per_chat_per_hour
+            or overall >= policy.max_sends_per_hour
+            or chat_numbers >= policy.max_numbers_per_chat_per_day
+        )
+
     async def _limit(
         self, session: AsyncSession, chat: str, number: str, now: datetime
     ) -> tuple[Limit, datetime] | None:
         """The limit one more request of this chat for this number (both pseudonyms) would pass,
         and when it ends; of several, the one that ends last (the relative waits for all)."""
+        if not await self._any_limit_reached(session, chat, number, now):
+            return None
         hour, policy = timedelta(hours=1), self.policy
         ends = {
             Limit.NUMBER_PER_HOUR: await self._ends(
