@@ -129,9 +129,9 @@ async def enqueue(session: AsyncSession, changes: Iterable[Change]) -> int:
 
 async def tell_new_admissions(session: AsyncSession, numbers: Mapping[int, Collection[str]]) -> int:
     """One row per new admission (id: its contact and alternate numbers) and per reachable chat
-    whose verification of one of those numbers holds. Such a chat reads the admission only after a
-    new code (`bot.relatives.access.verify`): the row tells it there is something to confirm, and
-    nothing else (`bot.alerts.compose.new_admission_notice`)."""
+    whose verification of one of those numbers holds, unless it sent /stop. Such a chat reads the
+    admission only after a new code (`bot.relatives.access.verify`): the row tells it there is
+    something to confirm, and nothing else (`bot.alerts.compose.new_admission_notice`)."""
     now = session.info.get(CLOCK, utcnow)()
     chats_by_number: dict[str, set[int]] = {}
     for chunk in in_chunks(sorted({number for admission in numbers.values() for number in admission})):
@@ -139,7 +139,10 @@ async def tell_new_admissions(session: AsyncSession, numbers: Mapping[int, Colle
             select(Verification.mobile, Verification.chat_id)
             .join(Chat, col(Chat.id) == col(Verification.chat_id))
             .where(
-                col(Verification.mobile).in_(chunk), Verification.expires_at > now, col(Chat.unreachable_at).is_(None)
+                col(Verification.mobile).in_(chunk),
+                Verification.expires_at > now,
+                col(Chat.unreachable_at).is_(None),
+                col(Chat.alerts_stopped).is_(False),  # /stop: no notice either
             )
         )
         for number, chat_id in result.all():

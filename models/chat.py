@@ -33,6 +33,9 @@ class Chat(SQLModel, table=True):
     quiet_until: int | None = None
     # The platform refused this chat for good (blocked the bot, chat gone): nothing more is sent.
     unreachable_at: datetime | None = None
+    # No alerts at all, a new admission's notice included: the relative sent /stop, or the platform
+    # refused the chat for good. Until /start or a new code.
+    alerts_stopped: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
     # Payloads of the buttons last offered, in order: on channels without buttons (WhatsApp) the
     # relative answers with the choice's number, which may arrive at another process.
     choices: list[str] | None = Field(default=None, sa_column=Column(JSON, nullable=True))

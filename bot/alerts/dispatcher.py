@@ -389,8 +389,9 @@ class Dispatcher:
 
     def _notice(self, group: _Group, chat: Chat, card: CardData | None, sender: Sender, now: datetime) -> _Result:
         """A new admission under the chat's confirmed number: said without a word about the patient
-        (`compose.new_admission_notice`), held in quiet hours, moot once the chat reads the card."""
-        if card is not None:
+        (`compose.new_admission_notice`), held in quiet hours, moot once the chat reads the card or
+        sends /stop."""
+        if card is not None or chat.alerts_stopped:
             return _Result(group, Outcome.CANCELLED, channel=chat.channel, kind=NEW_ADMISSION)
         local = now.astimezone(ZoneInfo(self._config.hospital_time_zone))
         if in_quiet_hours(chat, local):

@@ -68,6 +68,7 @@ async def verify(
         subscription.verification_id = verification.id
         subscription.alerts = True
         session.add(subscription)
+    chat.alerts_stopped = False
     return admissions
 
 
@@ -162,10 +163,13 @@ async def _set_alerts(session: AsyncSession, chat: Chat, alerts: bool) -> int:
 
 
 async def stop_alerts(session: AsyncSession, chat: Chat) -> int:
+    """/stop: the chat hears of nothing more, not even of a new admission under its number."""
+    chat.alerts_stopped = True
     return await _set_alerts(session, chat, False)
 
 
 async def resume_alerts(session: AsyncSession, chat: Chat) -> int:
+    chat.alerts_stopped = False
     return await _set_alerts(session, chat, True)
 
 
@@ -184,7 +188,7 @@ async def mark_unreachable(session: AsyncSession, chat_id: int, now: datetime) -
     """The platform refused the chat for good (the user blocked the bot, the chat is gone, the
     WhatsApp number opted out): its alerts end and those waiting are cancelled. The chat's next
     message makes it reachable again; /start (WhatsApp: START) resumes the alerts."""
-    await session.exec(update(Chat).where(col(Chat.id) == chat_id).values(unreachable_at=now))
+    await session.exec(update(Chat).where(col(Chat.id) == chat_id).values(unreachable_at=now, alerts_stopped=True))
     await session.exec(update(Subscription).where(col(Subscription.chat_id) == chat_id).values(alerts=False))
     await outbox.cancel_chats(session, [chat_id])
 
