@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import math
 import secrets
@@ -34,8 +35,11 @@ from bot.platform.security import keyed_hash, pseudonym
 from bot.platform.settings import OtpConfig
 from models.chat import OtpChallenge
 
-# The key of the PostgreSQL advisory lock that lets one code request or check run at a time.
+# The key of the PostgreSQL advisory lock that lets one code request run at a time.
 _CODES_LOCK = 0x5757_4F54_5000  # "WWOTP"
+# The first half of the two-part keys of the advisory locks of one chat's codes for one number
+# (a key space apart from `_CODES_LOCK`'s); the second half is a hash of both pseudonyms.
+_CHAT_NUMBER_LOCKS = 0x5757_4F54  # "WWOT"
 
 
 class CheckUnavailable(Exception):
@@ -137,14 +141,25 @@ class OtpService:
         return pseudonym(self._secret_key, chat_key), pseudonym(self._secret_key, mobile)
 
     @staticmethod
-    async def _one_at_a_time(session: AsyncSession) -> None:
-        """Hold the codes for this transaction: until the caller commits, no other request or check
-        (another web instance, another message answered at the same time) reads or changes them.
-        Without it, guesses typed at once each saw the same count of wrong tries, a right code
-        typed twice at once was accepted twice, and requests at once all passed the limits."""
+    async def _one_at_a_time(session: AsyncSession, chat: str, number: str, request: bool) -> None:
+        """Hold the codes for this transaction: until the caller commits, no other request, and no
+        check of this chat's code for this number (another web instance, another message answered
+        at the same time), reads or changes them. Without it, guesses typed at once each saw the
+        same count of wrong tries, a right code typed twice at once was accepted twice, and
+        requests at once all passed the limits. A check reads and changes only its own chat's
+        code for its number, so on PostgreSQL checks of other chats go on meanwhile: a check holds
+        the codes until the turn commits, a whole verification and its cards later, and with one
+        lock for all codes the checks of a busy hour queued behind each other (two web
+        processes at 120 messages a second: seconds). A request takes the lock of all codes
+        first, then its chat's and number's, always in that order."""
         dialect = session.bind.dialect.name if session.bind is not None else ""
         if dialect == "postgresql":
-            await session.exec(select(func.pg_advisory_xact_lock(_CODES_LOCK)))
+            if request:
+                await session.exec(select(func.pg_advisory_xact_lock(_CODES_LOCK)))
+            chat_number = int.from_bytes(
+                hashlib.blake2b(f"{chat}|{number}".encode(), digest_size=4).digest(), signed=True
+            )
+            await session.exec(select(func.pg_advisory_xact_lock(_CHAT_NUMBER_LOCKS, chat_number)))
         elif dialect == "sqlite":
             # A write, even one that changes nothing, takes SQLite's single write lock now rather
             # than at the first real write, after the counts were read.
@@ -252,10 +267,10 @@ class OtpService:
         self, session: AsyncSession, chat_key: str, mobile: str, registered: bool, language: Language
     ) -> RequestOutcome:
         """Ask for a code for `mobile` in this chat. The caller commits."""
-        await self._one_at_a_time(session)
+        chat, number = self._pseudonyms(chat_key, mobile)
+        await self._one_at_a_time(session, chat, number, request=True)
         now = self._clock()
         policy = self.policy
-        chat, number = self._pseudonyms(chat_key, mobile)
         previous = await self._latest(session, chat, number)
         carried_tries = 0
         if previous is not None and previous.created_at > now - timedelta(hours=policy.wrong_tries_window_hours):
@@ -303,9 +318,10 @@ class OtpService:
 
     async def check(self, session: AsyncSession, chat_key: str, mobile: str, typed: str) -> CheckOutcome:
         """Check a typed code (already read with `read_code`). The caller commits."""
-        await self._one_at_a_time(session)
+        chat, number = self._pseudonyms(chat_key, mobile)
+        await self._one_at_a_time(session, chat, number, request=False)
         now = self._clock()
-        challenge = await self._latest(session, *self._pseudonyms(chat_key, mobile))
+        challenge = await self._latest(session, chat, number)
         if challenge is None or challenge.used_at is not None:
             return CheckOutcome(Checked.NO_CODE)
         max_tries = self.policy.max_wrong_tries
