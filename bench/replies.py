@@ -17,7 +17,8 @@ A reply's latency runs from the update being handed to the bot (the fake's getUp
 the start of the webhook POST) to the reply's sendMessage reaching the fake; a message without
 its reply 10 s after it was sent is never answered (and its relative goes no further).
 Targets, for ours at each rate: p95 at most 2x the minimal bot's p95 at that rate, none
-unanswered, peak RSS under 300 MB.
+unanswered, peak RSS under 300 MB. Each row also gives the bot processes' CPU time while the load
+ran, per message answered: it varies far less with what else runs on the machine than latency.
 
   two web   on PostgreSQL: two `python -m bot web` processes in webhook mode, each chat's updates
             POSTed to one of them by its id (as a load balancer hashing on it would), at 120/s
