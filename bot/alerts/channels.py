@@ -1,5 +1,5 @@
 """What the dispatcher asks of a channel: an `Alert` to send, a `Sender` that sends it at its
-`Pacer`'s pace, and the three ways a send can fail, in the dispatcher's terms. Each channel's
+`Pacer`'s pace, and the four ways a send can fail, in the dispatcher's terms. Each channel's
 adapter (handlers/) turns its platform's refusals into these."""
 
 from __future__ import annotations
