@@ -106,6 +106,7 @@ class ConsoleSender:
     """Shows the dispatcher's alerts in the terminal, as they happen."""
 
     channel = CHANNEL
+    uses_templates = False
 
     def __init__(self, write: Callable[[str], None]) -> None:
         self._write = write

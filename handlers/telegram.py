@@ -331,6 +331,7 @@ class TelegramSender:
     """
 
     channel = CHANNEL
+    uses_templates = False
 
     def __init__(self, application: Application, settings: Settings) -> None:
         self.application = application

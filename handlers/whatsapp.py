@@ -168,6 +168,7 @@ class WhatsAppSender:
     refusal or a network error a `TemporaryFailure`."""
 
     channel = CHANNEL
+    uses_templates = True
 
     def __init__(
         self,

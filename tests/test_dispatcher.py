@@ -674,7 +674,7 @@ async def test_an_unforeseen_error_costs_its_own_alert_retries_and_nothing_else(
         chats.append(await ward.follow(mobile(n)))
 
     class Faulty:  # a sender with a bug for one chat
-        channel, pacer = telegram.channel, telegram.pacer
+        channel, pacer, uses_templates = telegram.channel, telegram.pacer, telegram.uses_templates
 
         async def send(self, alert: Alert) -> None:
             if alert.chat_key == str(chats[2]):

@@ -65,6 +65,7 @@ class WhatsAppOutbox(ConsoleSender):
     """Alerts to WhatsApp chats, kept instead of sent."""
 
     channel = "whatsapp"
+    uses_templates = True
 
 
 async def say(world: World, text: str | None = None, command: str | None = None, button: str | None = None) -> str:

@@ -43,7 +43,7 @@ class Alert:
     reply: Reply
     kind: str  # bot.platform.settings.ALERT_KINDS
     language: str
-    fields: dict[str, str]  # bot.alerts.compose.template_fields
+    fields: dict[str, str]  # bot.alerts.compose.template_fields; empty for a sender without templates
     last_inbound_at: datetime | None = None  # when the relative last wrote to us
     template_only: bool = False  # the platform refused the text outside its window: resent
 
@@ -51,6 +51,9 @@ class Alert:
 class Sender(Protocol):
     channel: str
     pacer: Pacer
+    # Whether `Alert.fields` may be read (a template in the text's stead): only then does the
+    # dispatcher compose them, a sixth of its work per alert.
+    uses_templates: bool
 
     async def send(self, alert: Alert) -> str | None:
         """Send it; the platform's id of the message when its delivery is reported later."""

@@ -371,8 +371,9 @@ class Dispatcher:
             kind, covered = DIGEST, None
         if reply is None:
             return _Result(group, Outcome.CANCELLED, covers_up_to=covered, channel=chat.channel, kind=kind)
+        fields = template_fields(card, before, language, destination, corrected_at) if sender.uses_templates else {}
         alert = Alert(
-            chat.chat_key, reply, kind, language.code, template_fields(card, before, language, destination, corrected_at),
+            chat.chat_key, reply, kind, language.code, fields,
             last_inbound_at=chat.last_inbound_at, template_only=any(row.template_only for row in group.rows),
         )  # fmt: skip
         channel = chat.channel
