@@ -355,6 +355,10 @@ class _Server(uvicorn.Server):
     """uvicorn, minus its own signal handling: `_until_stopped` owns SIGINT and SIGTERM so that
     everything else shuts down cleanly too."""
 
+    def __init__(self, config: uvicorn.Config, listening: asyncio.Event | None = None) -> None:
+        super().__init__(config)
+        self._listening = listening  # set once it listens
+
     @contextlib.contextmanager
     def capture_signals(self):
         yield
@@ -365,6 +369,8 @@ class _Server(uvicorn.Server):
         except SystemExit:  # uvicorn exits the process when it cannot listen, having logged why
             where = f"http://{self.config.host}:{self.config.port}"
             raise CannotListen(f"could not serve on {where} (the reason is logged above)") from None
+        if self._listening is not None:
+            self._listening.set()
 
 
 async def _until_stopped(*tasks: asyncio.Task) -> None:
@@ -395,13 +401,15 @@ async def _serve(services: Services, telegram: TelegramChannel | None, quiet: bo
     await _serve_app(app, settings.host, settings.port, "hospital API (OpenAPI at /docs)", quiet)
 
 
-async def _serve_worker_pages(services: Services) -> None:
+async def _serve_worker_pages(services: Services, listening: asyncio.Event) -> None:
     """The worker's /metrics, /healthz and /readyz, at the web server's host."""
     port = services.settings.config.operations.worker_metrics_port
-    await _serve_app(build_worker_app(services), services.settings.host, port, "worker's /metrics", quiet=True)
+    await _serve_app(build_worker_app(services), services.settings.host, port, "worker's /metrics", True, listening)
 
 
-async def _serve_app(app: FastAPI, host: str, port: int, what: str, quiet: bool = False) -> None:
+async def _serve_app(
+    app: FastAPI, host: str, port: int, what: str, quiet: bool = False, listening: asyncio.Event | None = None
+) -> None:
     config = uvicorn.Config(
         app,
         host=host,
@@ -414,7 +422,7 @@ async def _serve_app(app: FastAPI, host: str, port: int, what: str, quiet: bool 
     mask_every_handler()
     format_every_handler()
     log.info("%s on http://%s:%s", what, host, port)
-    server = _Server(config)
+    server = _Server(config, listening)
     serving = asyncio.create_task(server.serve())
     try:
         await asyncio.shield(serving)
@@ -496,7 +504,16 @@ async def run_worker(services: Services) -> None:
     try:
         if telegram is not None:
             await telegram.application.initialize()
-        await _until_stopped(asyncio.create_task(_worker(services)), asyncio.create_task(_serve_worker_pages(services)))
+        # The pages listen before the dispatcher starts: a taken port stops the worker before it
+        # has begun any work that stopping would cut short (a transaction rolled back mid-way).
+        listening = asyncio.Event()
+        pages = asyncio.create_task(_serve_worker_pages(services, listening))
+        waiting = asyncio.create_task(listening.wait())
+        await asyncio.wait([pages, waiting], return_when=asyncio.FIRST_COMPLETED)
+        waiting.cancel()
+        if pages.done():
+            pages.result()
+        await _until_stopped(asyncio.create_task(_worker(services)), pages)
     finally:
         if telegram is not None:
             await telegram.application.shutdown()
