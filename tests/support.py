@@ -7,6 +7,7 @@ import os
 import re
 import socket
 import stat
+import subprocess
 import sys
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -31,7 +32,8 @@ SETTINGS_ENVIRONMENT = (
     "BOT_CONFIG", "DATABASE_URL", "HOST", "PORT", "SECRET_KEY", "TELEGRAM_BOT_TOKEN",
     "TELEGRAM_API_BASE_URL", "TELEGRAM_WEBHOOK_URL", "TELEGRAM_WEBHOOK_SECRET", "TWILIO_ACCOUNT_SID",
     "TWILIO_AUTH_TOKEN", "TWILIO_API_BASE_URL", "TWILIO_SMS_FROM", "TWILIO_MESSAGING_SERVICE_SID",
-    "TWILIO_WHATSAPP_FROM", "TWILIO_VERIFY_SERVICE_SID", "PUBLIC_BASE_URL", "OTP_PROVIDER",
+    "TWILIO_WHATSAPP_FROM", "TWILIO_VERIFY_SERVICE_SID", "PUBLIC_BASE_URL", "OTP_PROVIDER", "METRICS_TOKEN",
+    "LOG_FORMAT",
 )  # fmt: skip
 
 
@@ -210,6 +212,21 @@ class FileModes:
         except FileNotFoundError:
             mode = None
         watching.seen.setdefault(os.path.basename(path), []).append((event, mode))
+
+
+def service_environment(**settings: str) -> dict[str, str]:
+    """The environment of a `python -m bot ...` a test starts: this one's, without any setting of
+    ours but `settings`, so that the test does not depend on the shell that runs it."""
+    return {key: value for key, value in os.environ.items() if key not in SETTINGS_ENVIRONMENT} | settings
+
+
+async def start_service(command: str, environ: dict[str, str], output: Path) -> asyncio.subprocess.Process:
+    """`python -m bot COMMAND` in the background, all it writes going to `output`."""
+    with output.open("wb") as written:
+        return await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bot", command, cwd=PROJECT_ROOT, env=environ,
+            stdin=subprocess.DEVNULL, stdout=written, stderr=subprocess.STDOUT,
+        )  # fmt: skip
 
 
 def free_port() -> int:

@@ -10,11 +10,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import re
 import signal
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 
 import httpx
@@ -22,9 +19,16 @@ import pytest
 from sqlalchemy import text
 
 from bot.platform.logs import MaskPhoneNumbers, mask_phones
-from tests.conftest import PROJECT_ROOT, SECRET, auth
+from tests.conftest import SECRET, auth
 from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, SMS_FROM, WHATSAPP_FROM, FakeTwilio, post_whatsapp
-from tests.support import SETTINGS_ENVIRONMENT, code_sent_to, config_with_templates, free_port, until_healthy
+from tests.support import (
+    code_sent_to,
+    config_with_templates,
+    free_port,
+    service_environment,
+    start_service,
+    until_healthy,
+)
 
 PUBLIC_BASE_URL = "https://wardwatch.example.org"
 RATAN = {"patient_name": "Ratan Das", "contact_mobile": "098300 54321", "alternate_mobiles": ["98300 67890"]}
@@ -89,18 +93,13 @@ async def refusing(services):
 @pytest.mark.parametrize("log_format", ["text", "json"])
 async def test_failures_leave_no_number_code_or_name_in_the_logs(services, keys, fake, refusing, tmp_path, log_format):
     port, output = free_port(), tmp_path / "output.log"
-    environ = {key: value for key, value in os.environ.items() if key not in SETTINGS_ENVIRONMENT}
-    environ |= {
-        "BOT_CONFIG": str(config_with_templates(tmp_path)), "DATABASE_URL": services.settings.database_url,
-        "SECRET_KEY": SECRET, "HOST": "127.0.0.1", "PORT": str(port), "TWILIO_API_BASE_URL": fake.url,
-        "TWILIO_ACCOUNT_SID": ACCOUNT_SID, "TWILIO_AUTH_TOKEN": AUTH_TOKEN, "TWILIO_SMS_FROM": SMS_FROM,
-        "TWILIO_WHATSAPP_FROM": WHATSAPP_FROM, "PUBLIC_BASE_URL": PUBLIC_BASE_URL, "LOG_FORMAT": log_format,
-    }  # fmt: skip
-    with output.open("wb") as written:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bot", "web", cwd=PROJECT_ROOT, env=environ,
-            stdin=subprocess.DEVNULL, stdout=written, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+    environ = service_environment(
+        BOT_CONFIG=str(config_with_templates(tmp_path)), DATABASE_URL=services.settings.database_url,
+        SECRET_KEY=SECRET, HOST="127.0.0.1", PORT=str(port), TWILIO_API_BASE_URL=fake.url,
+        TWILIO_ACCOUNT_SID=ACCOUNT_SID, TWILIO_AUTH_TOKEN=AUTH_TOKEN, TWILIO_SMS_FROM=SMS_FROM,
+        TWILIO_WHATSAPP_FROM=WHATSAPP_FROM, PUBLIC_BASE_URL=PUBLIC_BASE_URL, LOG_FORMAT=log_format,
+    )  # fmt: skip
+    process = await start_service("web", environ, output)
     try:
         # No connection kept alive: uvicorn closes one after a 500.
         limits = httpx.Limits(max_keepalive_connections=0)

@@ -8,12 +8,9 @@ set."""
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import signal
 import socket
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -30,7 +27,7 @@ from tests.conftest import SECRET, make_settings
 from tests.fakes.telegram import FakeTelegram
 from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, SMS_FROM
 from tests.staff_support import StaffBrowser, add_staff, cheap_argon2  # noqa: F401 (fixture)
-from tests.support import PROJECT_ROOT, SETTINGS_ENVIRONMENT, Clock, free_port
+from tests.support import PROJECT_ROOT, Clock, free_port, service_environment, start_service
 from tests.test_alerts import MOBILE_TYPED, followed, world  # noqa: F401 (fixture)
 from tests.test_telegram import TOKEN as BOT_TOKEN
 from tests.test_telegram import Relative
@@ -324,19 +321,11 @@ async def start_worker(services: Services, tmp_path: Path, port: int) -> tuple[a
         .replace("worker_metrics_port: 9464", f"worker_metrics_port: {port}"),
         encoding="utf-8",
     )
-    environ = {key: value for key, value in os.environ.items() if key not in SETTINGS_ENVIRONMENT}
-    environ |= {
-        "BOT_CONFIG": str(config), "DATABASE_URL": services.settings.database_url, "SECRET_KEY": SECRET,
-        "HOST": "127.0.0.1",
-    }  # fmt: skip
-    environ.pop("METRICS_TOKEN", None)
+    environ = service_environment(
+        BOT_CONFIG=str(config), DATABASE_URL=services.settings.database_url, SECRET_KEY=SECRET, HOST="127.0.0.1"
+    )
     output = tmp_path / "worker.log"
-    with output.open("wb") as written:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bot", "worker", cwd=PROJECT_ROOT, env=environ,
-            stdin=subprocess.DEVNULL, stdout=written, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    return process, output
+    return await start_service("worker", environ, output), output
 
 
 async def test_python_m_bot_worker_serves_its_metrics(services, tmp_path: Path):

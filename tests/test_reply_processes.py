@@ -6,10 +6,7 @@ the order written, and every dialogue ends verified. PostgreSQL only: SQLite ser
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -23,7 +20,13 @@ from models.chat import Chat
 from tests.conftest import PROJECT_ROOT, SECRET, auth
 from tests.fakes.telegram import FakeTelegram, FakeUser
 from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, SMS_FROM, FakeTwilio
-from tests.support import SETTINGS_ENVIRONMENT, code_sent_to, free_port, until_healthy
+from tests.support import (
+    code_sent_to,
+    free_port,
+    service_environment,
+    start_service,
+    until_healthy,
+)
 from tests.test_telegram import (  # noqa: F401 (fake, twilio: fixtures)
     TOKEN,
     WEBHOOK_PATH,
@@ -48,19 +51,14 @@ def postgresql(services) -> None:
 async def web_process(url: str, fake: FakeTelegram, twilio: FakeTwilio, output: Path) -> AsyncIterator[Post]:
     """`python -m bot web` on its own port; how Telegram posts an update to it (answered 200)."""
     port = free_port()
-    environ = {key: value for key, value in os.environ.items() if key not in SETTINGS_ENVIRONMENT}
-    environ |= {
-        "BOT_CONFIG": str(PROJECT_ROOT / "config.yaml"), "DATABASE_URL": url, "SECRET_KEY": SECRET,
-        "HOST": "127.0.0.1", "PORT": str(port), "TELEGRAM_BOT_TOKEN": TOKEN,
-        "TELEGRAM_API_BASE_URL": f"{fake.url}/bot", "TELEGRAM_WEBHOOK_URL": WEBHOOK_URL,
-        "TELEGRAM_WEBHOOK_SECRET": WEBHOOK_SECRET, "TWILIO_API_BASE_URL": twilio.url,
-        "TWILIO_ACCOUNT_SID": ACCOUNT_SID, "TWILIO_AUTH_TOKEN": AUTH_TOKEN, "TWILIO_SMS_FROM": SMS_FROM,
-    }  # fmt: skip
-    with output.open("wb") as written:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bot", "web", cwd=PROJECT_ROOT, env=environ,
-            stdin=subprocess.DEVNULL, stdout=written, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+    environ = service_environment(
+        BOT_CONFIG=str(PROJECT_ROOT / "config.yaml"), DATABASE_URL=url, SECRET_KEY=SECRET,
+        HOST="127.0.0.1", PORT=str(port), TELEGRAM_BOT_TOKEN=TOKEN,
+        TELEGRAM_API_BASE_URL=f"{fake.url}/bot", TELEGRAM_WEBHOOK_URL=WEBHOOK_URL,
+        TELEGRAM_WEBHOOK_SECRET=WEBHOOK_SECRET, TWILIO_API_BASE_URL=twilio.url,
+        TWILIO_ACCOUNT_SID=ACCOUNT_SID, TWILIO_AUTH_TOKEN=AUTH_TOKEN, TWILIO_SMS_FROM=SMS_FROM,
+    )  # fmt: skip
+    process = await start_service("web", environ, output)
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
             await asyncio.wait_for(until_healthy(http, process, output), 120)  # only against a hang

@@ -25,7 +25,7 @@ from bot.platform import db
 from tests.conftest import PROJECT_ROOT, SECRET
 from tests.fakes.telegram import FakeTelegram
 from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, SMS_FROM, FakeTwilio
-from tests.support import SETTINGS_ENVIRONMENT, free_port
+from tests.support import free_port, service_environment
 
 STOP_WITHIN = 5.0  # seconds, the requirement itself; a stop usually takes well under one
 START_WITHIN = 120.0  # only against a hang
@@ -41,11 +41,10 @@ async def environment(tmp_path: Path, port: int, **more: str) -> dict[str, str]:
     `more` configures one."""
     url = f"sqlite+aiosqlite:///{tmp_path / 'ward.sqlite3'}"
     await db.upgrade_async(url)
-    environ = {key: value for key, value in os.environ.items() if key not in SETTINGS_ENVIRONMENT}
-    return environ | {
-        "BOT_CONFIG": str(PROJECT_ROOT / "config.yaml"), "DATABASE_URL": url, "SECRET_KEY": SECRET,
-        "HOST": "127.0.0.1", "PORT": str(port), **more,
-    }  # fmt: skip
+    return service_environment(
+        BOT_CONFIG=str(PROJECT_ROOT / "config.yaml"), DATABASE_URL=url, SECRET_KEY=SECRET,
+        HOST="127.0.0.1", PORT=str(port), **more,
+    )  # fmt: skip
 
 
 async def until_healthy(port: int, exited: Callable[[], bool]) -> None:

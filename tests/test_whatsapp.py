@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import re
 import signal
 import subprocess
@@ -42,7 +41,7 @@ from tests.fakes.twilio import (
     sign,
     whatsapp_form,
 )
-from tests.support import SETTINGS_ENVIRONMENT, config_with_templates, free_port
+from tests.support import config_with_templates, free_port, service_environment
 
 PUBLIC_BASE_URL = "https://example.org"
 # What the app sees behind a TLS proxy: plain http, another host and port.
@@ -505,11 +504,10 @@ async def test_python_m_bot_run_serves_the_webhook(fake, tmp_path):
     url = f"sqlite+aiosqlite:///{tmp_path / 'ward.sqlite3'}"
     await db.upgrade_async(url)
     port = free_port()
-    environ = {key: value for key, value in os.environ.items() if key not in SETTINGS_ENVIRONMENT}
-    environ |= {
-        "BOT_CONFIG": str(config_with_templates(tmp_path)), "DATABASE_URL": url, "SECRET_KEY": SECRET,
-        "HOST": "127.0.0.1", "PORT": str(port), "TWILIO_API_BASE_URL": fake.url, **WHATSAPP,
-    }  # fmt: skip
+    environ = service_environment(
+        BOT_CONFIG=str(config_with_templates(tmp_path)), DATABASE_URL=url, SECRET_KEY=SECRET,
+        HOST="127.0.0.1", PORT=str(port), TWILIO_API_BASE_URL=fake.url, **WHATSAPP,
+    )  # fmt: skip
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bot", "run", cwd=PROJECT_ROOT, env=environ,
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
