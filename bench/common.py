@@ -6,13 +6,19 @@ import os
 import sys
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import text
+from sqlalchemy import insert, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
+from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.platform.settings import async_database_url
+from bot.intake.hospitals import add_hospital
+from bot.platform.settings import Settings, async_database_url
+from models import Admission, ConditionUpdate
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SECRET_KEY = "bench-secret-key-of-32-characters-or-more"  # as SECRET_KEY must be outside local mode
@@ -80,3 +86,78 @@ def print_rows(header: Sequence[str], rows: list[Sequence[str]]) -> None:
 
 def progress(message: str) -> None:
     print(f"... {message}", file=sys.stderr, flush=True)
+
+
+@dataclass(frozen=True)
+class Seeded:
+    """An admission a benchmark writes in bulk, with its first condition update."""
+
+    registration_no: str
+    patient_name: str
+    contact_mobile: str  # E.164
+    hospital: int  # an index into the hospitals seeded with it
+    ward: str
+    bed: str
+    condition: str
+    care_area: str
+    support: str
+    spo2: int
+    pulse: int
+    age: int = 40
+    sex: str = "F"
+
+
+async def seed_admissions(
+    session: AsyncSession, settings: Settings, hospitals: Sequence[tuple[str, str]], admissions: Sequence[Seeded],
+    now: datetime,
+) -> dict[str, int]:  # fmt: skip
+    """`hospitals` (code, name) and `admissions`, admitted two days and updated three hours before
+    `now`, written in bulk (no audit, no outbox rows); the admissions' ids by registration number."""
+    hospital_ids = []
+    for code, name in hospitals:
+        issued = await add_hospital(session, settings, SECRET_KEY.encode(), code, name, "033 2400 1000")
+        hospital_ids.append(issued.hospital.id)
+    await session.flush()
+    await session.exec(
+        insert(Admission.__table__),
+        params=[
+            {
+                "hospital_id": hospital_ids[a.hospital],
+                "registration_no": a.registration_no,
+                "patient_name": a.patient_name,
+                "contact_mobile": a.contact_mobile,
+                "age": a.age,
+                "sex": a.sex,
+                "ward": a.ward,
+                "bed": a.bed,
+                "admitted_at": now - timedelta(days=2),
+                "status": "admitted",
+                "status_at": None,
+                "transferred_to": None,
+                "status_remarks": None,
+                "created_at": now,
+                "updated_at": now,
+            }  # fmt: skip
+            for a in admissions
+        ],
+    )
+    admission_id = dict((await session.exec(select(Admission.registration_no, Admission.id))).all())
+    recorded = now - timedelta(hours=3)
+    await session.exec(
+        insert(ConditionUpdate.__table__),
+        params=[
+            {
+                "admission_id": admission_id[a.registration_no],
+                "condition": a.condition,
+                "care_area": a.care_area,
+                "respiratory_support": a.support,
+                "spo2": a.spo2,
+                "pulse": a.pulse,
+                "recorded_at": recorded,
+                "received_at": recorded,
+                "source": "api",
+            }  # fmt: skip
+            for a in admissions
+        ],
+    )
+    return admission_id

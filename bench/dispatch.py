@@ -62,21 +62,20 @@ from starlette.requests import ClientDisconnect
 
 from bench.common import (
     PROJECT_ROOT,
-    SECRET_KEY,
+    Seeded,
     child_env,
     log_tail,
     postgresql_database,
     print_rows,
     progress,
+    seed_admissions,
     server_url,
     sqlite_database,
 )
 from bot.app import Services
-from bot.intake.hospitals import add_hospital
 from bot.platform import db
 from bot.platform.phones import normalise_mobile
 from bot.platform.settings import load_settings
-from models import Admission, ConditionUpdate
 from models.chat import Chat, Notification, Subscription, Verification
 from models.enums import NotificationStatus
 from tests.fakes.telegram import FakeTelegram
@@ -170,56 +169,24 @@ async def seed_people(url: str) -> None:
     now = datetime.now(UTC)
     try:
         async with services.database.session() as session:
-            hospital_ids = []
-            for h in range(HOSPITALS):
-                issued = await add_hospital(
-                    session, services.settings, SECRET_KEY.encode(), hospital_code(h),
-                    f"Dispatch Bench Hospital {h + 1}", "033 2400 1000",
-                )  # fmt: skip
-                hospital_ids.append(issued.hospital.id)
-            await session.flush()
-            await session.exec(
-                insert(Admission.__table__),
-                params=[
-                    {
-                        "hospital_id": hospital_ids[i % HOSPITALS],
-                        "registration_no": registration_no(i),
-                        "patient_name": f"Bench Patient {i}",
-                        "contact_mobile": contact_mobile(i),
-                        "age": 20 + i % 70,
-                        "sex": "MF"[i % 2],
-                        "ward": f"Ward {i % 12 + 1}",
-                        "bed": str(i % 40 + 1),
-                        "admitted_at": now - timedelta(days=2),
-                        "status": "admitted",
-                        "status_at": None,
-                        "transferred_to": None,
-                        "status_remarks": None,
-                        "created_at": now,
-                        "updated_at": now,
-                    }  # fmt: skip
-                    for i in range(ADMISSIONS)
-                ],
-            )
-            admission_id = dict((await session.exec(select(Admission.registration_no, Admission.id))).all())
-            first = now - timedelta(hours=3)
-            await session.exec(
-                insert(ConditionUpdate.__table__),
-                params=[
-                    {
-                        "admission_id": admission_id[registration_no(i)],
-                        "condition": state(i, 0)[0],
-                        "care_area": state(i, 0)[1],
-                        "respiratory_support": state(i, 0)[2],
-                        "spo2": 90 + i % 10,
-                        "pulse": 60 + i % 60,
-                        "recorded_at": first,
-                        "received_at": first,
-                        "source": "api",
-                    }  # fmt: skip
-                    for i in range(ADMISSIONS)
-                ],
-            )
+            hospitals = [(hospital_code(h), f"Dispatch Bench Hospital {h + 1}") for h in range(HOSPITALS)]
+            admissions = [
+                Seeded(
+                    registration_no(i),
+                    f"Bench Patient {i}",
+                    contact_mobile(i),
+                    i % HOSPITALS,
+                    f"Ward {i % 12 + 1}",
+                    str(i % 40 + 1),
+                    *state(i, 0),
+                    spo2=90 + i % 10,
+                    pulse=60 + i % 60,
+                    age=20 + i % 70,
+                    sex="MF"[i % 2],
+                )
+                for i in range(ADMISSIONS)
+            ]
+            admission_id = await seed_admissions(session, services.settings, hospitals, admissions, now)
             await session.exec(
                 insert(Chat.__table__),
                 params=[

@@ -62,20 +62,19 @@ from starlette.responses import JSONResponse
 from bench.admissions import HOSPITALS, hospital_code, hospital_name, patient
 from bench.common import (
     PROJECT_ROOT,
-    SECRET_KEY,
+    Seeded,
     child_env,
     log_tail,
     postgresql_database,
     print_rows,
     progress,
+    seed_admissions,
     server_url,
     sqlite_database,
 )
 from bot.app import Services
-from bot.intake.hospitals import add_hospital
 from bot.platform import db
 from bot.platform.settings import load_settings
-from models import Admission, ConditionUpdate
 from models.chat import Chat, Subscription, Verification
 from tests.fakes.telegram import FakeTelegram, FakeUser
 from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, SMS_FROM, FakeTwilio
@@ -218,56 +217,24 @@ async def seed(url: str, surge_chats: int) -> None:
     now = datetime.now(UTC)
     try:
         async with services.database.session() as session:
-            hospital_ids = []
-            for h in range(HOSPITALS):
-                issued = await add_hospital(
-                    session, services.settings, SECRET_KEY.encode(), hospital_code(h), hospital_name(h), "033 2400 1000"
+            hospitals = [(hospital_code(h), hospital_name(h)) for h in range(HOSPITALS)]
+            admissions = [
+                Seeded(
+                    p.registration_no,
+                    p.name,
+                    p.mobile,
+                    p.hospital,
+                    p.ward,
+                    p.bed,
+                    p.condition,
+                    p.care_area,
+                    p.support,
+                    p.spo2,
+                    p.pulse,
                 )
-                hospital_ids.append(issued.hospital.id)
-            await session.flush()
-            patients = [patient(i) for i in range(ADMISSIONS)]
-            await session.exec(
-                insert(Admission.__table__),
-                params=[
-                    {
-                        "hospital_id": hospital_ids[p.hospital],
-                        "registration_no": p.registration_no,
-                        "patient_name": p.name,
-                        "contact_mobile": p.mobile,
-                        "age": 40,
-                        "sex": "F",
-                        "ward": p.ward,
-                        "bed": p.bed,
-                        "admitted_at": now - timedelta(days=2),
-                        "status": "admitted",
-                        "status_at": None,
-                        "transferred_to": None,
-                        "status_remarks": None,
-                        "created_at": now,
-                        "updated_at": now,
-                    }  # fmt: skip
-                    for p in patients
-                ],
-            )
-            admission_id = dict((await session.exec(select(Admission.registration_no, Admission.id))).all())
-            recorded = now - timedelta(hours=3)
-            await session.exec(
-                insert(ConditionUpdate.__table__),
-                params=[
-                    {
-                        "admission_id": admission_id[p.registration_no],
-                        "condition": p.condition,
-                        "care_area": p.care_area,
-                        "respiratory_support": p.support,
-                        "spo2": p.spo2,
-                        "pulse": p.pulse,
-                        "recorded_at": recorded,
-                        "received_at": recorded,
-                        "source": "api",
-                    }  # fmt: skip
-                    for p in patients
-                ],
-            )
+                for p in map(patient, range(ADMISSIONS))
+            ]
+            admission_id = await seed_admissions(session, services.settings, hospitals, admissions, now)
             await seed_verified_chats(session, now, surge_chats, admission_id)
             await session.commit()
     finally:
