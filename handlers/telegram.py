@@ -15,7 +15,6 @@ import logging
 import time
 from collections.abc import Awaitable
 from datetime import timedelta
-from http import HTTPStatus
 from typing import Any
 from urllib.parse import urlparse
 
@@ -49,7 +48,6 @@ from telegram.ext import (
     TypeHandler,
     filters,
 )
-from telegram.request import BaseRequest, RequestData
 
 from bot.alerts.channels import Alert, PermanentFailure, RetryLater, TemporaryFailure
 from bot.alerts.pacing import Pacer
@@ -266,32 +264,6 @@ class ChatInOrder(BaseUpdateProcessor):
         """Nothing to close: PTB waits for the updates in flight."""
 
 
-class CountedRequest(AiohttpRequest):
-    """The application's HTTP requests, which the replies and `TelegramSender`'s alerts share:
-    each 429 Telegram answers is counted (`wardwatch_rate_limited_total`) before PTB raises it."""
-
-    def __init__(self, metrics: Metrics) -> None:
-        super().__init__()
-        self._metrics = metrics
-
-    async def do_request(
-        self,
-        url: str,
-        method: str,
-        request_data: RequestData | None = None,
-        read_timeout=BaseRequest.DEFAULT_NONE,
-        write_timeout=BaseRequest.DEFAULT_NONE,
-        connect_timeout=BaseRequest.DEFAULT_NONE,
-        pool_timeout=BaseRequest.DEFAULT_NONE,
-    ) -> tuple[int, bytes]:
-        status, body = await super().do_request(
-            url, method, request_data, read_timeout, write_timeout, connect_timeout, pool_timeout
-        )
-        if status == HTTPStatus.TOO_MANY_REQUESTS:
-            self._metrics.rate_limited(CHANNEL)
-        return status, body
-
-
 def build_application(settings: Settings, conversation: Conversation, metrics: Metrics | None = None) -> Application:
     """PTB's application: this process's updates handled at once, in order per chat
     (`ChatInOrder`), the replies paced by the pacer the alerts of this process share
@@ -302,7 +274,7 @@ def build_application(settings: Settings, conversation: Conversation, metrics: M
         Application.builder()
         .token(settings.secrets.telegram_bot_token or "")  # set: bot/app.py builds the bot only then
         .base_url(settings.env.telegram_api_base_url)
-        .request(CountedRequest(metrics or Metrics()))
+        .request(AiohttpRequest(metrics=metrics or Metrics()))
         # Under load the long poll returns at once with a few updates, over and over: on PTB's
         # httpx request each poll cost as much CPU as a reply's whole dialogue turn on SQLite.
         .get_updates_request(AiohttpRequest(connections=1))

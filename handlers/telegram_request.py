@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Coroutine
 from datetime import timedelta
+from http import HTTPStatus
 from typing import Any
 
 import aiohttp
@@ -26,6 +27,7 @@ from telegram.request import BaseRequest, RequestData
 
 from bot.alerts.pacing import Pacer
 from bot.platform.health import OUTSIDE_SERVICES, TELEGRAM
+from bot.platform.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -33,9 +35,15 @@ DEFAULT_TIMEOUT = 5.0  # seconds, as PTB's HTTPXRequest: connecting, and waiting
 
 
 class AiohttpRequest(BaseRequest):
-    def __init__(self, connections: int = 100, timeout: float = DEFAULT_TIMEOUT) -> None:
+    """PTB's requests over aiohttp; each 429 Telegram answers is counted
+    (`wardwatch_rate_limited_total`) before PTB raises it."""
+
+    def __init__(
+        self, connections: int = 100, timeout: float = DEFAULT_TIMEOUT, metrics: Metrics | None = None
+    ) -> None:
         self._connections = connections
         self._timeout = timeout
+        self._metrics = metrics or Metrics()
         self._session: aiohttp.ClientSession | None = None
 
     @property
@@ -90,6 +98,8 @@ class AiohttpRequest(BaseRequest):
             OUTSIDE_SERVICES.failed(TELEGRAM)
         else:
             OUTSIDE_SERVICES.answered(TELEGRAM)
+        if answer[0] == HTTPStatus.TOO_MANY_REQUESTS:
+            self._metrics.rate_limited(TELEGRAM)
         return answer
 
     def _chosen(self, timeout) -> float | None:
