@@ -77,6 +77,15 @@ def assert_nothing_personal(text: str, *secrets: str) -> None:
         assert not any(word.lower() in line.lower() for word in (*WORDS, *secrets)), line
 
 
+async def on_the_test_clock_with_a_key(wa: WhatsApp) -> tuple[Clock, str]:
+    """Put `wa` on a test clock and issue MRB a key it knows: the clock and the key."""
+    clock = wa.services.clock = Clock(datetime.now(UTC).replace(microsecond=0))
+    async with wa.services.database.session() as session:
+        key = (await rotate_key(session, wa.services.secret_key, "MRB")).api_key
+        await session.commit()
+    return clock, key
+
+
 async def verify(wa: WhatsApp, sender: str) -> None:
     await wa.send("Hello", sender)
     await wa.send(TYPED, sender)
@@ -85,11 +94,7 @@ async def verify(wa: WhatsApp, sender: str) -> None:
 
 async def test_a_days_traffic_is_counted_without_anything_personal(start, fake):
     wa = await start()
-    clock = Clock(datetime.now(UTC).replace(microsecond=0))
-    wa.services.clock = clock
-    async with wa.services.database.session() as session:
-        key = (await rotate_key(session, wa.services.secret_key, "MRB")).api_key
-        await session.commit()
+    clock, key = await on_the_test_clock_with_a_key(wa)
     hospital = {"Authorization": f"Bearer {key}"}
     before = samples(await scrape(wa.http))
 
@@ -172,11 +177,7 @@ async def test_the_heartbeat_and_readiness_follow_the_database(services):
 
 async def test_a_rate_limited_alert_is_held_and_counted(start, fake):
     wa = await start()
-    clock = Clock(datetime.now(UTC).replace(microsecond=0))
-    wa.services.clock = clock
-    async with wa.services.database.session() as session:
-        key = (await rotate_key(session, wa.services.secret_key, "MRB")).api_key
-        await session.commit()
+    clock, key = await on_the_test_clock_with_a_key(wa)
     await verify(wa, RELATIVE)
     body = {"recorded_at": clock.now.isoformat(), "condition": "stable", "care_area": "ward"}
     headers = {"Authorization": f"Bearer {key}"}
