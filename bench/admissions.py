@@ -16,12 +16,13 @@ SUPPORTS = ("none", "oxygen", "hfnc", "niv", "ventilator")
 
 
 @dataclass(frozen=True)
-class Patient:
+class Seeded:
+    """An admission a benchmark writes in bulk, with its first condition update."""
+
     registration_no: str
-    name: str
-    mobile: str  # E.164, as stored
-    typed_mobile: str  # as a relative types it
-    hospital: int  # 0 .. HOSPITALS - 1
+    patient_name: str
+    contact_mobile: str  # E.164
+    hospital: int  # an index into the hospitals seeded with it
     ward: str
     bed: str
     condition: str
@@ -29,6 +30,15 @@ class Patient:
     support: str
     spo2: int
     pulse: int
+    age: int = 40
+    sex: str = "F"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Patient(Seeded):
+    """A replies-benchmark patient, whose relative types the mobile number as `typed_mobile`."""
+
+    typed_mobile: str
 
 
 def hospital_code(h: int) -> str:
@@ -42,8 +52,8 @@ def hospital_name(h: int) -> str:
 def patient(i: int) -> Patient:
     return Patient(
         registration_no=f"R{i:05d}",
-        name=f"Bench Patient {i}",
-        mobile=f"+9190002{i:05d}",
+        patient_name=f"Bench Patient {i}",
+        contact_mobile=f"+9190002{i:05d}",
         typed_mobile=f"90002 {i:05d}",
         hospital=i % HOSPITALS,
         ward=f"Ward {i % 12 + 1}",
@@ -58,4 +68,4 @@ def patient(i: int) -> Patient:
 
 def by_mobile(count: int) -> dict[str, Patient]:
     """The first `count` patients by their mobile number."""
-    return {p.mobile: p for p in map(patient, range(count))}
+    return {p.contact_mobile: p for p in map(patient, range(count))}

@@ -6,7 +6,6 @@ import os
 import sys
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from bench.admissions import Seeded
 from bot.intake.hospitals import add_hospital
 from bot.platform.settings import Settings, async_database_url
 from models import Admission, ConditionUpdate
@@ -86,25 +86,6 @@ def print_rows(header: Sequence[str], rows: list[Sequence[str]]) -> None:
 
 def progress(message: str) -> None:
     print(f"... {message}", file=sys.stderr, flush=True)
-
-
-@dataclass(frozen=True)
-class Seeded:
-    """An admission a benchmark writes in bulk, with its first condition update."""
-
-    registration_no: str
-    patient_name: str
-    contact_mobile: str  # E.164
-    hospital: int  # an index into the hospitals seeded with it
-    ward: str
-    bed: str
-    condition: str
-    care_area: str
-    support: str
-    spo2: int
-    pulse: int
-    age: int = 40
-    sex: str = "F"
 
 
 async def seed_admissions(

@@ -60,9 +60,9 @@ from sqlalchemy.engine import make_url
 from sqlmodel import select
 from starlette.requests import ClientDisconnect
 
+from bench.admissions import Seeded
 from bench.common import (
     PROJECT_ROOT,
-    Seeded,
     child_env,
     log_tail,
     postgresql_database,

@@ -37,7 +37,7 @@ CODE_BUTTONS = InlineKeyboardMarkup([
 def card(patient: Patient) -> str:
     """The status card, about as long as ours."""
     return (
-        f"<b>{html.escape(patient.name)}</b>\n{hospital_name(patient.hospital)}, {patient.ward}, bed {patient.bed}\n\n"
+        f"<b>{html.escape(patient.patient_name)}</b>\n{hospital_name(patient.hospital)}, {patient.ward}, bed {patient.bed}\n\n"
         f"Condition: <b>{patient.condition.title()}</b>\nCare area: {patient.care_area.upper()}\n"
         f"Breathing support: {patient.support}\nSpO2 {patient.spo2}%, pulse {patient.pulse}/min\n\n"
         "Last updated 3 hours ago."

@@ -62,7 +62,6 @@ from starlette.responses import JSONResponse
 from bench.admissions import HOSPITALS, hospital_code, hospital_name, patient
 from bench.common import (
     PROJECT_ROOT,
-    Seeded,
     child_env,
     log_tail,
     postgresql_database,
@@ -218,22 +217,7 @@ async def seed(url: str, surge_chats: int) -> None:
     try:
         async with services.database.session() as session:
             hospitals = [(hospital_code(h), hospital_name(h)) for h in range(HOSPITALS)]
-            admissions = [
-                Seeded(
-                    p.registration_no,
-                    p.name,
-                    p.mobile,
-                    p.hospital,
-                    p.ward,
-                    p.bed,
-                    p.condition,
-                    p.care_area,
-                    p.support,
-                    p.spo2,
-                    p.pulse,
-                )
-                for p in map(patient, range(ADMISSIONS))
-            ]
+            admissions = [patient(i) for i in range(ADMISSIONS)]
             admission_id = await seed_admissions(session, services.settings, hospitals, admissions, now)
             await seed_verified_chats(session, now, surge_chats, admission_id)
             await session.commit()
@@ -266,7 +250,7 @@ async def seed_verified_chats(session, now: datetime, count: int, admission_id: 
         params=[
             {
                 "chat_id": chat_id[key],
-                "mobile": p.mobile,
+                "mobile": p.contact_mobile,
                 "verified_at": now - timedelta(hours=1),
                 "expires_at": now + timedelta(days=29),
             }  # fmt: skip
@@ -484,9 +468,9 @@ class Load:
             return
         if not await self.say(self.telegram.updates.text(user, person.typed_mobile), user.id, 1):
             return
-        code = await self.twilio.wait_code(person.mobile, ANSWERED_WITHIN)
+        code = await self.twilio.wait_code(person.contact_mobile, ANSWERED_WITHIN)
         if code is None:
-            self.problems.append(f"no SMS with a code to {person.mobile} within {ANSWERED_WITHIN:g} s")
+            self.problems.append(f"no SMS with a code to {person.contact_mobile} within {ANSWERED_WITHIN:g} s")
             return
         await self.say(self.telegram.updates.text(user, code), user.id, 2)
 
