@@ -16,6 +16,7 @@ from sqlmodel import col, select
 
 from bot.app import build_web_app
 from bot.intake.hospitals import get_hospital
+from bot.staff import accounts
 from handlers.staff.admin import ROWS_LISTED
 from models import Admission, AuditEvent, ConditionUpdate, Hospital
 from models.staff import StaffAccount
@@ -193,6 +194,64 @@ async def test_a_disabled_account_cannot_log_in_and_its_sessions_end(world, admi
     (event,) = await rows(world, AuditEvent, AuditEvent.action == "staff.disabled")
     assert event.actor == "staff:anita@MRB"
     await ward.http.aclose()
+
+
+async def test_a_disabled_account_enabled_again_logs_in_with_its_own_password(world, admin):
+    ward = await staff_browser(world, "rina", await add_staff(world.bot, "rina"))
+    (rina,) = await rows(world, StaffAccount, StaffAccount.username == "rina")
+    await admin.submit(f"/staff/admin/staff/{rina.id}", f"/staff/admin/staff/{rina.id}/disable")
+    assert (await ward.log_in("rina", NEW_PASSWORD)).status_code == 403
+
+    page = await admin.get(f"/staff/admin/staff/{rina.id}")
+    assert "Enable the account again" in page.text and "/reset" not in page.text
+    forged = await admin.http.post(f"/staff/admin/staff/{rina.id}/enable", data={"csrf": "forged"})
+    assert forged.status_code == 403
+    assert (await ward.log_in("rina", NEW_PASSWORD)).status_code == 403
+
+    enabled = await admin.submit(f"/staff/admin/staff/{rina.id}", f"/staff/admin/staff/{rina.id}/enable")
+    assert (enabled.status_code, enabled.headers["location"]) == (303, f"/staff/admin/staff/{rina.id}?done=enabled")
+    page = await admin.http.get(enabled.headers["location"])
+    assert "The account is enabled again" in page.text and "Active" in page.text and "/disable" in page.text
+    assert "rina" in (await admin.get("/staff/admin/staff")).text
+
+    logged_in = await ward.log_in("rina", NEW_PASSWORD)
+    assert (logged_in.status_code, logged_in.headers["location"]) == (303, "/staff/")
+    assert (await ward.get("/staff/")).status_code == 200
+    (event,) = await rows(world, AuditEvent, AuditEvent.action == "staff.enabled")
+    assert (event.actor, event.detail) == ("staff:anita@MRB", {"username": "rina"})
+    await ward.http.aclose()
+
+
+async def test_enabling_again_keeps_the_sessions_the_disable_ended_and_a_lock_from_wrong_passwords(world, admin):
+    ward = await staff_browser(world, "rina", await add_staff(world.bot, "rina"))
+    (rina,) = await rows(world, StaffAccount, StaffAccount.username == "rina")
+    await admin.submit(f"/staff/admin/staff/{rina.id}", f"/staff/admin/staff/{rina.id}/disable")
+    guesser = browser_for(world, address="10.0.0.66")
+    for _ in range(5):
+        await guesser.log_in("rina", "not-her-password")
+    await guesser.http.aclose()
+
+    await admin.submit(f"/staff/admin/staff/{rina.id}", f"/staff/admin/staff/{rina.id}/enable")
+    assert (await ward.get("/staff/")).headers["location"] == "/staff/login"
+    assert "Locked until" in (await admin.get(f"/staff/admin/staff/{rina.id}")).text
+    locked = await ward.log_in("rina", NEW_PASSWORD)
+    assert locked.status_code == 403 and "this account is locked until" in locked.text
+    await ward.http.aclose()
+
+
+async def test_another_hospitals_disabled_account_cannot_be_enabled(world, admin):
+    await add_staff(world.bot, "kamal", hospital="MCK")
+    (kamal,) = await rows(world, StaffAccount, StaffAccount.username == "kamal")
+    async with world.bot.database.session() as session:
+        account = await session.get(StaffAccount, kamal.id)
+        assert account is not None
+        await accounts.disable_account(session, account, await hospital(world, "MCK"), "cli", world.clock.now)
+        await session.commit()
+    page = await admin.get("/staff/admin/staff")
+    refused = await admin.http.post(f"/staff/admin/staff/{kamal.id}/enable", data={"csrf": csrf_of(page)})
+    assert refused.status_code == 404 and "There is no such account at your hospital." in refused.text
+    (kamal,) = await rows(world, StaffAccount, StaffAccount.username == "kamal")
+    assert kamal.disabled_at is not None
 
 
 async def test_the_admin_cannot_reset_or_disable_their_own_account(world, admin):

@@ -1,4 +1,5 @@
-"""Staff accounts: created with a one-time password, logging in, changing, resetting, disabling.
+"""Staff accounts: created with a one-time password, logging in, changing, resetting, disabling,
+enabling again.
 
 Passwords are kept only as Argon2 hashes (pwdlib). Five wrong passwords in a row lock an account
 for 15 minutes; wrong passwords from one network address, whatever the account, make each further
@@ -342,6 +343,15 @@ async def disable_account(
     account.session_version += 1
     session.add(account)
     audit(session, by, "staff.disabled", hospital.id, username=account.username)
+
+
+async def enable_account(session: AsyncSession, account: StaffAccount, hospital: Hospital, by: str) -> None:
+    """A disabled account can log in again, with its own password. The sessions the disable ended
+    stay ended: their version was left behind then, and no session was issued since. A lock from
+    wrong passwords guessed meanwhile stays until it runs out: a reset is what unlocks, and says so."""
+    account.disabled_at = None
+    session.add(account)
+    audit(session, by, "staff.enabled", hospital.id, username=account.username)
 
 
 async def end_sessions(session: AsyncSession, account: StaffAccount) -> None:

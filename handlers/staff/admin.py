@@ -1,4 +1,4 @@
-"""The admin's pages: staff accounts (add, reset a password, disable), the hospital (what relatives
+"""The admin's pages: staff accounts (add, reset a password, disable, enable again), the hospital (what relatives
 are shown, its helpline, a new API key), the CSV upload (a preview of every row, then "apply"),
 and who was told (today's figures, compliance per ward, one patient's followers and alerts).
 
@@ -144,7 +144,7 @@ async def account_page(
     account = await _account(session, staff, account_id)
     return render(
         request, "admin_account.html", title=account.username, account=account, yourself=account.id == staff.account.id,
-        state=_account_state(staff, account, services.clock()), disabled_now=done == "disabled",
+        state=_account_state(staff, account, services.clock()), done=done,
     )  # fmt: skip
 
 
@@ -172,6 +172,15 @@ async def disable_account(
         await accounts.disable_account(session, account, staff.hospital, staff.actor, services.clock())
         await session.commit()
     return redirect(f"/staff/admin/staff/{account.id}?done=disabled")
+
+
+@router.post("/staff/{account_id}/enable")
+async def enable_account(staff: AdminStaff, session: DbSession, form: CheckedForm, account_id: RowId):
+    account = await _account(session, staff, account_id)
+    if account.disabled_at is not None:
+        await accounts.enable_account(session, account, staff.hospital, staff.actor)
+        await session.commit()
+    return redirect(f"/staff/admin/staff/{account.id}?done=enabled")
 
 
 # --- the hospital --------------------------------------------------------------------------------
