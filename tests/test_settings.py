@@ -101,7 +101,7 @@ def test_config_yaml_in_the_working_directory_is_the_default(tmp_path, clean_env
     ["phone_region", "hospital_time_zone", "database", "database.url", "otp.digits",
      "otp.max_sends_per_hour", "pacing.telegram.messages_per_second", "disclosure_defaults.show_vitals",
      "languages.default", "retention", "retention.patient_days_after_discharge", "operations",
-     "operations.max_alert_delay_seconds"],
+     "operations.max_alert_delay_seconds", "server.upload_max_bytes"],
 )  # fmt: skip
 def test_a_missing_key_is_named(tmp_path, key):
     assert error(tmp_path, key, DROP) == f"{tmp_path / 'config.yaml'}: {key}: missing"
@@ -125,6 +125,7 @@ def test_an_unknown_key_is_named(tmp_path, key, value):
         ("otp.max_wrong_tries", True, "valid integer"),  # `yes` in YAML; must not become 1
         ("server.port", "8080", "valid integer"),
         ("server.port", [8080], "valid integer"),
+        ("server.upload_max_bytes", "8 MiB", "valid integer"),
         ("overdue_hours.critical", "twelve", "valid number"),
         ("disclosure_defaults.show_vitals", "maybe", "valid boolean"),
         ("disclosure_defaults.show_remarks", 0, "valid boolean"),
@@ -151,6 +152,9 @@ def test_a_value_of_the_wrong_type_is_named(tmp_path, key, value, reason):
         ("languages.available", [], "languages.available"),
         ("languages.default", "ur", "languages.default"),
         ("operations.max_alert_delay_seconds", 0, "operations.max_alert_delay_seconds"),
+        ("server.upload_max_bytes", 0, "server.upload_max_bytes"),
+        ("server.upload_max_bytes", -1, "server.upload_max_bytes"),
+        ("server.upload_max_bytes", 1024 * 1024 - 1, "server.upload_max_bytes"),
     ],
 )
 def test_a_value_out_of_range_is_named(tmp_path, key, value, named):

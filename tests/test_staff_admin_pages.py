@@ -420,7 +420,52 @@ async def test_an_upload_may_be_larger_than_an_api_body_but_not_without_limit(wo
     assert preview.text.count("<tr><td>") == ROWS_LISTED
 
     too_big = await upload(admin, b"x" * (8 * 1024 * 1024 + 1))
-    assert too_big.status_code == 413
+    assert too_big.status_code == 413 and "This file is larger than 8 MiB" in plain(too_big)
+
+
+def with_upload_limit(world: World, limit: int) -> None:
+    """The web apps built from now on take uploads of at most `limit` bytes (server.upload_max_bytes)."""
+    config = world.bot.settings.config
+    server = config.server.model_copy(update={"upload_max_bytes": limit})
+    world.bot.settings = world.bot.settings.model_copy(update={"config": config.model_copy(update={"server": server})})
+
+
+async def test_the_configured_upload_limit_is_named_on_the_form_and_a_larger_file_is_refused(world):
+    with_upload_limit(world, 1024 * 1024)
+    admin = browser_for(world)
+    await admin.log_in_for_good("anita", await add_staff(world.bot, "anita", role="admin"))
+    assert "A file may be up to 1 MiB." in plain(await admin.get("/staff/admin/upload"))
+
+    line = "R-{},Patient {},098300 {:05d},Medicine 2,stable,ward,none,98\n"
+    just_over = (HEADER + "".join(line.format(n, n, n) for n in range(1, 20000))).encode()[: 1024 * 1024 + 1]
+    refused = await upload(admin, just_over)
+    assert refused.status_code == 413
+    assert "This file is larger than 1 MiB, the most an upload may be." in plain(refused)
+    assert 'type="file"' in refused.text  # the form again, to choose a smaller file
+    assert await rows(world, StaffUpload) == [] and await rows(world, Admission) == []
+
+    preview = await upload(admin, GOOD_AND_BAD)
+    assert preview.status_code == 200 and "What this file would do" in preview.text
+    await admin.http.aclose()
+
+
+async def test_an_upload_that_does_not_declare_its_length_is_refused(world, admin):
+    page = await admin.get("/staff/admin/upload")
+    boundary = "wardwatch"
+    body = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="csrf"\r\n\r\n{csrf_of(page)}\r\n'
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="today.csv"\r\n'
+        f"Content-Type: text/csv\r\n\r\n{GOOD_AND_BAD.decode()}\r\n--{boundary}--\r\n"
+    ).encode()
+
+    async def chunked():
+        yield body
+
+    refused = await admin.http.post(
+        "/staff/admin/upload", content=chunked(), headers={"content-type": f"multipart/form-data; boundary={boundary}"}
+    )
+    assert refused.status_code == 411 and "Upload the file again from this page." in plain(refused)
+    assert await rows(world, StaffUpload) == []
 
 
 async def test_another_admins_upload_cannot_be_applied(world, admin):

@@ -50,6 +50,9 @@ class ServerConfig(_Section):
     port: int = Field(ge=1, le=65535)
     # The largest request body read, unless a route sets its own.
     max_body_bytes: int = Field(ge=1024)
+    # The largest CSV file an admin uploads on the ward page, request and all; at least 1 MiB, as the
+    # page names it in MiB.
+    upload_max_bytes: int = Field(ge=1024 * 1024)
 
 
 class LanguagesConfig(_Section):

@@ -24,13 +24,25 @@ from bot.platform.phones import national
 from bot.staff import accounts, admin, reports, wards
 from bot.staff.accounts import N_
 from bot.staff.reports import AlertState
-from handlers.staff.auth import AdminStaff, CheckedForm, DbSession, PageError, Services, Staff, redirect, render
+from handlers.staff.auth import (
+    AdminStaff,
+    CheckedForm,
+    DbSession,
+    PageError,
+    Services,
+    Staff,
+    checked_form,
+    redirect,
+    render,
+)
 
 router = APIRouter(prefix="/admin")
-
-# A CSV upload may be this large (a file of 10,000 patients is about 1.5 MB); every other request
-# keeps the server's limit (server.max_body_bytes).
-UPLOAD_MAX_BYTES = 8 * 1024 * 1024
+# The CSV upload alone may be larger than the server's limit (server.max_body_bytes): it weighs its
+# body itself, by the length the request declares, against server.upload_max_bytes, so that a file
+# too large is answered with the upload page naming the limit. Starlette's own limit would answer a
+# bare "Content Too Large" instead; `handlers.staff.install` includes this router without it.
+upload_router = APIRouter(prefix="/admin")
+MIB = 1024 * 1024
 # Rows of a preview listed one by one, problems first; the summary counts them all. Keeps the page
 # light on a phone whatever the file.
 ROWS_LISTED = 100
@@ -234,9 +246,16 @@ async def new_api_key(request: Request, staff: AdminStaff, session: DbSession, s
 # --- the CSV upload ------------------------------------------------------------------------------
 
 
+def _upload_page(request: Request, staff: Staff, services, status_code: int = 200, error: str | None = None):
+    return render(
+        request, "admin_upload.html", status_code, title=staff.language.gettext("Upload a CSV file"), error=error,
+        largest=staff.language.number(services.config.server.upload_max_bytes / MIB),
+    )  # fmt: skip
+
+
 @router.get("/upload")
-async def upload_page(request: Request, staff: AdminStaff):
-    return render(request, "admin_upload.html", title=staff.language.gettext("Upload a CSV file"), error=None)
+async def upload_page(request: Request, staff: AdminStaff, services: Services):
+    return _upload_page(request, staff, services)
 
 
 def _row_text(language: Language, row: csv_import.RowResult) -> str:
@@ -277,15 +296,22 @@ async def _import_page(
     )  # fmt: skip
 
 
-@router.post("/upload", max_body_size=UPLOAD_MAX_BYTES)
-async def preview_upload(
-    request: Request, staff: AdminStaff, session: DbSession, services: Services, form: CheckedForm
-):
+@upload_router.post("/upload")
+async def preview_upload(request: Request, staff: AdminStaff, session: DbSession, services: Services):
+    declared = request.headers.get("content-length", "")
+    if not declared.isdigit():  # every browser declares it; without it the size is known only once read
+        raise PageError(411, N_("The upload did not say how large it is. Upload the file again from this page."))
+    if int(declared) > services.config.server.upload_max_bytes:
+        largest = staff.language.number(services.config.server.upload_max_bytes / MIB)
+        error = staff.language.gettext(
+            "This file is larger than {size} MiB, the most an upload may be. Split it into smaller files."
+        ).format(size=largest)
+        return _upload_page(request, staff, services, 413, error)
+    form = await checked_form(request, services)
     file = form.get("file")
     content = await file.read() if isinstance(file, UploadFile) else b""
     if not content:
-        error = staff.language.gettext("Choose a CSV file first.")
-        return render(request, "admin_upload.html", 422, title=staff.language.gettext("Upload a CSV file"), error=error)
+        return _upload_page(request, staff, services, 422, staff.language.gettext("Choose a CSV file first."))
     assert isinstance(file, UploadFile)
     name = file.filename or "upload.csv"
     now = services.clock()
