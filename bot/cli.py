@@ -166,8 +166,8 @@ def _parser() -> argparse.ArgumentParser:
     ).add_argument("file", type=Path, help="where to write the copy")  # fmt: skip
     command(
         commands, "restore", "put a backup back as the SQLite database (service stopped)",
-        "Put a backup back as the SQLite database; refused while a process of the service runs. For "
-        "PostgreSQL use pg_restore.",
+        "Put a backup back as the SQLite database; refused while a process of the service, or another "
+        "command that uses the database (an import, say), runs. For PostgreSQL use pg_restore.",
     ).add_argument("file", type=Path, help="a backup written by `python -m bot backup`")  # fmt: skip
     return parser
 
@@ -366,12 +366,24 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(logging.INFO)
     try:
         settings: Settings = load_settings()
+    except SettingsError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    if args.command in ("backup", "restore"):
+        return _backup(settings, args)
+    # Every other command opens the database, the service's processes and one-off commands (an
+    # import, a new key, a migration) alike: each holds the lock for its whole run, so that a restore
+    # is refused meanwhile instead of replacing the database under it.
+    with backup.ServiceLock(settings.database_url):
+        return _command(settings, args)
+
+
+def _command(settings: Settings, args: argparse.Namespace) -> int:
+    try:
         if args.command == "db":
             db.upgrade(settings.database_url)
             print("database is up to date")
             return 0
-        if args.command in ("backup", "restore"):
-            return _backup(settings, args)
         services = app.Services.build(settings)
     except SettingsError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
@@ -387,12 +399,10 @@ def main(argv: list[str] | None = None) -> int:
         return _run(services, _demo(services, args))
     if args.command == "outbox":
         return _run(services, _outbox(services, args))
-    # Held while the service runs, so that a restore is refused meanwhile.
-    with backup.ServiceLock(settings.database_url):
-        if args.command == "web":
-            return _run(services, app.serve_web(services))
-        if args.command == "chat":
-            return _run(services, app.run_console(services))
-        if args.command == "worker":
-            return _run(services, app.run_worker(services))
-        return _run(services, app.run_all(services))
+    if args.command == "web":
+        return _run(services, app.serve_web(services))
+    if args.command == "chat":
+        return _run(services, app.run_console(services))
+    if args.command == "worker":
+        return _run(services, app.run_worker(services))
+    return _run(services, app.run_all(services))

@@ -5,11 +5,13 @@ write the API acknowledged before the backup began."""
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import sqlite3
 import stat
 import sys
 from pathlib import Path
+from typing import TextIO
 
 import httpx
 import pytest
@@ -163,6 +165,58 @@ async def test_a_restore_is_refused_while_the_service_runs_and_replaces_the_data
     code, out, err = await command(keyed_operator, capsys, live, "restore", str(saved))
     assert code == 0, err
     assert await hospital_codes(live) == []  # as it was when saved
+
+
+async def opened_by_reader(pipe: Path, reader: asyncio.subprocess.Process) -> TextIO:
+    """`pipe` opened to write, which returns once `reader` opens it to read; fails if `reader` ends first."""
+    opening = asyncio.ensure_future(asyncio.to_thread(open, pipe, "w", encoding="utf-8"))
+    ended = asyncio.ensure_future(reader.wait())
+    await asyncio.wait({opening, ended}, return_when=asyncio.FIRST_COMPLETED)
+    if not opening.done():
+        os.close(os.open(pipe, os.O_RDONLY | os.O_NONBLOCK))  # a reader, so that the open returns
+        (await opening).close()
+        raise AssertionError(f"the reader ended first: {await reader.stderr.read() if reader.stderr else b''!r}")
+    ended.cancel()
+    return opening.result()
+
+
+async def test_a_restore_is_refused_while_an_import_runs_and_the_import_keeps_its_rows(
+    keyed_operator, capsys, tmp_path
+):
+    environ = await environment(tmp_path, free_port())  # a migrated SQLite file of its own
+    live = environ["DATABASE_URL"]
+    services = Services.build(make_settings(live))
+    async with services.database.session() as session:
+        await add_hospital(session, services.settings, services.secret_key, "MRB", "Bangur", "033 2473 2222")
+        await session.commit()
+    await services.database.dispose()
+    saved = tmp_path / "saved.sqlite3"
+    assert (await command(keyed_operator, capsys, live, "backup", str(saved)))[0] == 0
+    # The import reads its file from a pipe: it runs, holding what it holds, until the file is written;
+    # the pipe opens to write once the import opens it to read, after it took what it holds.
+    csv_file = tmp_path / "today.csv"
+    os.mkfifo(csv_file)
+
+    importing = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", "import", str(csv_file), "--hospital", "MRB", cwd=PROJECT_ROOT, env=environ,
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    writing = await opened_by_reader(csv_file, importing)
+    try:
+        code, out, err = await command(keyed_operator, capsys, live, "restore", str(saved))
+        writing.write("registration_no,patient_name,contact_mobile\nR-1,Ratan Das,098300 12345\n")
+    finally:
+        writing.close()
+    imported, import_errors = await asyncio.wait_for(importing.communicate(), 60)
+
+    assert (code, out) == (1, "")
+    assert err.splitlines() == [
+        "error: the service is running on this database: stop its web and worker processes first"
+    ]
+    assert importing.returncode == 0, import_errors.decode()
+    assert "today.csv for MRB: 1 row read; 1 admission created" in imported.decode()
+    assert await registrations(live) == {"R-1"}
+    assert await hospital_codes(live) == ["MRB"]
 
 
 async def test_a_file_that_is_not_a_backup_is_not_restored_nor_a_backup_written_nowhere(

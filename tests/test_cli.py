@@ -367,7 +367,8 @@ async def test_local_files_are_their_owners_alone_from_the_start(operator, tmp_p
         os.umask(previous)
 
     assert modes == dict.fromkeys(
-        ["wardwatch.sqlite3", "wardwatch.sqlite3-wal", "wardwatch.sqlite3-shm", "secret_key"], 0o600
+        ["wardwatch.sqlite3", "wardwatch.sqlite3-wal", "wardwatch.sqlite3-shm", "wardwatch.sqlite3.lock", "secret_key"],
+        0o600,
     )
     assert stat.S_IMODE(data.stat().st_mode) == 0o700
     assert seen.modes("wardwatch.sqlite3", "sqlite3.connect")

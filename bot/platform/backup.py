@@ -3,8 +3,10 @@
 A backup is taken with SQLite's online backup API while the service runs: readers and the writer
 go on, and the copy is the database as the last transaction committed before it began left it. A
 restore writes into the database through the same API, so that its write-ahead log is kept
-consistent; it is refused while a service process uses the database. Every process of the service holds a shared lock on a
-file beside the database (`ServiceLock`) for as long as it runs; a restore needs it exclusively.
+consistent; it is refused while a process uses the database. Every process of the service, and
+every one-off command that opens the database (an import, a new key, a migration), holds a shared
+lock on a file beside the database (`ServiceLock`) for as long as it runs; a restore needs it
+exclusively.
 PostgreSQL has its own tools (pg_dump, pg_restore): the README tells how.
 """
 
@@ -41,9 +43,9 @@ def _lock_file(database: Path) -> Path:
 
 
 class ServiceLock:
-    """Held by each process of the service while it runs (shared: web and worker together), so
-    that a restore can tell that the database is in use. Nothing for a database other than a
-    SQLite file."""
+    """Held by each process of the service and each one-off command while it runs (shared: web,
+    worker and an import together), so that a restore can tell that the database is in use.
+    Nothing for a database other than a SQLite file."""
 
     def __init__(self, database_url: str) -> None:
         try:
