@@ -14,9 +14,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from itertools import count
 
-import aiosqlite
 import pytest
-from sqlalchemy import event, text
+from sqlalchemy import event
 
 from bot.app import Services
 from bot.relatives.replies import Inbound
@@ -106,22 +105,3 @@ async def test_an_unregistered_number_costs_what_a_registered_one_does(telegram)
     registered = await telegram.costs(1, text="98300 12345")
     unregistered = await telegram.costs(2, text="94330 55555")
     assert (registered, unregistered) == (number_costs(telegram),) * 2
-
-
-async def test_a_statement_is_one_hand_off_to_sqlites_thread(services, monkeypatch):
-    """aiosqlite runs SQLite in a thread of its own; each hand-off to it waits for the event loop
-    and the thread to take turns, so a statement and its rows go over in one."""
-    if services.database.is_postgresql:
-        pytest.skip("aiosqlite is SQLite's")
-    hand_offs = []
-    hand_off = aiosqlite.Connection._execute
-
-    async def counted(connection, function, *args, **kwargs):
-        hand_offs.append(function)
-        return await hand_off(connection, function, *args, **kwargs)
-
-    async with services.database.engine.connect() as connection:
-        await connection.execute(text("SELECT 1"))  # connected, and SQLite tuned, before counting
-        monkeypatch.setattr(aiosqlite.Connection, "_execute", counted)
-        result = await connection.execute(text("SELECT 2 UNION SELECT 3"))
-        assert (result.scalars().all(), len(hand_offs)) == ([2, 3], 1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -26,6 +27,9 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 OUTBOX_FLAG = "outbox_added"
 # Where a session keeps its database's clock (see `Database.clock`).
 CLOCK = "clock"
+
+# How long a statement waits for another process's write to end before "database is locked".
+BUSY_WAIT_SECONDS = 5.0
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -49,15 +53,15 @@ def _tune_sqlite(dbapi_connection, _record) -> None:
     # instead of failing at once; SQLite enforces foreign keys only when asked.
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.execute("PRAGMA busy_timeout=0")  # waited for without blocking (`_InlineConnection._execute`)
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
 
 
 def _run_statement(connection: sqlite3.Connection, sql: str, parameters: Any) -> tuple[sqlite3.Cursor, list[Any]]:
-    """In aiosqlite's thread: the statement and all its rows, the cursor closed (its description,
-    rowcount and lastrowid stay readable)."""
+    """The statement and all its rows, the cursor closed (its description, rowcount and lastrowid
+    stay readable)."""
     cursor = connection.cursor()
     try:
         cursor.execute(sql, parameters)
@@ -66,24 +70,21 @@ def _run_statement(connection: sqlite3.Connection, sql: str, parameters: Any) ->
         cursor.close()
 
 
-class _OneHandOffCursor(aiosqlite.Cursor):
-    """A statement in one hand-off to aiosqlite's thread instead of four (cursor, execute, fetch,
-    close, as SQLAlchemy drives aiosqlite). Each hand-off waits for the event loop and the
-    thread to take turns at the interpreter, and under load that wait, not SQLite, was most of
-    a dialogue turn's time (py-spy at 120 messages a second), all of it while the turn holds
-    SQLite's write turn (`Database.writing`). SQLAlchemy reads every row of a result at once
-    anyway."""
+class _InlineCursor(aiosqlite.Cursor):
+    """A statement in one call instead of four (cursor, execute, fetch, close, as SQLAlchemy drives
+    aiosqlite), each of which would go through `_InlineConnection._execute` and its await.
+    SQLAlchemy reads every row of a result at once anyway."""
 
     def __init__(self, connection: aiosqlite.Connection) -> None:
         self.iter_chunk_size = connection._iter_chunk_size
         self._conn = connection
         self._rows: list[Any] = []
 
-    async def execute(self, sql: str, parameters: Any = None) -> _OneHandOffCursor:
+    async def execute(self, sql: str, parameters: Any = None) -> _InlineCursor:
         self._cursor, self._rows = await self._execute(_run_statement, self._conn._conn, sql, parameters or ())
         return self
 
-    async def executemany(self, sql: str, parameters: Any) -> _OneHandOffCursor:
+    async def executemany(self, sql: str, parameters: Any) -> _InlineCursor:
         self._cursor = await self._execute(self._conn._conn.executemany, sql, parameters)
         self._rows = []
         return self
@@ -101,26 +102,55 @@ class _OneHandOffCursor(aiosqlite.Cursor):
         return rows
 
     async def close(self) -> None:
-        """Closed in aiosqlite's thread with its statement (`_run_statement`)."""
+        """Closed with its statement (`_run_statement`)."""
 
 
-class _OneHandOffConnection(aiosqlite.Connection):
+class _InlineConnection(aiosqlite.Connection):
+    """aiosqlite's connection, its calls run on the event loop's thread (`_execute`), its cursors
+    `_InlineCursor`s."""
+
     @aiosqlite_context.contextmanager
     async def cursor(self) -> aiosqlite.Cursor:
-        return _OneHandOffCursor(self)
+        return _InlineCursor(self)
+
+    async def _execute(self, fn, *args, **kwargs):
+        """Runs the call here, not in aiosqlite's thread. The service's statements take tens of
+        microseconds, found by index; each hand-off to the thread and back waited for the event
+        loop and the thread to take turns at the interpreter, and under load that wait was most of
+        a dialogue turn's time (py-spy at 120 messages a second), all of it while the turn held
+        this process's write turn (`Database.writing`). A call refused
+        because another process holds SQLite's write lock waits here for it without holding up
+        the event loop (the busy timeout is 0: SQLite's own wait would sleep in this thread),
+        for at most `BUSY_WAIT_SECONDS`. Retrying is safe: SQLite refuses a write at its first
+        statement, before it changes anything, and a refused COMMIT leaves the transaction whole."""
+        if not self._running or not self._connection:
+            raise ValueError("Connection closed")
+        deadline = time.monotonic() + BUSY_WAIT_SECONDS
+        pause = 0.001
+        while True:
+            try:
+                return fn(*args, **kwargs)
+            except sqlite3.OperationalError as error:
+                if error.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY or time.monotonic() >= deadline:
+                    raise
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.05)
 
 
-def _one_hand_off_connection(database: str, **options: Any) -> _OneHandOffConnection:
-    """As `aiosqlite.connect(database, **options)`, with `_OneHandOffCursor`s."""
-    connection = _OneHandOffConnection(lambda: sqlite3.connect(database, **options), iter_chunk_size=64)
+def _inline_connection(database: str, **options: Any) -> _InlineConnection:
+    """As `aiosqlite.connect(database, **options)`, with its calls run on the event loop's thread
+    (`_InlineConnection`): aiosqlite's thread only opens and closes it."""
+    connection = _InlineConnection(
+        lambda: sqlite3.connect(database, **options | {"check_same_thread": False}), iter_chunk_size=64
+    )
     connection._thread.daemon = True  # as SQLAlchemy makes aiosqlite's: no wait at exit
     return connection
 
 
 def _connect_sqlite(dialect, _record, arguments, options):
-    """The connection SQLAlchemy would make, from the same arguments, with one hand-off per
-    statement (`_OneHandOffCursor`)."""
-    return dialect.dbapi.connect(*arguments, async_creator_fn=_one_hand_off_connection, **options)
+    """The connection SQLAlchemy would make, from the same arguments, run on the event loop's
+    thread (`_InlineConnection`)."""
+    return dialect.dbapi.connect(*arguments, async_creator_fn=_inline_connection, **options)
 
 
 def create_engine(url: str) -> AsyncEngine:
