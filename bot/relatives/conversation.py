@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
+from sqlalchemy import bindparam
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -39,7 +40,7 @@ from bot.relatives import access, commands, quiet_hours
 from bot.relatives.otp import Checked, Limit, OtpService, Requested, read_code
 from bot.relatives.replies import Button, Inbound, Reply
 from bot.relatives.status_card import destination_of, render_card, transfer_destinations
-from models import table_of
+from models import table_of, utcnow
 from models.chat import Chat, InboundMessage, KeptLanguage, Subscription
 from models.enums import AdmissionStatus
 from models.tables import Admission
@@ -93,6 +94,20 @@ class Conversation:
     ) -> None:
         self._database = database
         self._dialect = postgresql if database.is_postgresql else sqlite  # for the chat's INSERT .. ON CONFLICT
+        # Every message runs these two; built once, they are neither built nor keyed for
+        # SQLAlchemy's statement cache again (a tenth of a turn's CPU when built per message).
+        messages = table_of(InboundMessage)
+        self._claim_message = (
+            self._dialect.insert(messages)
+            .values(channel=bindparam("channel"), message_id=bindparam("message_id"), received_at=bindparam("at"))
+            .on_conflict_do_nothing()
+            .returning(messages.c.id)
+        )
+        self._locked_chat = (
+            select(Chat)
+            .where(Chat.channel == bindparam("channel"), Chat.chat_key == bindparam("chat_key"))
+            .with_for_update()
+        )
         self._config = config
         self._otp = otp
         self._catalogues = catalogues
@@ -137,24 +152,24 @@ class Conversation:
         for an id already claimed. A second delivery handled at the same time (another process)
         waits on the unique key until the first commits, then claims nothing; if the first rolls
         back, the second is handled."""
-        table = table_of(InboundMessage)
-        row = InboundMessage(channel=channel, message_id=message_id).model_dump(exclude={"id"})
-        claim = self._dialect.insert(table).values(row).on_conflict_do_nothing().returning(table.c.id)
-        return (await session.exec(claim)).first() is not None
+        claimed = await session.exec(
+            self._claim_message, params={"channel": channel, "message_id": message_id, "at": utcnow()}
+        )
+        return claimed.first() is not None
 
     async def _chat(self, session: AsyncSession, inbound: Inbound) -> Chat:
         """The chat's row, locked until the turn commits: on PostgreSQL another process's message
         of the same chat waits for it, so that two turns never interleave one dialogue. A chat's
         first message creates the row; two first messages at once create it once (the unique key
         of channel and chat key decides, and the second turn locks the row the first made)."""
-        query = select(Chat).where(Chat.channel == inbound.channel, Chat.chat_key == inbound.chat_key).with_for_update()
-        chat = (await session.exec(query)).first()
+        key = {"channel": inbound.channel, "chat_key": inbound.chat_key}
+        chat = (await session.exec(self._locked_chat, params=key)).first()
         if chat is None:
             language = self._catalogues.match(inbound.language_hint) or self._catalogues.default
             new = Chat(channel=inbound.channel, chat_key=inbound.chat_key, language=language)
             row = new.model_dump(exclude={"id"}, exclude_none=True)
             await session.exec(self._dialect.insert(table_of(Chat)).values(row).on_conflict_do_nothing())
-            chat = (await session.exec(query)).one()
+            chat = (await session.exec(self._locked_chat, params=key)).one()
         return chat
 
     @staticmethod
