@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
+from functools import cache
 from typing import TypeVar
 
-from sqlalchemy import func, true
+from sqlalchemy import bindparam, func, true
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -95,32 +96,38 @@ async def alternates_by_admission(session: AsyncSession, admission_ids: Iterable
     return found
 
 
+@cache
+def _latest_query(before: bool):
+    """`latest_updates`' statement, built once with and once without `before` (building and keying
+    it for SQLAlchemy's cache cost as much as running it: every card)."""
+    rank = (
+        func.row_number()
+        .over(
+            partition_by=col(ConditionUpdate.admission_id),
+            order_by=(col(ConditionUpdate.recorded_at).desc(), col(ConditionUpdate.id).desc()),
+        )
+        .label("rank")
+    )
+    ranked = (
+        select(col(ConditionUpdate.id).label("id"), rank)
+        .where(
+            col(ConditionUpdate.admission_id).in_(bindparam("admission_ids", expanding=True)),
+            col(ConditionUpdate.retracted_at).is_(None),
+            col(ConditionUpdate.recorded_at) < bindparam("before") if before else true(),
+        )
+        .subquery()
+    )
+    return select(ConditionUpdate).join(ranked, col(ConditionUpdate.id) == ranked.c.id).where(ranked.c.rank == 1)
+
+
 async def latest_updates(
     session: AsyncSession, admission_ids: Iterable[int], before: datetime | None = None
 ) -> dict[int, ConditionUpdate]:
     """`latest_update` for many admissions at once (with `before`: the update in force just before
     that moment); an admission without any is left out."""
     found: dict[int, ConditionUpdate] = {}
+    query = _latest_query(before is not None)
     for chunk in in_chunks(sorted(set(admission_ids))):
-        rank = (
-            func.row_number()
-            .over(
-                partition_by=col(ConditionUpdate.admission_id),
-                order_by=(col(ConditionUpdate.recorded_at).desc(), col(ConditionUpdate.id).desc()),
-            )
-            .label("rank")
-        )
-        ranked = (
-            select(col(ConditionUpdate.id).label("id"), rank)
-            .where(
-                col(ConditionUpdate.admission_id).in_(chunk),
-                col(ConditionUpdate.retracted_at).is_(None),
-                true() if before is None else col(ConditionUpdate.recorded_at) < before,
-            )
-            .subquery()
-        )
-        result = await session.exec(
-            select(ConditionUpdate).join(ranked, col(ConditionUpdate.id) == ranked.c.id).where(ranked.c.rank == 1)
-        )
+        result = await session.exec(query, params={"admission_ids": list(chunk), "before": before})
         found.update((update.admission_id, update) for update in result.all())
     return found

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Collection
 from datetime import datetime, timedelta
+from functools import cache
 
-from sqlalchemy import delete, tuple_, update
+from sqlalchemy import bindparam, delete, tuple_, update
 from sqlmodel import col, or_, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -98,6 +99,28 @@ def number_still_theirs():
     return or_(col(Admission.contact_mobile) == col(Verification.mobile), still_an_alternate)
 
 
+@cache
+def _readable_query(narrowed: bool, alerting_only: bool):
+    """`readable_by_chat`'s statement, built once for each of its four forms: building and keying it
+    for SQLAlchemy's cache cost as much as running it (every /status, every alert)."""
+    narrower = [col(Admission.id).in_(bindparam("admission_ids", expanding=True))] if narrowed else []
+    if alerting_only:
+        narrower.append(col(Subscription.alerts).is_(True))
+    return (
+        select(Subscription.chat_id, Admission, Hospital)
+        .join(Subscription, col(Subscription.admission_id) == col(Admission.id))
+        .join(Verification, col(Verification.id) == col(Subscription.verification_id))
+        .join(Hospital, col(Hospital.id) == col(Admission.hospital_id))
+        .where(
+            col(Subscription.chat_id).in_(bindparam("chat_ids", expanding=True)),
+            col(Verification.expires_at) > bindparam("now"),
+            number_still_theirs(),
+            *narrower,
+        )
+        .order_by(col(Subscription.chat_id), col(Admission.id))
+    )
+
+
 async def readable_by_chat(
     session: AsyncSession,
     chat_ids: Collection[int],
@@ -108,22 +131,9 @@ async def readable_by_chat(
 ) -> dict[int, list[CardData]]:
     """`readable_cards` of many chats in two queries, by chat id; with `alerting_only`, only the
     subscriptions whose alerts are on."""
-    narrower = [col(Admission.id).in_(admission_ids)] if admission_ids is not None else []
-    if alerting_only:
-        narrower.append(col(Subscription.alerts).is_(True))
-    result = await session.exec(
-        select(Subscription.chat_id, Admission, Hospital)
-        .join(Subscription, col(Subscription.admission_id) == col(Admission.id))
-        .join(Verification, col(Verification.id) == col(Subscription.verification_id))
-        .join(Hospital, col(Hospital.id) == col(Admission.hospital_id))
-        .where(
-            col(Subscription.chat_id).in_(chat_ids),
-            Verification.expires_at > now,
-            number_still_theirs(),
-            *narrower,
-        )
-        .order_by(col(Subscription.chat_id), col(Admission.id))
-    )
+    query = _readable_query(admission_ids is not None, alerting_only)
+    parameters = {"chat_ids": list(chat_ids), "now": now, "admission_ids": list(admission_ids or ())}
+    result = await session.exec(query, params=parameters)
     current = [(chat_id, admission, hospital) for chat_id, admission, hospital in result.all()
                if _still_current(admission, now, policy)]  # fmt: skip
     latest = await latest_updates(session, {admission.id for _chat_id, admission, _hospital in current})
