@@ -30,11 +30,19 @@ def _still_current(admission: Admission, now: datetime, policy: VerificationConf
     return now < admission.status_at + timedelta(days=policy.days_after_discharge)
 
 
+@cache
+def _registered_query():
+    """Built once: every number a relative sends runs it."""
+    mobile = bindparam("mobile")
+    alternates = select(AlternateMobile.admission_id).where(AlternateMobile.mobile == mobile)
+    return (
+        select(Admission.id).where(or_(Admission.contact_mobile == mobile, col(Admission.id).in_(alternates))).limit(1)
+    )
+
+
 async def registered(session: AsyncSession, mobile: str) -> bool:
     """Is `mobile` the contact or an alternate number of any admission? Never shown to a user."""
-    alternates = select(AlternateMobile.admission_id).where(AlternateMobile.mobile == mobile)
-    query = select(Admission.id).where(or_(Admission.contact_mobile == mobile, col(Admission.id).in_(alternates)))
-    return (await session.exec(query.limit(1))).first() is not None
+    return (await session.exec(_registered_query(), params={"mobile": mobile})).first() is not None
 
 
 async def current_admissions(

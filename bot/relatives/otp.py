@@ -23,9 +23,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from functools import cache
 from typing import Protocol
 
-from sqlalchemy import and_, case, false, func, or_
+from sqlalchemy import and_, bindparam, case, false, func, or_
 from sqlmodel import col, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -116,6 +117,72 @@ def read_code(text: str, digits: int) -> str | None:
     return compact if len(compact) == digits and compact.isascii() and compact.isdigit() else None
 
 
+# The statements of every code request and check, built once: building them and their keys for
+# SQLAlchemy's cache cost as much as running them, on the reply path.
+
+
+@cache
+def _latest_query():
+    return (
+        select(OtpChallenge)
+        .where(OtpChallenge.chat_pseudonym == bindparam("chat"), OtpChallenge.mobile_pseudonym == bindparam("number"))
+        .order_by(col(OtpChallenge.created_at).desc(), col(OtpChallenge.id).desc())
+        .limit(1)
+        .execution_options(populate_existing=True)
+    )
+
+
+@cache
+def _counts_query():
+    """`OtpService._any_limit_reached`'s four counts."""
+    in_hour = col(OtpChallenge.created_at) > bindparam("hour_ago")
+    of_chat = col(OtpChallenge.chat_pseudonym) == bindparam("chat")
+    of_number = col(OtpChallenge.mobile_pseudonym) == bindparam("number")
+    # The different numbers the chat tried in the day, or none if this is one of them: trying
+    # a number again is not trying one more.
+    tried_this = func.count().filter(of_chat, of_number) > 0
+    numbers_if_new = case(
+        (tried_this, 0), else_=func.count(col(OtpChallenge.mobile_pseudonym).distinct()).filter(of_chat)
+    )
+    return select(
+        func.count().filter(in_hour, of_number),
+        func.count().filter(in_hour, of_chat),
+        func.count().filter(in_hour),
+        numbers_if_new,
+    ).where(or_(in_hour, and_(of_chat, col(OtpChallenge.created_at) > bindparam("day_ago"))))
+
+
+@cache
+def _void_query():
+    """Only the newest code of a chat and number is valid."""
+    return (
+        update(OtpChallenge)
+        .where(
+            col(OtpChallenge.chat_pseudonym) == bindparam("chat"),
+            col(OtpChallenge.mobile_pseudonym) == bindparam("number"),
+        )
+        .values(voided=True)
+    )
+
+
+@cache
+def _codes_lock_query():
+    """PostgreSQL: the lock of all codes, until the transaction ends."""
+    return select(func.pg_advisory_xact_lock(_CODES_LOCK))
+
+
+@cache
+def _chat_number_lock_query():
+    """PostgreSQL: the lock of one chat's codes for one number, until the transaction ends."""
+    return select(func.pg_advisory_xact_lock(_CHAT_NUMBER_LOCKS, bindparam("chat_number")))
+
+
+@cache
+def _write_lock_query():
+    """A write that changes nothing: on SQLite it takes the single write lock."""
+    return update(OtpChallenge).where(false()).values(voided=True)
+
+
 class OtpService:
     def __init__(
         self,
@@ -155,26 +222,19 @@ class OtpService:
         dialect = session.bind.dialect.name if session.bind is not None else ""
         if dialect == "postgresql":
             if request:
-                await session.exec(select(func.pg_advisory_xact_lock(_CODES_LOCK)))
+                await session.exec(_codes_lock_query())
             chat_number = int.from_bytes(
                 hashlib.blake2b(f"{chat}|{number}".encode(), digest_size=4).digest(), signed=True
             )
-            await session.exec(select(func.pg_advisory_xact_lock(_CHAT_NUMBER_LOCKS, chat_number)))
+            await session.exec(_chat_number_lock_query(), params={"chat_number": chat_number})
         elif dialect == "sqlite":
             # A write, even one that changes nothing, takes SQLite's single write lock now rather
             # than at the first real write, after the counts were read.
-            await session.exec(update(OtpChallenge).where(false()).values(voided=True))
+            await session.exec(_write_lock_query())
 
     async def _latest(self, session: AsyncSession, chat: str, number: str) -> OtpChallenge | None:
         """The newest request of this chat for this number (both pseudonyms)."""
-        result = await session.exec(
-            select(OtpChallenge)
-            .where(OtpChallenge.chat_pseudonym == chat, OtpChallenge.mobile_pseudonym == number)
-            .order_by(col(OtpChallenge.created_at).desc(), col(OtpChallenge.id).desc())
-            .limit(1)
-            .execution_options(populate_existing=True)
-        )
-        return result.first()
+        return (await session.exec(_latest_query(), params={"chat": chat, "number": number})).first()
 
     @staticmethod
     async def _ends(
@@ -214,23 +274,13 @@ class OtpService:
         """Would one more request pass a limit? All four counted in one statement: nearly every
         request passes none, and then `_limit`'s four statements, one per limit, would be spent
         on the reply path for nothing."""
-        hour_ago, day_ago = now - timedelta(hours=1), now - timedelta(days=1)
-        in_hour = col(OtpChallenge.created_at) > hour_ago
-        of_chat = col(OtpChallenge.chat_pseudonym) == chat
-        of_number = col(OtpChallenge.mobile_pseudonym) == number
-        # The different numbers the chat tried in the day, or none if this is one of them: trying
-        # a number again is not trying one more.
-        tried_this = func.count().filter(of_chat, of_number) > 0
-        numbers_if_new = case(
-            (tried_this, 0), else_=func.count(col(OtpChallenge.mobile_pseudonym).distinct()).filter(of_chat)
-        )
-        counted = select(
-            func.count().filter(in_hour, of_number),
-            func.count().filter(in_hour, of_chat),
-            func.count().filter(in_hour),
-            numbers_if_new,
-        ).where(or_(in_hour, and_(of_chat, col(OtpChallenge.created_at) > day_ago)))
-        number_hour, chat_hour, overall, chat_numbers = (await session.exec(counted)).one()
+        counting = {
+            "chat": chat,
+            "number": number,
+            "hour_ago": now - timedelta(hours=1),
+            "day_ago": now - timedelta(days=1),
+        }
+        number_hour, chat_hour, overall, chat_numbers = (await session.exec(_counts_query(), params=counting)).one()
         policy = self.policy
         return (
             number_hour >= policy.max_sends_per_number_per_hour
@@ -289,11 +339,7 @@ class OtpService:
             return RequestOutcome(Requested.LIMITED, limit=limit, until=until)
 
         # Only the newest code of a chat and number is valid.
-        await session.exec(
-            update(OtpChallenge)
-            .where(col(OtpChallenge.chat_pseudonym) == chat, col(OtpChallenge.mobile_pseudonym) == number)
-            .values(voided=True)
-        )
+        await session.exec(_void_query(), params={"chat": chat, "number": number})
         code = "".join(secrets.choice("0123456789") for _ in range(policy.digits))
         own_code = registered and self._verifier is None
         session.add(
