@@ -7,7 +7,7 @@ from collections.abc import Collection
 from datetime import datetime, timedelta
 from functools import cache
 
-from sqlalchemy import bindparam, delete, tuple_, update
+from sqlalchemy import BindParameter, bindparam, delete, tuple_, update
 from sqlmodel import col, or_, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -30,14 +30,23 @@ def _still_current(admission: Admission, now: datetime, policy: VerificationConf
     return now < admission.status_at + timedelta(days=policy.days_after_discharge)
 
 
+def _under_number():
+    """The admissions whose contact or alternate number is the parameter `mobile`."""
+    mobile: BindParameter[str] = bindparam("mobile")
+    alternates = select(AlternateMobile.admission_id).where(AlternateMobile.mobile == mobile)
+    return or_(Admission.contact_mobile == mobile, col(Admission.id).in_(alternates))
+
+
+# Every number and every code runs one of these two: built once, as building a statement and its
+# key for SQLAlchemy's cache cost as much as running it.
 @cache
 def _registered_query():
-    """Built once: every number a relative sends runs it."""
-    mobile = bindparam("mobile")
-    alternates = select(AlternateMobile.admission_id).where(AlternateMobile.mobile == mobile)
-    return (
-        select(Admission.id).where(or_(Admission.contact_mobile == mobile, col(Admission.id).in_(alternates))).limit(1)
-    )
+    return select(Admission.id).where(_under_number()).limit(1)
+
+
+@cache
+def _current_query():
+    return select(Admission).where(_under_number()).order_by(col(Admission.id))
 
 
 async def registered(session: AsyncSession, mobile: str) -> bool:
@@ -48,13 +57,13 @@ async def registered(session: AsyncSession, mobile: str) -> bool:
 async def current_admissions(
     session: AsyncSession, mobile: str, now: datetime, policy: VerificationConfig
 ) -> list[Admission]:
-    alternates = select(AlternateMobile.admission_id).where(AlternateMobile.mobile == mobile)
-    result = await session.exec(
-        select(Admission)
-        .where(or_(Admission.contact_mobile == mobile, col(Admission.id).in_(alternates)))
-        .order_by(col(Admission.id))
-    )
+    result = await session.exec(_current_query(), params={"mobile": mobile})
     return [admission for admission in result.all() if _still_current(admission, now, policy)]
+
+
+@cache
+def _subscriptions_query():
+    return select(Subscription).where(Subscription.chat_id == bindparam("chat_id"))
 
 
 async def verify(
@@ -68,7 +77,7 @@ async def verify(
     )
     session.add(verification)
     await session.flush()
-    existing = await session.exec(select(Subscription).where(Subscription.chat_id == chat.id))
+    existing = await session.exec(_subscriptions_query(), params={"chat_id": chat.id})
     by_admission = {subscription.admission_id: subscription for subscription in existing.all()}
     for admission in admissions:
         subscription = by_admission.get(admission.id) or Subscription(
