@@ -82,6 +82,9 @@ class Turn:
 
 
 class Conversation:
+    # What a chat's first message writes; the rest of the row is empty until the dialogue fills it.
+    _NEW_CHAT_FIELDS = ("channel", "chat_key", "language", "state", "alerts_stopped", "created_at", "updated_at")
+
     def __init__(
         self,
         database: Database,
@@ -107,6 +110,14 @@ class Conversation:
             select(Chat)
             .where(Chat.channel == bindparam("channel"), Chat.chat_key == bindparam("chat_key"))
             .with_for_update()
+        )
+        # A chat's first message: the row made and read back in one statement (its maker holds
+        # it until the turn commits), or nothing when another turn made it first.
+        self._new_chat = (
+            self._dialect.insert(Chat)
+            .values({name: bindparam(name) for name in self._NEW_CHAT_FIELDS})
+            .on_conflict_do_nothing()
+            .returning(Chat)
         )
         self._config = config
         self._otp = otp
@@ -167,9 +178,12 @@ class Conversation:
         if chat is None:
             language = self._catalogues.match(inbound.language_hint) or self._catalogues.default
             new = Chat(channel=inbound.channel, chat_key=inbound.chat_key, language=language)
-            row = new.model_dump(exclude={"id"}, exclude_none=True)
-            await session.exec(self._dialect.insert(table_of(Chat)).values(row).on_conflict_do_nothing())
-            chat = (await session.exec(self._locked_chat, params=key)).one()
+            row = new.model_dump(
+                include={"channel", "chat_key", "language", "state", "alerts_stopped", "created_at", "updated_at"}
+            )
+            chat = (await session.exec(self._new_chat, params=row)).scalars().first()
+            if chat is None:
+                chat = (await session.exec(self._locked_chat, params=key)).one()
         return chat
 
     @staticmethod
