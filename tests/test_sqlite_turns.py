@@ -90,3 +90,23 @@ async def test_a_lock_held_past_the_busy_wait_is_database_is_locked(services, sq
         await services.conversation.handle(start("1"))
     async with services.database.session() as session:
         assert (await session.exec(text("SELECT count(*) FROM chat"))).scalar_one() == 0
+
+
+async def test_a_long_run_of_statements_lets_the_rest_of_the_service_in(services, sqlite_file, monkeypatch):
+    """Thousands of statements one after another (a CSV import of a big file) give the event loop
+    a turn every `HOLD_THE_LOOP_SECONDS`, so /healthz, the ward's pages and the replies go on
+    meanwhile. With that at 0, the loop gets a turn after every statement."""
+    monkeypatch.setattr(db, "HOLD_THE_LOOP_SECONDS", 0)
+
+    async def many_statements() -> None:
+        async with services.database.engine.connect() as connection:
+            for _ in range(3000):
+                await connection.execute(text("SELECT 1"))
+
+    work = asyncio.ensure_future(many_statements())
+    others_ran = 0
+    while not work.done():
+        await asyncio.sleep(0)
+        others_ran += 1
+    await work
+    assert others_ran >= 3000

@@ -30,6 +30,8 @@ CLOCK = "clock"
 
 # How long a statement waits for another process's write to end before "database is locked".
 BUSY_WAIT_SECONDS = 5.0
+# How long SQLite's calls may run one after another before the event loop gets a turn.
+HOLD_THE_LOOP_SECONDS = 0.02
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -109,6 +111,8 @@ class _InlineConnection(aiosqlite.Connection):
     """aiosqlite's connection, its calls run on the event loop's thread (`_execute`), its cursors
     `_InlineCursor`s."""
 
+    _loop_had_a_turn = 0.0  # when `_execute` last let the event loop run other tasks
+
     @aiosqlite_context.contextmanager
     async def cursor(self) -> aiosqlite.Cursor:
         return _InlineCursor(self)
@@ -129,12 +133,19 @@ class _InlineConnection(aiosqlite.Connection):
         pause = 0.001
         while True:
             try:
-                return fn(*args, **kwargs)
+                result = fn(*args, **kwargs)
+                break
             except sqlite3.OperationalError as error:
                 if error.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY or time.monotonic() >= deadline:
                     raise
             await asyncio.sleep(pause)
             pause = min(pause * 2, 0.05)
+        # A call that does not wait gives the event loop no turn: a long run of them (a CSV import
+        # of thousands of rows) would hold up every other request meanwhile, /healthz too.
+        if time.monotonic() - self._loop_had_a_turn > HOLD_THE_LOOP_SECONDS:
+            await asyncio.sleep(0)
+            self._loop_had_a_turn = time.monotonic()
+        return result
 
 
 def _inline_connection(database: str, **options: Any) -> _InlineConnection:
