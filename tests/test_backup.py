@@ -158,7 +158,8 @@ async def test_a_restore_is_refused_while_the_service_runs_and_replaces_the_data
         await asyncio.wait_for(web.wait(), 15)
     assert (code, out) == (1, "")
     assert err.splitlines() == [
-        "error: the service is running on this database: stop its web and worker processes first"
+        "error: the database is in use: stop the service's processes (web, worker, run, chat) "
+        "and wait for any import or other command to end"
     ]
     assert await hospital_codes(live) == ["MRB"]  # nothing changed
 
@@ -211,7 +212,8 @@ async def test_a_restore_is_refused_while_an_import_runs_and_the_import_keeps_it
 
     assert (code, out) == (1, "")
     assert err.splitlines() == [
-        "error: the service is running on this database: stop its web and worker processes first"
+        "error: the database is in use: stop the service's processes (web, worker, run, chat) "
+        "and wait for any import or other command to end"
     ]
     assert importing.returncode == 0, import_errors.decode()
     assert "today.csv for MRB: 1 row read; 1 admission created" in imported.decode()

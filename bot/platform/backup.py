@@ -111,7 +111,8 @@ def restore(backup_file: Path, database_url: str) -> None:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise BackupError(
-                "the service is running on this database: stop its web and worker processes first"
+                "the database is in use: stop the service's processes (web, worker, run, chat) "
+                "and wait for any import or other command to end"
             ) from None
         try:
             os.close(os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
