@@ -122,11 +122,13 @@ class _InlineConnection(aiosqlite.Connection):
         microseconds, found by index; each hand-off to the thread and back waited for the event
         loop and the thread to take turns at the interpreter, and under load that wait was most of
         a dialogue turn's time (py-spy at 120 messages a second), all of it while the turn held
-        this process's write turn (`Database.writing`). A call refused
-        because another process holds SQLite's write lock waits here for it without holding up
-        the event loop (the busy timeout is 0: SQLite's own wait would sleep in this thread),
-        for at most `BUSY_WAIT_SECONDS`. Retrying is safe: SQLite refuses a write at its first
-        statement, before it changes anything, and a refused COMMIT leaves the transaction whole."""
+        this process's write turn (`Database.writing`).
+
+        A call refused because another process holds SQLite's write lock waits for it here without
+        holding up the event loop (the busy timeout is 0: SQLite's own wait would sleep in this
+        thread), for at most `BUSY_WAIT_SECONDS`. Retrying is safe: SQLite refuses a write at its
+        first statement, before it changes anything, and a refused COMMIT leaves the transaction
+        whole."""
         if not self._running or not self._connection:
             raise ValueError("Connection closed")
         deadline = time.monotonic() + BUSY_WAIT_SECONDS

@@ -178,9 +178,7 @@ class Conversation:
         if chat is None:
             language = self._catalogues.match(inbound.language_hint) or self._catalogues.default
             new = Chat(channel=inbound.channel, chat_key=inbound.chat_key, language=language)
-            row = new.model_dump(
-                include={"channel", "chat_key", "language", "state", "alerts_stopped", "created_at", "updated_at"}
-            )
+            row = new.model_dump(include=set(self._NEW_CHAT_FIELDS))
             chat = (await session.exec(self._new_chat, params=row)).scalars().first()
             if chat is None:
                 chat = (await session.exec(self._locked_chat, params=key)).one()
