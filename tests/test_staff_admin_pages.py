@@ -164,11 +164,22 @@ async def test_a_refused_account_is_explained_and_nothing_is_added(world, admin)
     assert [account.username for account in await rows(world, StaffAccount)] == ["anita", "rina"]
 
 
-async def test_a_reset_gives_a_new_one_time_password_and_ends_the_accounts_sessions(world, admin):
+async def rina_at_work(world):
+    """Rina, ward staff, logged in, and her account's row."""
     ward = await staff_browser(world, "rina", await add_staff(world.bot, "rina"))
     (rina,) = await rows(world, StaffAccount, StaffAccount.username == "rina")
+    return ward, rina
 
-    reset = await admin.submit(f"/staff/admin/staff/{rina.id}", f"/staff/admin/staff/{rina.id}/reset")
+
+async def on_account(admin, account, action: str):
+    """The admin's second tap on an account's page: "reset", "disable" or "enable"."""
+    return await admin.submit(f"/staff/admin/staff/{account.id}", f"/staff/admin/staff/{account.id}/{action}")
+
+
+async def test_a_reset_gives_a_new_one_time_password_and_ends_the_accounts_sessions(world, admin):
+    ward, rina = await rina_at_work(world)
+
+    reset = await on_account(admin, rina, "reset")
     assert reset.status_code == 200
     password = secret(reset, ONE_TIME_PASSWORD)
 
@@ -181,10 +192,9 @@ async def test_a_reset_gives_a_new_one_time_password_and_ends_the_accounts_sessi
 
 
 async def test_a_disabled_account_cannot_log_in_and_its_sessions_end(world, admin):
-    ward = await staff_browser(world, "rina", await add_staff(world.bot, "rina"))
-    (rina,) = await rows(world, StaffAccount, StaffAccount.username == "rina")
+    ward, rina = await rina_at_work(world)
 
-    disabled = await admin.submit(f"/staff/admin/staff/{rina.id}", f"/staff/admin/staff/{rina.id}/disable")
+    disabled = await on_account(admin, rina, "disable")
     assert (disabled.status_code, disabled.headers["location"]) == (303, f"/staff/admin/staff/{rina.id}?done=disabled")
     page = await admin.http.get(disabled.headers["location"])
     assert "The account is disabled" in page.text and "/disable" not in page.text
@@ -197,9 +207,8 @@ async def test_a_disabled_account_cannot_log_in_and_its_sessions_end(world, admi
 
 
 async def test_a_disabled_account_enabled_again_logs_in_with_its_own_password(world, admin):
-    ward = await staff_browser(world, "rina", await add_staff(world.bot, "rina"))
-    (rina,) = await rows(world, StaffAccount, StaffAccount.username == "rina")
-    await admin.submit(f"/staff/admin/staff/{rina.id}", f"/staff/admin/staff/{rina.id}/disable")
+    ward, rina = await rina_at_work(world)
+    await on_account(admin, rina, "disable")
     assert (await ward.log_in("rina", NEW_PASSWORD)).status_code == 403
 
     page = await admin.get(f"/staff/admin/staff/{rina.id}")
@@ -208,7 +217,7 @@ async def test_a_disabled_account_enabled_again_logs_in_with_its_own_password(wo
     assert forged.status_code == 403
     assert (await ward.log_in("rina", NEW_PASSWORD)).status_code == 403
 
-    enabled = await admin.submit(f"/staff/admin/staff/{rina.id}", f"/staff/admin/staff/{rina.id}/enable")
+    enabled = await on_account(admin, rina, "enable")
     assert (enabled.status_code, enabled.headers["location"]) == (303, f"/staff/admin/staff/{rina.id}?done=enabled")
     page = await admin.http.get(enabled.headers["location"])
     assert "The account is enabled again" in page.text and "Active" in page.text and "/disable" in page.text
@@ -223,15 +232,14 @@ async def test_a_disabled_account_enabled_again_logs_in_with_its_own_password(wo
 
 
 async def test_enabling_again_keeps_the_sessions_the_disable_ended_and_a_lock_from_wrong_passwords(world, admin):
-    ward = await staff_browser(world, "rina", await add_staff(world.bot, "rina"))
-    (rina,) = await rows(world, StaffAccount, StaffAccount.username == "rina")
-    await admin.submit(f"/staff/admin/staff/{rina.id}", f"/staff/admin/staff/{rina.id}/disable")
+    ward, rina = await rina_at_work(world)
+    await on_account(admin, rina, "disable")
     guesser = browser_for(world, address="10.0.0.66")
     for _ in range(5):
         await guesser.log_in("rina", "not-her-password")
     await guesser.http.aclose()
 
-    await admin.submit(f"/staff/admin/staff/{rina.id}", f"/staff/admin/staff/{rina.id}/enable")
+    await on_account(admin, rina, "enable")
     assert (await ward.get("/staff/")).headers["location"] == "/staff/login"
     assert "Locked until" in (await admin.get(f"/staff/admin/staff/{rina.id}")).text
     locked = await ward.log_in("rina", NEW_PASSWORD)
