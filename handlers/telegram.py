@@ -228,12 +228,29 @@ async def on_other(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     await _answer(update, context, unsupported=True)
 
 
+async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """An update whose handling raised (the database not answering, a fault): logged with its
+    traceback, and the relative asked to send the message again instead of hearing nothing."""
+    update_id = update.update_id if isinstance(update, Update) else None
+    log.error("Telegram update %s not answered", update_id, exc_info=context.error)
+    chat = update.effective_chat if isinstance(update, Update) else None
+    if chat is None or chat.type != chat.PRIVATE:
+        return
+    user = update.effective_user if isinstance(update, Update) else None
+    conversation: Conversation = context.bot_data[CONVERSATION]
+    try:
+        await send_with(context.bot, chat.id, conversation.failed(user.language_code if user else None))
+    except TelegramError as error:  # the failure was Telegram's own, or it still is
+        log.warning("Telegram: the request to send again was not sent either: %s", error.message)
+
+
 def register_handlers(application: Application) -> None:
     """Every update the bot understands, in the order PTB tries them (the first that matches
     handles the update):
     1. the commands of the table, 2. button presses, 3. shared contacts, 4. plain text, 5. any
     other command (the conversation answers it with a hint), 6. anything else in a private chat
-    but Telegram's service messages (a member joined, a title changed), 7. the rest, logged."""
+    but Telegram's service messages (a member joined, a title changed), 7. the rest, logged. An
+    update whose callback raises goes to `on_error`."""
     private = filters.ChatType.PRIVATE
     names = [command.name for command in commands.COMMANDS]
     application.add_handler(CommandHandler(names, on_command, filters=private))
@@ -243,6 +260,7 @@ def register_handlers(application: Application) -> None:
     application.add_handler(MessageHandler(private & filters.COMMAND, on_command))
     application.add_handler(MessageHandler(private & ~filters.StatusUpdate.ALL, on_other))
     application.add_handler(TypeHandler(Update, on_unhandled))
+    application.add_error_handler(on_error)
 
 
 def command_menu(language: Language) -> list[BotCommand]:

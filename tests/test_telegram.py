@@ -315,6 +315,33 @@ async def test_language_comes_from_telegram_language_code(bot, fake, language_co
     assert (await bot.chat(relative.user)).language == language
 
 
+async def test_a_message_that_cannot_be_answered_asks_to_send_it_again(start_bot, fake, caplog, monkeypatch):
+    """A fault while answering (here the database not answering) is logged, and the relative,
+    instead of hearing nothing, is asked in their app's language to send the message again."""
+    bot = await start_bot()
+
+    async def database_down(inbound):
+        raise ConnectionRefusedError("the database is not answering")
+
+    monkeypatch.setattr(bot.services.conversation, "handle", database_down)
+    relative = Relative(fake, FakeUser(7301, "Rupa", "bn"))
+    [reply] = await relative.command("/start")
+    assert reply.plain == "দুঃখিত, আমাদের দিকে একটা সমস্যা হয়েছে। এক মিনিট পরে আপনার মেসেজটি আবার পাঠান।"
+    logged = [record for record in caplog.records if record.levelno >= logging.ERROR]
+    assert [record.getMessage() for record in logged] == [
+        f"Telegram update {relative.last_update['update_id']} not answered"
+    ]
+    assert isinstance(logged[0].exc_info[1], ConnectionRefusedError)
+
+    monkeypatch.undo()
+    [reply] = await relative.command("/start")
+    assert "স্বাগত" in reply.plain, "the next message is answered as ever"
+    # Seen and expected: the fixture's check that nothing went wrong unseen is for the rest.
+    assert [type(error) for error in bot.errors] == [ConnectionRefusedError]
+    bot.errors.clear()
+    caplog.clear()
+
+
 async def test_unknown_telegram_language_falls_back_to_english(bot, fake):
     relative = Relative(fake, fake.user("fr"))
     [ask] = await relative.command("/start")

@@ -133,6 +133,17 @@ class Conversation:
         with log_context(channel=inbound.channel, chat=chat):
             return await self._handle(inbound)
 
+    def failed(self, language_hint: str | None) -> list[Reply]:
+        """What a relative reads when their message could not be answered (the database not
+        answering, a fault): to send it again, rather than nothing. In the language their app
+        names, as the chat's own could not be read."""
+        language = self._catalogues.get(self._catalogues.match(language_hint) or self._catalogues.default)
+        return [
+            Reply.text(
+                language.gettext("Sorry, something went wrong on our side. Please send your message again in a minute.")
+            )
+        ]
+
     async def _handle(self, inbound: Inbound) -> list[Reply]:
         # One transaction per message, holding the chat's row (`_chat`) until it commits. On SQLite
         # the turn also waits for this process's other writers (`Database.writing`): SQLite lets one
