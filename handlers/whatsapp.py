@@ -329,7 +329,13 @@ class WhatsAppChannel:
             received = time.perf_counter()
             self._metrics.message_received(CHANNEL)
             async with self._chats.held(inbound.chat_key):
-                replies = await self._conversation.handle(inbound)
+                try:
+                    replies = await self._conversation.handle(inbound)
+                except Exception:  # noqa: BLE001 - whatever the fault (the database not answering), the relative hears of it
+                    # Twilio does not deliver the message again after an error answer: asked to
+                    # send it again, the relative is not left without an answer.
+                    log.exception("WhatsApp message from %s not answered", mask(inbound.chat_key))
+                    replies = self._conversation.failed(inbound.language_hint)
                 await self._reply(inbound.chat_key, replies, received)
             return Response(EMPTY_TWIML, media_type="text/xml")
 

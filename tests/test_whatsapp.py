@@ -409,6 +409,22 @@ async def test_another_send_error_is_logged_and_marks_nothing(wa, fake, caplog, 
     assert f"reply to WhatsApp {MASKED_RELATIVE} not sent" in caplog.text and RELATIVE not in caplog.text
 
 
+async def test_a_message_that_cannot_be_answered_asks_to_send_it_again(wa, caplog, monkeypatch):
+    """A fault while answering (here the database not answering) is logged, masked, and the
+    relative is asked, in the language of their message's script, to send it again: Twilio would
+    not deliver it again after an error answer."""
+
+    async def database_down(inbound):
+        raise ConnectionRefusedError("the database is not answering")
+
+    monkeypatch.setattr(wa.services.conversation, "handle", database_down)
+    with caplog.at_level(logging.ERROR):
+        assert await wa.send("নমস্কার") == ["দুঃখিত, আমাদের দিকে একটা সমস্যা হয়েছে। এক মিনিট পরে আপনার মেসেজটি আবার পাঠান।"]
+    assert f"WhatsApp message from {MASKED_RELATIVE} not answered" in caplog.text and RELATIVE not in caplog.text
+    monkeypatch.undo()
+    assert "স্বাগত" in (await wa.send("নমস্কার"))[0], "the next message is answered as ever"
+
+
 async def test_a_media_message_without_text_is_unsupported(wa):
     await wa.send("Hello")
     [sorry, hint] = await wa.send("", NumMedia="1", MediaContentType0="image/jpeg")
