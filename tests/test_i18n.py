@@ -281,6 +281,16 @@ def test_hindi_times_have_hindi_month_names(catalogues):
     assert hindi.time(EVENING, KOLKATA) == "28 नव॰, शाम 5:30"
 
 
+def test_one_moment_reads_in_each_zone_and_language_it_is_shown_in(catalogues):
+    """Formatted values are remembered: the same moment in another zone, or the same number in
+    another language, is still written afresh."""
+    english, bengali = catalogues.get("en"), catalogues.get("bn")
+    assert english.time(MORNING, KOLKATA) == "15 Jan, 8:35 AM"
+    assert english.time(MORNING, ZoneInfo("Asia/Kathmandu")) == "15 Jan, 8:50 AM"
+    assert english.time(MORNING.astimezone(KOLKATA), UTC) == "15 Jan, 3:05 AM"
+    assert (english.number(98), bengali.number(98), english.number(98.5)) == ("98", "৯৮", "98.5")
+
+
 def test_english_numbers_and_times(catalogues):
     english = catalogues.get("en")
     assert english.number(1234567.5) == "12,34,567.5"
