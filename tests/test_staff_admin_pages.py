@@ -428,7 +428,7 @@ async def test_an_upload_may_be_larger_than_an_api_body_but_not_without_limit(wo
     assert preview.text.count("<tr><td>") == ROWS_LISTED
 
     too_big = await upload(admin, b"x" * (8 * 1024 * 1024 + 1))
-    assert too_big.status_code == 413 and "This file is larger than 8 MiB" in plain(too_big)
+    assert too_big.status_code == 413 and "This file is larger than 8 MB" in plain(too_big)
 
 
 def with_upload_limit(world: World, limit: int) -> None:
@@ -442,13 +442,13 @@ async def test_the_configured_upload_limit_is_named_on_the_form_and_a_larger_fil
     with_upload_limit(world, 1024 * 1024)
     admin = browser_for(world)
     await admin.log_in_for_good("anita", await add_staff(world.bot, "anita", role="admin"))
-    assert "A file may be up to 1 MiB." in plain(await admin.get("/staff/admin/upload"))
+    assert "A file may be up to 1 MB." in plain(await admin.get("/staff/admin/upload"))
 
     line = "R-{},Patient {},098300 {:05d},Medicine 2,stable,ward,none,98\n"
     just_over = (HEADER + "".join(line.format(n, n, n) for n in range(1, 20000))).encode()[: 1024 * 1024 + 1]
     refused = await upload(admin, just_over)
     assert refused.status_code == 413
-    assert "This file is larger than 1 MiB, the most an upload may be." in plain(refused)
+    assert "This file is larger than 1 MB, the most an upload may be." in plain(refused)
     assert 'type="file"' in refused.text  # the form again, to choose a smaller file
     assert await rows(world, StaffUpload) == [] and await rows(world, Admission) == []
 

@@ -59,6 +59,18 @@ async def test_an_admin_manages_staff_and_disclosure_uploads_a_file_and_sees_who
     assert re.fullmatch(r"[a-z2-9]{4}-[a-z2-9]{4}-[a-z2-9]{4}", await page.locator(".secret").inner_text())
     await site.shot("admin-staff-password")
 
+    # Rina leaves, then comes back: disabled behind a second tap, enabled again the same way.
+    await page.get_by_role("link", name="All staff accounts").click()
+    await page.get_by_role("link", name="rina").click()
+    await page.get_by_text("Disable the account").click()
+    await page.get_by_role("button", name="Yes, disable rina").click()
+    await page.get_by_text("The account is disabled: it can no longer log in.").wait_for()
+    await page.get_by_text("Enable the account again").click()
+    await light(site)
+    await site.shot("admin-account-disabled")
+    await page.get_by_role("button", name="Yes, enable rina again").click()
+    await page.get_by_text("The account is enabled again: it can log in with its own password.").wait_for()
+
     # Relatives of this hospital no longer see vitals.
     await page.get_by_role("link", name="Hospital", exact=True).click()
     await page.get_by_text("Vitals", exact=True).click()
@@ -70,6 +82,9 @@ async def test_an_admin_manages_staff_and_disclosure_uploads_a_file_and_sees_who
 
     # The upload: a preview row by row, problems first, then apply.
     await page.get_by_role("link", name="CSV upload").click()
+    assert await page.get_by_text("A file may be up to 8 MB.").is_visible()
+    await light(site)
+    await site.shot("admin-upload")
     await page.get_by_label("CSV file").set_input_files(
         files=[{"name": "ward3.csv", "mimeType": "text/csv", "buffer": UPLOAD}]
     )

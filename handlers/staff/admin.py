@@ -42,7 +42,7 @@ router = APIRouter(prefix="/admin")
 # too large is answered with the upload page naming the limit. Starlette's own limit would answer a
 # bare "Content Too Large" instead; `handlers.staff.install` includes this router without it.
 upload_router = APIRouter(prefix="/admin")
-MIB = 1024 * 1024
+MIB = 1024 * 1024  # the page says "MB", as phones and Windows name these units
 # Rows of a preview listed one by one, problems first; the summary counts them all. Keeps the page
 # light on a phone whatever the file.
 ROWS_LISTED = 100
@@ -304,7 +304,7 @@ async def preview_upload(request: Request, staff: AdminStaff, session: DbSession
     if int(declared) > services.config.server.upload_max_bytes:
         largest = staff.language.number(services.config.server.upload_max_bytes / MIB)
         error = staff.language.gettext(
-            "This file is larger than {size} MiB, the most an upload may be. Split it into smaller files."
+            "This file is larger than {size} MB, the most an upload may be. Split it into smaller files."
         ).format(size=largest)
         return _upload_page(request, staff, services, 413, error)
     form = await checked_form(request, services)
