@@ -98,8 +98,7 @@ async def alternates_by_admission(session: AsyncSession, admission_ids: Iterable
 
 @cache
 def _latest_query(before: bool):
-    """`latest_updates`' statement, built once with and once without `before` (building and keying
-    it for SQLAlchemy's cache cost as much as running it: every card)."""
+    """`latest_updates`' statement, built once with and once without `before` (every card)."""
     rank = (
         func.row_number()
         .over(

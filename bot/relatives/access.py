@@ -37,8 +37,7 @@ def _under_number():
     return or_(Admission.contact_mobile == mobile, col(Admission.id).in_(alternates))
 
 
-# Every number and every code runs one of these two: built once, as building a statement and its
-# key for SQLAlchemy's cache cost as much as running it.
+# Every number and every code runs one of these two, built once (docs/ARCHITECTURE.md says why).
 @cache
 def _registered_query():
     return select(Admission.id).where(_under_number()).limit(1)
@@ -118,8 +117,8 @@ def number_still_theirs():
 
 @cache
 def _readable_query(narrowed: bool, alerting_only: bool):
-    """`readable_by_chat`'s statement, built once for each of its four forms: building and keying it
-    for SQLAlchemy's cache cost as much as running it (every /status, every alert)."""
+    """`readable_by_chat`'s statement, built once for each of its four forms (every /status, every
+    alert)."""
     narrower = [col(Admission.id).in_(bindparam("admission_ids", expanding=True))] if narrowed else []
     if alerting_only:
         narrower.append(col(Subscription.alerts).is_(True))

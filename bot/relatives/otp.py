@@ -117,8 +117,7 @@ def read_code(text: str, digits: int) -> str | None:
     return compact if len(compact) == digits and compact.isascii() and compact.isdigit() else None
 
 
-# The statements of every code request and check, built once: building them and their keys for
-# SQLAlchemy's cache cost as much as running them, on the reply path.
+# The statements of every code request and check, built once (docs/ARCHITECTURE.md says why).
 
 
 @cache
